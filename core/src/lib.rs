@@ -1,0 +1,7 @@
+//! Pure logic of audit_db, free of PostgreSQL so that plain `cargo test` covers it.
+//!
+//! * [`calendar`]: proleptic Gregorian civil dates and day arithmetic.
+//! * [`partition`]: partition intervals, period bounds (UTC), naming and planning.
+
+pub mod calendar;
+pub mod partition;

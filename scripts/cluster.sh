@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL 15 clusters for the demo, the SQL-level tests and benchmarks.
+#   scripts/cluster.sh start DIR PORT [postgresql.conf line ...]
+#   scripts/cluster.sh stop DIR
+# Runs the server as the OS user `postgres` when invoked as root (initdb refuses root).
+# The socket lives in DIR/sock; connect with: psql -h DIR/sock -p PORT -U postgres
+set -euo pipefail
+
+PG_BIN="$(/usr/bin/pg_config --bindir 2>/dev/null || true)"
+[ -x "$PG_BIN/initdb" ] || PG_BIN=/usr/lib/postgresql/15/bin
+
+as_pg() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+cmd="${1:?usage: cluster.sh start|stop DIR [PORT conf...]}"
+dir="${2:?cluster directory}"
+case "$cmd" in
+start)
+    port="${3:?port}"
+    shift 3
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    mkdir -p "$dir/sock"
+    [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
+    as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
+        || { cat "$dir/initdb.log"; exit 1; }
+    {
+        echo "port = $port"
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$dir/sock'"
+        echo "fsync = off"
+        echo "max_connections = 60"
+        for line in "$@"; do echo "$line"; done
+    } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+        || { cat "$dir/server.log"; exit 1; }
+    ;;
+stop)
+    as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    ;;
+*)
+    echo "unknown command $cmd" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,418 @@
+-- audit_db schema: the tables of the original Drizzle migrations 0000-0006
+-- (see ../shared/spec/schema-reference.md), created by CREATE EXTENSION.
+--
+-- Deliberate difference from the original: migration 0000 declares single-column
+-- primary keys on audit_log(id) and error_log(id), but both tables are
+-- PARTITION BY RANGE ("timestamp") and PostgreSQL requires every unique
+-- constraint of a partitioned table to include the partition key. audit_db
+-- therefore uses PRIMARY KEY (id, "timestamp") on those two tables (constraint
+-- names audit_log_pkey / error_log_pkey). Migration 0004 dropped the foreign key
+-- audit_integrity_log.audit_log_id -> audit_log.id for the same reason; it is
+-- not created here.
+
+-- ---------------------------------------------------------------- audit_log
+CREATE TABLE audit_log (
+    id serial NOT NULL,
+    "timestamp" timestamp with time zone NOT NULL,
+    ttl varchar(255),
+    principal_id varchar(255),
+    organization_id varchar(255),
+    action varchar(255) NOT NULL,
+    target_resource_type varchar(255),
+    target_resource_id varchar(255),
+    status varchar(50) NOT NULL,
+    outcome_description text,
+    hash varchar(64),
+    hash_algorithm varchar(50) DEFAULT 'SHA-256',
+    event_version varchar(20) DEFAULT '1.0',
+    correlation_id varchar(255),
+    data_classification varchar(20) DEFAULT 'INTERNAL',
+    retention_policy varchar(50) DEFAULT 'standard',
+    processing_latency integer,
+    archived_at timestamp with time zone,
+    details jsonb,
+    CONSTRAINT audit_log_pkey PRIMARY KEY (id, "timestamp")
+) PARTITION BY RANGE ("timestamp");
+
+CREATE TABLE audit_log_default PARTITION OF audit_log DEFAULT;
+
+CREATE INDEX audit_log_timestamp_idx ON audit_log USING btree ("timestamp");
+CREATE INDEX audit_log_principal_id_idx ON audit_log USING btree (principal_id);
+CREATE INDEX audit_log_organization_id_idx ON audit_log USING btree (organization_id);
+CREATE INDEX audit_log_action_idx ON audit_log USING btree (action);
+CREATE INDEX audit_log_status_idx ON audit_log USING btree (status);
+CREATE INDEX audit_log_hash_idx ON audit_log USING btree (hash);
+CREATE INDEX audit_log_target_resource_type_idx ON audit_log USING btree (target_resource_type);
+CREATE INDEX audit_log_target_resource_id_idx ON audit_log USING btree (target_resource_id);
+CREATE INDEX audit_log_correlation_id_idx ON audit_log USING btree (correlation_id);
+CREATE INDEX audit_log_data_classification_idx ON audit_log USING btree (data_classification);
+CREATE INDEX audit_log_retention_policy_idx ON audit_log USING btree (retention_policy);
+CREATE INDEX audit_log_archived_at_idx ON audit_log USING btree (archived_at);
+CREATE INDEX audit_log_timestamp_status_idx ON audit_log USING btree ("timestamp", status);
+CREATE INDEX audit_log_principal_action_idx ON audit_log USING btree (principal_id, action);
+CREATE INDEX audit_log_classification_retention_idx ON audit_log USING btree (data_classification, retention_policy);
+CREATE INDEX audit_log_resource_type_id_idx ON audit_log USING btree (target_resource_type, target_resource_id);
+
+-- ---------------------------------------------------------------- error_log
+CREATE TABLE error_log (
+    id varchar(36) NOT NULL,
+    category varchar(50) NOT NULL,
+    severity varchar(20) NOT NULL,
+    code varchar(20) NOT NULL,
+    message text NOT NULL,
+    component varchar(100) NOT NULL,
+    operation varchar(100) NOT NULL,
+    correlation_id varchar(255) NOT NULL,
+    user_id varchar(255),
+    session_id varchar(255),
+    request_id varchar(255),
+    retryable varchar(10) NOT NULL,
+    aggregation_key varchar(255) NOT NULL,
+    context jsonb,
+    troubleshooting jsonb,
+    "timestamp" timestamp with time zone NOT NULL,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    CONSTRAINT error_log_pkey PRIMARY KEY (id, "timestamp")
+) PARTITION BY RANGE ("timestamp");
+
+CREATE TABLE error_log_default PARTITION OF error_log DEFAULT;
+
+CREATE INDEX error_log_timestamp_idx ON error_log USING btree ("timestamp");
+CREATE INDEX error_log_category_idx ON error_log USING btree (category);
+CREATE INDEX error_log_severity_idx ON error_log USING btree (severity);
+CREATE INDEX error_log_component_idx ON error_log USING btree (component);
+CREATE INDEX error_log_correlation_id_idx ON error_log USING btree (correlation_id);
+CREATE INDEX error_log_aggregation_key_idx ON error_log USING btree (aggregation_key);
+CREATE INDEX error_log_user_id_idx ON error_log USING btree (user_id);
+CREATE INDEX error_log_created_at_idx ON error_log USING btree (created_at);
+CREATE INDEX error_log_category_severity_idx ON error_log USING btree (category, severity);
+CREATE INDEX error_log_component_timestamp_idx ON error_log USING btree (component, "timestamp");
+
+-- ------------------------------------------------------ audit_integrity_log
+CREATE TABLE audit_integrity_log (
+    id serial PRIMARY KEY,
+    audit_log_id integer NOT NULL,
+    verification_timestamp timestamp with time zone NOT NULL DEFAULT now(),
+    verification_status varchar(20) NOT NULL,
+    verification_details jsonb,
+    verified_by varchar(255),
+    hash_verified varchar(64),
+    expected_hash varchar(64)
+);
+CREATE INDEX audit_integrity_log_audit_log_id_idx ON audit_integrity_log USING btree (audit_log_id);
+CREATE INDEX audit_integrity_log_verification_timestamp_idx ON audit_integrity_log USING btree (verification_timestamp);
+CREATE INDEX audit_integrity_log_verification_status_idx ON audit_integrity_log USING btree (verification_status);
+CREATE INDEX audit_integrity_log_verified_by_idx ON audit_integrity_log USING btree (verified_by);
+
+-- --------------------------------------------------- audit_retention_policy
+CREATE TABLE audit_retention_policy (
+    id serial PRIMARY KEY,
+    policy_name varchar(100) NOT NULL,
+    retention_days integer NOT NULL,
+    archive_after_days integer,
+    delete_after_days integer,
+    data_classification varchar(20) NOT NULL,
+    description text,
+    is_active varchar(10) DEFAULT 'true',
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    created_by varchar(255),
+    CONSTRAINT audit_retention_policy_policy_name_unique UNIQUE (policy_name)
+);
+CREATE INDEX audit_retention_policy_policy_name_idx ON audit_retention_policy USING btree (policy_name);
+CREATE INDEX audit_retention_policy_data_classification_idx ON audit_retention_policy USING btree (data_classification);
+CREATE INDEX audit_retention_policy_is_active_idx ON audit_retention_policy USING btree (is_active);
+CREATE INDEX audit_retention_policy_created_at_idx ON audit_retention_policy USING btree (created_at);
+
+-- ------------------------------------------------------------------- alerts
+CREATE TABLE alerts (
+    id varchar(255) PRIMARY KEY,
+    organization_id varchar(255) NOT NULL,
+    severity varchar(20) NOT NULL,
+    type varchar(20) NOT NULL,
+    title varchar(500) NOT NULL,
+    description text NOT NULL,
+    source varchar(100) NOT NULL,
+    correlation_id varchar(255),
+    metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    resolved varchar(10) NOT NULL DEFAULT 'false',
+    resolved_at timestamp with time zone,
+    resolved_by varchar(255),
+    resolution_notes text,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    acknowledged varchar(10) NOT NULL DEFAULT 'false',
+    acknowledged_at timestamp with time zone,
+    acknowledged_by varchar(255)
+);
+CREATE INDEX alerts_organization_id_idx ON alerts USING btree (organization_id);
+CREATE INDEX alerts_organization_resolved_idx ON alerts USING btree (organization_id, resolved);
+CREATE INDEX alerts_organization_severity_idx ON alerts USING btree (organization_id, severity);
+CREATE INDEX alerts_organization_type_idx ON alerts USING btree (organization_id, type);
+CREATE INDEX alerts_created_at_idx ON alerts USING btree (created_at);
+CREATE INDEX alerts_updated_at_idx ON alerts USING btree (updated_at);
+CREATE INDEX alerts_resolved_at_idx ON alerts USING btree (resolved_at);
+CREATE INDEX alerts_severity_idx ON alerts USING btree (severity);
+CREATE INDEX alerts_type_idx ON alerts USING btree (type);
+CREATE INDEX alerts_source_idx ON alerts USING btree (source);
+CREATE INDEX alerts_correlation_id_idx ON alerts USING btree (correlation_id);
+CREATE INDEX alerts_org_created_resolved_idx ON alerts USING btree (organization_id, created_at, resolved);
+CREATE INDEX alerts_org_severity_created_idx ON alerts USING btree (organization_id, severity, created_at);
+CREATE INDEX alerts_resolved_by_idx ON alerts USING btree (resolved_by);
+CREATE INDEX alerts_organization_acknowledged_idx ON alerts USING btree (organization_id, acknowledged);
+CREATE INDEX alerts_acknowledged_at_idx ON alerts USING btree (acknowledged_at);
+
+-- -------------------------------------------------------- scheduled_reports
+CREATE TABLE scheduled_reports (
+    id varchar(255) PRIMARY KEY,
+    name varchar(255) NOT NULL,
+    description text,
+    organization_id varchar(255) NOT NULL,
+    template_id varchar(255),
+    criteria jsonb NOT NULL,
+    format varchar(50) NOT NULL,
+    schedule jsonb NOT NULL,
+    delivery jsonb NOT NULL,
+    enabled varchar(10) NOT NULL DEFAULT 'true',
+    last_run timestamp with time zone,
+    next_run timestamp with time zone,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    created_by varchar(255) NOT NULL,
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    updated_by varchar(255),
+    report_type varchar(50) NOT NULL,
+    export jsonb NOT NULL
+);
+CREATE INDEX scheduled_reports_organization_id_idx ON scheduled_reports USING btree (organization_id);
+CREATE INDEX scheduled_reports_template_id_idx ON scheduled_reports USING btree (template_id);
+CREATE INDEX scheduled_reports_enabled_idx ON scheduled_reports USING btree (enabled);
+CREATE INDEX scheduled_reports_next_run_idx ON scheduled_reports USING btree (next_run);
+CREATE INDEX scheduled_reports_created_at_idx ON scheduled_reports USING btree (created_at);
+CREATE INDEX scheduled_reports_created_by_idx ON scheduled_reports USING btree (created_by);
+CREATE INDEX scheduled_reports_org_enabled_idx ON scheduled_reports USING btree (organization_id, enabled);
+CREATE INDEX scheduled_reports_org_next_run_idx ON scheduled_reports USING btree (organization_id, next_run);
+CREATE INDEX scheduled_reports_enabled_next_run_idx ON scheduled_reports USING btree (enabled, next_run);
+
+-- -------------------------------------------------------- report_executions
+CREATE TABLE report_executions (
+    id varchar(255) PRIMARY KEY,
+    report_config_id varchar(255) NOT NULL,
+    organization_id varchar(255) NOT NULL,
+    scheduled_time timestamp with time zone NOT NULL,
+    execution_time timestamp with time zone NOT NULL,
+    status varchar(20) NOT NULL,
+    duration integer,
+    records_processed integer,
+    export_result jsonb,
+    delivery_attempts jsonb NOT NULL DEFAULT '[]'::jsonb,
+    error text,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    integrity_report jsonb,
+    CONSTRAINT report_executions_report_config_id_scheduled_reports_id_fk
+        FOREIGN KEY (report_config_id) REFERENCES scheduled_reports (id)
+);
+CREATE INDEX report_executions_report_config_id_idx ON report_executions USING btree (report_config_id);
+CREATE INDEX report_executions_organization_id_idx ON report_executions USING btree (organization_id);
+CREATE INDEX report_executions_status_idx ON report_executions USING btree (status);
+CREATE INDEX report_executions_scheduled_time_idx ON report_executions USING btree (scheduled_time);
+CREATE INDEX report_executions_execution_time_idx ON report_executions USING btree (execution_time);
+CREATE INDEX report_executions_created_at_idx ON report_executions USING btree (created_at);
+CREATE INDEX report_executions_org_status_idx ON report_executions USING btree (organization_id, status);
+CREATE INDEX report_executions_config_execution_time_idx ON report_executions USING btree (report_config_id, execution_time);
+CREATE INDEX report_executions_org_execution_time_idx ON report_executions USING btree (organization_id, execution_time);
+
+-- --------------------------------------------------------- report_templates
+CREATE TABLE report_templates (
+    id varchar(255) PRIMARY KEY,
+    name varchar(255) NOT NULL,
+    description text,
+    organization_id varchar(255) NOT NULL,
+    report_type varchar(100) NOT NULL,
+    default_criteria jsonb NOT NULL,
+    default_format varchar(50) NOT NULL,
+    default_export_config jsonb NOT NULL,
+    tags jsonb NOT NULL DEFAULT '[]'::jsonb,
+    is_active varchar(10) NOT NULL DEFAULT 'true',
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    created_by varchar(255) NOT NULL,
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    updated_by varchar(255)
+);
+CREATE INDEX report_templates_organization_id_idx ON report_templates USING btree (organization_id);
+CREATE INDEX report_templates_report_type_idx ON report_templates USING btree (report_type);
+CREATE INDEX report_templates_is_active_idx ON report_templates USING btree (is_active);
+CREATE INDEX report_templates_created_at_idx ON report_templates USING btree (created_at);
+CREATE INDEX report_templates_created_by_idx ON report_templates USING btree (created_by);
+CREATE INDEX report_templates_name_idx ON report_templates USING btree (name);
+CREATE INDEX report_templates_org_active_idx ON report_templates USING btree (organization_id, is_active);
+CREATE INDEX report_templates_org_type_idx ON report_templates USING btree (organization_id, report_type);
+CREATE INDEX report_templates_active_type_idx ON report_templates USING btree (is_active, report_type);
+CREATE INDEX report_templates_tags_idx ON report_templates USING btree (tags);
+
+-- -------------------------------------------------------- error_aggregation
+CREATE TABLE error_aggregation (
+    aggregation_key varchar(255) PRIMARY KEY,
+    category varchar(50) NOT NULL,
+    severity varchar(20) NOT NULL,
+    count integer NOT NULL DEFAULT 0,
+    error_rate varchar(20) NOT NULL DEFAULT '0',
+    trend varchar(20) NOT NULL DEFAULT 'STABLE',
+    first_occurrence timestamp with time zone NOT NULL,
+    last_occurrence timestamp with time zone NOT NULL,
+    affected_components jsonb NOT NULL DEFAULT '[]'::jsonb,
+    affected_users jsonb NOT NULL DEFAULT '[]'::jsonb,
+    samples jsonb NOT NULL DEFAULT '[]'::jsonb,
+    updated_at timestamp with time zone NOT NULL DEFAULT now()
+);
+CREATE INDEX error_aggregation_category_idx ON error_aggregation USING btree (category);
+CREATE INDEX error_aggregation_severity_idx ON error_aggregation USING btree (severity);
+CREATE INDEX error_aggregation_count_idx ON error_aggregation USING btree (count);
+CREATE INDEX error_aggregation_trend_idx ON error_aggregation USING btree (trend);
+CREATE INDEX error_aggregation_first_occurrence_idx ON error_aggregation USING btree (first_occurrence);
+CREATE INDEX error_aggregation_last_occurrence_idx ON error_aggregation USING btree (last_occurrence);
+CREATE INDEX error_aggregation_updated_at_idx ON error_aggregation USING btree (updated_at);
+CREATE INDEX error_aggregation_category_count_idx ON error_aggregation USING btree (category, count);
+CREATE INDEX error_aggregation_severity_count_idx ON error_aggregation USING btree (severity, count);
+
+-- ------------------------------------------------------------- audit_preset
+CREATE TABLE audit_preset (
+    id serial PRIMARY KEY,
+    name varchar(255) NOT NULL,
+    description text,
+    organization_id varchar(255) NOT NULL,
+    action varchar(255) NOT NULL,
+    data_classification varchar(20) NOT NULL,
+    required_fields jsonb,
+    default_values jsonb NOT NULL,
+    validation jsonb DEFAULT '{"maxStringLength":10000,"allowedDataClassifications":["PUBLIC","INTERNAL","CONFIDENTIAL","PHI"],"requiredFields":["timestamp","action","status"],"maxCustomFieldDepth":3,"allowedEventVersions":["1.0","1.1","2.0"]}'::jsonb,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    created_by varchar(255) NOT NULL,
+    updated_at timestamp with time zone NOT NULL DEFAULT now(),
+    updated_by varchar(255)
+);
+CREATE INDEX audit_preset_name_idx ON audit_preset USING btree (name);
+CREATE INDEX audit_preset_organization_id_idx ON audit_preset USING btree (organization_id);
+CREATE INDEX audit_preset_data_classification_idx ON audit_preset USING btree (data_classification);
+CREATE INDEX audit_preset_created_at_idx ON audit_preset USING btree (created_at);
+CREATE INDEX audit_preset_updated_at_idx ON audit_preset USING btree (updated_at);
+CREATE INDEX audit_preset_created_by_idx ON audit_preset USING btree (created_by);
+CREATE INDEX audit_preset_updated_by_idx ON audit_preset USING btree (updated_by);
+CREATE UNIQUE INDEX audit_preset_name_org_unique ON audit_preset USING btree (name, organization_id);
+
+-- ---------------------------------------------------------- archive_storage
+CREATE TABLE archive_storage (
+    id varchar(255) PRIMARY KEY,
+    metadata jsonb NOT NULL,
+    data text NOT NULL,
+    created_at timestamp with time zone NOT NULL DEFAULT now(),
+    retrieved_count integer NOT NULL DEFAULT 0,
+    last_retrieved_at timestamp with time zone
+);
+CREATE INDEX archive_storage_created_at_idx ON archive_storage USING btree (created_at);
+CREATE INDEX archive_storage_retrieved_count_idx ON archive_storage USING btree (retrieved_count);
+CREATE INDEX archive_storage_last_retrieved_at_idx ON archive_storage USING btree (last_retrieved_at);
+CREATE INDEX archive_storage_retention_policy_idx ON archive_storage USING btree ((metadata->>'retentionPolicy'));
+CREATE INDEX archive_storage_data_classification_idx ON archive_storage USING btree ((metadata->>'dataClassification'));
+CREATE INDEX archive_storage_date_range_start_idx ON archive_storage USING btree ((((metadata->>'dateRange')::jsonb)->>'start'));
+CREATE INDEX archive_storage_date_range_end_idx ON archive_storage USING btree ((((metadata->>'dateRange')::jsonb)->>'end'));
+
+-- -------------------------------------------------------- archive_dlq_event
+CREATE TABLE archive_dlq_event (
+    id serial PRIMARY KEY,
+    "timestamp" timestamp with time zone NOT NULL,
+    action varchar(255) NOT NULL,
+    failure_reason varchar(255) NOT NULL,
+    failure_count integer NOT NULL,
+    first_failure_time timestamp with time zone NOT NULL,
+    last_failure_time timestamp with time zone NOT NULL,
+    original_job_id varchar(255),
+    original_queue_name varchar(255),
+    original_event jsonb NOT NULL,
+    metadata jsonb NOT NULL
+);
+CREATE INDEX dlq_event_timestamp_idx ON archive_dlq_event USING btree ("timestamp");
+CREATE INDEX dlq_event_action_idx ON archive_dlq_event USING btree (action);
+CREATE INDEX dlq_event_failure_reason_idx ON archive_dlq_event USING btree (failure_reason);
+CREATE INDEX dlq_event_failure_count_idx ON archive_dlq_event USING btree (failure_count);
+CREATE INDEX dlq_event_first_failure_time_idx ON archive_dlq_event USING btree (first_failure_time);
+CREATE INDEX dlq_event_last_failure_time_idx ON archive_dlq_event USING btree (last_failure_time);
+CREATE INDEX dlq_event_original_job_id_idx ON archive_dlq_event USING btree (original_job_id);
+CREATE INDEX dlq_event_original_queue_name_idx ON archive_dlq_event USING btree (original_queue_name);
+
+-- ------------------------------------------------------ config_change_event
+CREATE TABLE config_change_event (
+    id serial PRIMARY KEY,
+    "timestamp" timestamp with time zone NOT NULL,
+    field varchar(255) NOT NULL,
+    previous_value jsonb NOT NULL,
+    new_value jsonb NOT NULL,
+    changed_by varchar(255) NOT NULL,
+    reason varchar(255),
+    environment varchar(255) NOT NULL,
+    previous_version varchar(255),
+    new_version varchar(255)
+);
+CREATE INDEX config_change_event_timestamp_idx ON config_change_event USING btree ("timestamp");
+CREATE INDEX config_change_event_field_idx ON config_change_event USING btree (field);
+CREATE INDEX config_change_event_changed_by_idx ON config_change_event USING btree (changed_by);
+CREATE INDEX config_change_event_environment_idx ON config_change_event USING btree (environment);
+CREATE INDEX config_change_event_previous_version_idx ON config_change_event USING btree (previous_version);
+CREATE INDEX config_change_event_new_version_idx ON config_change_event USING btree (new_version);
+
+-- -------------------------------------------------------- pseudonym_mapping
+CREATE TABLE pseudonym_mapping (
+    id serial PRIMARY KEY,
+    "timestamp" timestamp with time zone NOT NULL,
+    pseudonym_id text NOT NULL,
+    original_id text NOT NULL
+);
+CREATE INDEX pseudonym_mapping_timestamp_idx ON pseudonym_mapping USING btree ("timestamp");
+CREATE INDEX pseudonym_mapping_pseudonym_id_idx ON pseudonym_mapping USING btree (pseudonym_id);
+CREATE INDEX pseudonym_mapping_original_id_idx ON pseudonym_mapping USING btree (original_id);
+
+-- ------------------------------------------------------------------- roles
+-- Roles are cluster-wide and survive DROP EXTENSION by design (they may own
+-- grants in other databases). Created only if missing.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_db_writer') THEN
+        CREATE ROLE audit_db_writer NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_db_reader') THEN
+        CREATE ROLE audit_db_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_db_admin') THEN
+        CREATE ROLE audit_db_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'audit_db_gdpr') THEN
+        CREATE ROLE audit_db_gdpr NOLOGIN;
+    END IF;
+END
+$roles$;
+
+-- ------------------------------------------------------ partition listing
+-- Bounds are read back from pg_get_expr(relpartbound); the function pins
+-- DateStyle so that the text it parses is ISO whatever the session uses.
+CREATE FUNCTION audit_partitions(parent regclass DEFAULT 'audit_log')
+RETURNS TABLE(partition regclass, range_from timestamptz, range_to timestamptz,
+              is_default boolean, row_estimate bigint, total_bytes bigint)
+LANGUAGE sql STABLE STRICT
+SET datestyle TO 'ISO, YMD'
+AS $fn$
+    SELECT c.oid::regclass,
+           b.m[1]::timestamptz,
+           b.m[2]::timestamptz,
+           pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
+           CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END,
+           pg_catalog.pg_total_relation_size(c.oid)
+      FROM pg_catalog.pg_inherits i
+      JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+      CROSS JOIN LATERAL (
+            SELECT pg_catalog.regexp_match(
+                       pg_catalog.pg_get_expr(c.relpartbound, c.oid),
+                       'FROM \(''([^'']*)''\) TO \(''([^'']*)''\)') AS m) b
+     WHERE i.inhparent = parent
+     ORDER BY 4, 2, c.relname
+$fn$;
+COMMENT ON FUNCTION audit_partitions(regclass) IS
+'Lists the partitions of a range-partitioned audit table: bounds (UTC midnights), whether it is the DEFAULT partition, planner row estimate (NULL before the first ANALYZE) and total size in bytes.';

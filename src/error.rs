@@ -1,0 +1,122 @@
+//! Every failure audit_db raises, each mapped to a SQLSTATE with a detail and a hint.
+//!
+//! Functions build an [`AuditError`] and return it; the thin `#[pg_extern]` layer
+//! turns it into a PostgreSQL ERROR with [`AuditError::report`] (via [`OrReport`]).
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+/// A failure with its SQLSTATE, message, detail and hint.
+#[derive(Debug, Clone)]
+pub struct AuditError {
+    pub code: PgSqlErrorCode,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+pub type AuditResult<T> = Result<T, AuditError>;
+
+impl AuditError {
+    fn new(code: PgSqlErrorCode, message: impl Into<String>) -> Self {
+        AuditError {
+            code,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// 22004: a required argument was NULL.
+    pub fn null_argument(arg: &str) -> Self {
+        Self::new(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("argument \"{arg}\" must not be NULL"),
+        )
+        .hint(format!(
+            "Pass a value for \"{arg}\" or leave it out to use its default."
+        ))
+    }
+
+    /// 22023: an argument has a value outside what the function accepts.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message)
+    }
+
+    /// 42809: the relation is not of the kind the function works on.
+    pub fn wrong_object_type(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message)
+    }
+
+    /// 42P07: a relation of that name exists and is not what we would create.
+    pub fn duplicate_table(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, message)
+    }
+
+    /// 42622: a generated identifier would be truncated by PostgreSQL.
+    pub fn name_too_long(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_NAME_TOO_LONG, message)
+    }
+
+    /// 22008 (datetime_field_overflow / datetime_value_out_of_range share the code).
+    pub fn datetime_out_of_range(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW, message)
+    }
+
+    /// 55000: the extension is not installed or in an unusable state.
+    pub fn object_not_in_prerequisite_state(message: impl Into<String>) -> Self {
+        Self::new(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            message,
+        )
+    }
+
+    /// XX000: an SPI call failed in a way that is a bug of ours, not of the input.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message)
+    }
+
+    /// Raises this error as a PostgreSQL ERROR; never returns.
+    pub fn report(self) -> ! {
+        let mut report = ErrorReport::new(self.code, self.message, "audit_db");
+        if let Some(detail) = self.detail {
+            report = report.set_detail(detail);
+        }
+        if let Some(hint) = self.hint {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR-level reports do not return")
+    }
+}
+
+impl From<pgrx::spi::Error> for AuditError {
+    fn from(e: pgrx::spi::Error) -> Self {
+        AuditError::internal(format!("SPI call failed: {e}"))
+            .hint("This is a bug in audit_db; please report it with the statement that caused it.")
+    }
+}
+
+/// Turns `Result<T, AuditError>` into `T`, raising the error as a PostgreSQL ERROR.
+pub trait OrReport<T> {
+    fn or_report(self) -> T;
+}
+
+impl<T> OrReport<T> for AuditResult<T> {
+    fn or_report(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => e.report(),
+        }
+    }
+}

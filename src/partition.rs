@@ -1,0 +1,466 @@
+//! Partition DDL: creating the current and upcoming periods of a range-partitioned
+//! audit table. Planning (bounds, names) lives in `audit_db_core::partition`; this
+//! module only reads the catalog and issues DDL through SPI.
+
+use crate::error::{AuditError, AuditResult, OrReport};
+use crate::regclass::Regclass;
+use crate::spi_util::{ext_schema, qualified};
+use audit_db_core::calendar::Date;
+use audit_db_core::partition::{plan, PartitionInterval, Period, PlanError};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+/// The default number of periods created ahead of the current one.
+pub const DEFAULT_PREMAKE: i32 = 6;
+
+/// A validated range-partitioned parent keyed on one timestamptz column.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub oid: pg_sys::Oid,
+    pub schema: String,
+    pub name: String,
+    pub key_column: String,
+    pub default_partition: Option<String>,
+}
+
+impl Parent {
+    pub fn qualified(&self) -> String {
+        qualified(&self.schema, &self.name)
+    }
+
+    /// Reads and checks the parent: partitioned BY RANGE on one timestamptz column.
+    pub fn load(rel: Regclass) -> AuditResult<Parent> {
+        let row = Spi::connect(|client| {
+            let table = client.select(
+                "SELECT c.relkind::text, n.nspname::text, c.relname::text,
+                        pt.partstrat::text, pt.partnatts::int4,
+                        a.atttypid = 'pg_catalog.timestamptz'::regtype, a.attname::text,
+                        (SELECT d.relname::text FROM pg_catalog.pg_class d
+                          WHERE d.oid = pt.partdefid)
+                   FROM pg_catalog.pg_class c
+                   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
+              LEFT JOIN pg_catalog.pg_attribute a
+                     ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
+                  WHERE c.oid = $1",
+                Some(1),
+                &[rel.0.into()],
+            )?;
+            let mut out = None;
+            for r in table {
+                out = Some((
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<String>(3)?,
+                    r.get::<String>(4)?,
+                    r.get::<i32>(5)?,
+                    r.get::<bool>(6)?,
+                    r.get::<String>(7)?,
+                    r.get::<String>(8)?,
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })?;
+        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition)) = row else {
+            return Err(AuditError::invalid_parameter(format!(
+                "relation with OID {} does not exist",
+                rel.0.to_u32()
+            ))
+            .hint("Pass an existing partitioned table, for example 'audit_log'."));
+        };
+        let schema = schema.unwrap_or_default();
+        let name = name.unwrap_or_default();
+        if kind.as_deref() != Some("p") {
+            return Err(AuditError::wrong_object_type(format!(
+                "\"{name}\" is not a partitioned table"
+            ))
+            .detail("audit_db manages tables declared PARTITION BY RANGE on a timestamptz column.")
+            .hint("Pass 'audit_log', 'error_log' or another table declared PARTITION BY RANGE (\"timestamp\")."));
+        }
+        if strat.as_deref() != Some("r") || natts != Some(1) || is_tstz != Some(true) {
+            return Err(AuditError::wrong_object_type(format!(
+                "\"{name}\" is not partitioned by range on a single timestamptz column"
+            ))
+            .hint("audit_db manages tables declared PARTITION BY RANGE (\"timestamp\")."));
+        }
+        Ok(Parent {
+            oid: rel.0,
+            schema,
+            name,
+            key_column: key.unwrap_or_default(),
+            default_partition,
+        })
+    }
+}
+
+/// An existing partition with its bounds (NULL bounds = DEFAULT or MINVALUE/MAXVALUE).
+#[derive(Debug, Clone)]
+pub struct ExistingPartition {
+    pub name: String,
+    pub from: Option<TimestampWithTimeZone>,
+    pub to: Option<TimestampWithTimeZone>,
+    pub is_default: bool,
+}
+
+/// The partitions of `parent`, through the extension's `audit_partitions()`.
+pub fn existing_partitions(parent: &Parent) -> AuditResult<Vec<ExistingPartition>> {
+    let query = format!(
+        "SELECT c.relname::text, p.range_from, p.range_to, p.is_default
+           FROM {}.audit_partitions($1) p
+           JOIN pg_catalog.pg_class c ON c.oid = p.partition",
+        ext_schema()?
+    );
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(&query, None, &[Regclass(parent.oid).into()])? {
+            out.push(ExistingPartition {
+                name: r.get::<String>(1)?.unwrap_or_default(),
+                from: r.get(2)?,
+                to: r.get(3)?,
+                is_default: r.get::<bool>(4)?.unwrap_or(false),
+            });
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(AuditError::from)
+}
+
+fn plan_error(e: PlanError) -> AuditError {
+    match e {
+        PlanError::UnknownInterval(_) => AuditError::invalid_parameter(e.to_string())
+            .hint("Use one of 'daily', 'weekly', 'monthly'."),
+        PlanError::PremakeOutOfRange(_) => AuditError::invalid_parameter(e.to_string())
+            .hint("premake counts the periods created ahead of the current one, for example 6."),
+        PlanError::NameTooLong(_) => AuditError::name_too_long(e.to_string())
+            .hint("Rename the parent table to a shorter name; partition names add a date suffix."),
+        PlanError::YearOutOfRange(_) => AuditError::datetime_out_of_range(e.to_string())
+            .hint("Partitions can be planned for years 1 to 9999 only."),
+    }
+}
+
+/// The UTC calendar date of `at` (NULL = now()).
+pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
+    let days = Spi::get_one_with_args::<i32>(
+        "SELECT CASE WHEN pg_catalog.isfinite(t)
+                     THEN ((t AT TIME ZONE 'UTC')::date - DATE '1970-01-01') END
+           FROM (SELECT coalesce($1, pg_catalog.now()) AS t) s",
+        &[at.into()],
+    )?;
+    match days {
+        Some(d) => Ok(Date::from_days(i64::from(d))),
+        None => Err(
+            AuditError::datetime_out_of_range("reference time must be finite")
+                .hint("Pass a finite timestamptz, or leave it out to use now()."),
+        ),
+    }
+}
+
+/// Creates `period` as a partition of `parent`, first moving any rows of its range
+/// out of the DEFAULT partition (PostgreSQL refuses the new range otherwise).
+/// Returns the number of rows moved.
+fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
+    let part = qualified(&parent.schema, &period.name);
+    let key = quote_identifier(&parent.key_column);
+    let (from, to) = (period.from_literal(), period.to_literal());
+    let mut moved = 0i64;
+    if let Some(default_name) = &parent.default_partition {
+        let default_rel = qualified(&parent.schema, default_name);
+        let range = format!("{key} >= '{from}'::timestamptz AND {key} < '{to}'::timestamptz");
+        moved = Spi::get_one::<i64>(&format!(
+            "SELECT count(*) FROM ONLY {default_rel} WHERE {range}"
+        ))?
+        .unwrap_or(0);
+        if moved > 0 {
+            let stash = quote_identifier(&format!("audit_db_move_{}", parent.oid.to_u32()));
+            Spi::run(&format!(
+                "CREATE TEMP TABLE {stash} ON COMMIT DROP AS
+                 WITH m AS (DELETE FROM ONLY {default_rel} WHERE {range} RETURNING *)
+                 SELECT * FROM m"
+            ))?;
+            Spi::run(&format!(
+                "CREATE TABLE {part} PARTITION OF {} FOR VALUES FROM ('{from}') TO ('{to}')",
+                parent.qualified()
+            ))?;
+            let reinserted = Spi::connect_mut(|client| {
+                client
+                    .update(
+                        &format!("INSERT INTO {part} SELECT * FROM pg_temp.{stash}"),
+                        None,
+                        &[],
+                    )
+                    .map(|t| t.len() as i64)
+            })?;
+            Spi::run(&format!("DROP TABLE pg_temp.{stash}"))?;
+            if reinserted != moved {
+                return Err(AuditError::internal(format!(
+                    "moved {moved} rows out of the DEFAULT partition but reinserted {reinserted}"
+                )));
+            }
+            return Ok(moved);
+        }
+    }
+    Spi::run(&format!(
+        "CREATE TABLE {part} PARTITION OF {} FOR VALUES FROM ('{from}') TO ('{to}')",
+        parent.qualified()
+    ))?;
+    Ok(moved)
+}
+
+/// During CREATE EXTENSION, tables created by SPI become extension members. Partitions
+/// must not: their number and names depend on the day of install, and pg_dump must dump
+/// them (with their rows) like any table.
+fn release_from_extension(parent: &Parent, name: &str) -> AuditResult<()> {
+    if unsafe { pg_sys::creating_extension } {
+        Spi::run(&format!(
+            "ALTER EXTENSION audit_db DROP TABLE {}",
+            qualified(&parent.schema, name)
+        ))?;
+    }
+    Ok(())
+}
+
+/// Creates the missing partitions of the period containing `at` and `premake` periods
+/// after it. Returns the names created, in order.
+pub fn create_partitions(
+    rel: Regclass,
+    interval: PartitionInterval,
+    premake: i32,
+    at: Option<TimestampWithTimeZone>,
+) -> AuditResult<Vec<String>> {
+    let parent = Parent::load(rel)?;
+    let today = utc_date(at)?;
+    let periods = plan(&parent.name, interval, today, i64::from(premake)).map_err(plan_error)?;
+    // One creator per parent at a time: a concurrent run waits, then sees our partitions.
+    Spi::run_with_args(
+        "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('audit_db.partitions'), $1::int4)",
+        &[(parent.oid.to_u32() as i32).into()],
+    )?;
+    let existing = existing_partitions(&parent)?;
+    let mut created = Vec::new();
+    for period in &periods {
+        if existing.iter().any(|p| p.name == period.name) {
+            continue;
+        }
+        if relation_exists(&parent.schema, &period.name)? {
+            return Err(AuditError::duplicate_table(format!(
+                "relation \"{}\" already exists and is not a partition of \"{}\"",
+                period.name, parent.name
+            ))
+            .hint(
+                "Rename or drop that table, or attach it with ALTER TABLE ... ATTACH PARTITION.",
+            ));
+        }
+        if overlaps_existing(&existing, period)? {
+            pgrx::notice!(
+                "audit_db: skipping \"{}\": its range overlaps an existing partition of \"{}\"",
+                period.name,
+                parent.name
+            );
+            continue;
+        }
+        let moved = create_partition(&parent, period)?;
+        if moved > 0 {
+            pgrx::notice!(
+                "audit_db: moved {moved} rows from the DEFAULT partition into \"{}\"",
+                period.name
+            );
+        }
+        release_from_extension(&parent, &period.name)?;
+        created.push(period.name.clone());
+    }
+    Ok(created)
+}
+
+fn relation_exists(schema: &str, name: &str) -> AuditResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                         WHERE n.nspname = $1 AND c.relname = $2)",
+        &[schema.into(), name.into()],
+    )?
+    .unwrap_or(false))
+}
+
+fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditResult<bool> {
+    let ranges: Vec<_> = existing.iter().filter(|p| !p.is_default).collect();
+    if ranges.is_empty() {
+        return Ok(false);
+    }
+    let froms: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.from).collect();
+    let tos: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.to).collect();
+    // A NULL bound (MINVALUE/MAXVALUE) is unbounded on that side.
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM unnest($1::timestamptz[], $2::timestamptz[]) AS r(f, t)
+                         WHERE coalesce(r.f < $4::timestamptz, true)
+                           AND coalesce(r.t > $3::timestamptz, true))",
+        &[
+            froms.into(),
+            tos.into(),
+            period.from_literal().into(),
+            period.to_literal().into(),
+        ],
+    )?
+    .unwrap_or(false))
+}
+
+/// `audit_create_partitions(parent, premake, reference_time)`: see README.
+#[pg_extern(volatile, parallel_unsafe)]
+fn audit_create_partitions(
+    parent: default!(Option<Regclass>, "'audit_log'"),
+    premake: default!(Option<i32>, 6),
+    reference_time: default!(Option<TimestampWithTimeZone>, "now()"),
+) -> SetOfIterator<'static, String> {
+    let parent = parent
+        .ok_or_else(|| AuditError::null_argument("parent"))
+        .or_report();
+    let premake = premake.unwrap_or(DEFAULT_PREMAKE);
+    let created =
+        create_partitions(parent, PartitionInterval::Monthly, premake, reference_time).or_report();
+    SetOfIterator::new(created)
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn names(query: &str) -> Vec<String> {
+        Spi::connect(|client| {
+            client
+                .select(query, None, &[])
+                .expect("query runs")
+                .map(|r| r.get::<String>(1).expect("text column").expect("not null"))
+                .collect()
+        })
+    }
+
+    #[pg_test]
+    fn install_creates_current_month_and_six_ahead_for_both_tables() {
+        let today = super::utc_date(None).expect("date");
+        for parent in ["audit_log", "error_log"] {
+            let expected: Vec<String> = audit_db_core::partition::plan(
+                parent,
+                audit_db_core::partition::PartitionInterval::Monthly,
+                today,
+                6,
+            )
+            .expect("plan")
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+            let got = names(&format!(
+                "SELECT partition::text FROM audit_partitions('{parent}') WHERE NOT is_default ORDER BY range_from"
+            ));
+            assert_eq!(got, expected);
+            let defaults = names(&format!(
+                "SELECT partition::text FROM audit_partitions('{parent}') WHERE is_default"
+            ));
+            assert_eq!(defaults, vec![format!("{parent}_default")]);
+        }
+    }
+
+    #[pg_test]
+    fn second_call_creates_nothing() {
+        assert!(names("SELECT audit_create_partitions()").is_empty());
+        assert!(names("SELECT audit_create_partitions('error_log')").is_empty());
+    }
+
+    #[pg_test]
+    fn creates_requested_months_with_exact_utc_bounds() {
+        let created =
+            names("SELECT audit_create_partitions('audit_log', 2, '2024-01-31 23:30:00-05')");
+        // 2024-01-31 23:30 at UTC-5 is 2024-02-01 04:30 UTC: February is the current month.
+        assert_eq!(
+            created,
+            [
+                "audit_log_2024_02",
+                "audit_log_2024_03",
+                "audit_log_2024_04"
+            ]
+        );
+        let bounds = names(
+            "SELECT format('%s %s %s', partition, range_from AT TIME ZONE 'UTC', range_to AT TIME ZONE 'UTC')
+               FROM audit_partitions('audit_log') WHERE partition::text LIKE 'audit_log_2024%'
+              ORDER BY range_from",
+        );
+        assert_eq!(
+            bounds,
+            [
+                "audit_log_2024_02 2024-02-01 00:00:00 2024-03-01 00:00:00",
+                "audit_log_2024_03 2024-03-01 00:00:00 2024-04-01 00:00:00",
+                "audit_log_2024_04 2024-04-01 00:00:00 2024-05-01 00:00:00",
+            ]
+        );
+        assert!(names("SELECT audit_create_partitions('audit_log', 2, '2024-02-29')").is_empty());
+    }
+
+    #[pg_test]
+    fn new_partitions_get_every_parent_index() {
+        names("SELECT audit_create_partitions('audit_log', 0, '2020-06-15')");
+        let parent_indexes = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'audit_log'::regclass",
+        )
+        .expect("count");
+        let part_indexes = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'audit_log_2020_06'::regclass",
+        )
+        .expect("count");
+        assert_eq!(parent_indexes, Some(17));
+        assert_eq!(part_indexes, Some(17));
+    }
+
+    #[pg_test]
+    fn rows_in_default_are_moved_into_the_new_partition() {
+        Spi::run(
+            "INSERT INTO audit_log (\"timestamp\", action, status)
+             SELECT '2019-03-01'::timestamptz + i * interval '1 hour', 'a', 's'
+               FROM generate_series(0, 99) i",
+        )
+        .expect("insert");
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM audit_log_default").expect("count"),
+            Some(100)
+        );
+        let created = names("SELECT audit_create_partitions('audit_log', 0, '2019-03-10')");
+        assert_eq!(created, ["audit_log_2019_03"]);
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM audit_log_default").expect("count"),
+            Some(0)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM audit_log_2019_03").expect("count"),
+            Some(100)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(DISTINCT id) FROM audit_log").expect("count"),
+            Some(100)
+        );
+    }
+
+    #[pg_test]
+    fn partitions_are_not_extension_members() {
+        let members = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+              WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+                AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'audit_db')
+                AND c.relname ~ '^(audit|error)_log_[0-9]'",
+        )
+        .expect("count");
+        assert_eq!(members, Some(0));
+    }
+
+    #[pg_test(error = "\"audit_integrity_log\" is not a partitioned table")]
+    fn plain_table_is_refused() {
+        names("SELECT audit_create_partitions('audit_integrity_log')");
+    }
+
+    #[pg_test(error = "premake must be between 0 and 1000, got -1")]
+    fn negative_premake_is_refused() {
+        names("SELECT audit_create_partitions('audit_log', -1)");
+    }
+
+    #[pg_test(error = "argument \"parent\" must not be NULL")]
+    fn null_parent_is_refused() {
+        names("SELECT audit_create_partitions(NULL)");
+    }
+}
