@@ -58,6 +58,11 @@ impl AuditError {
         Self::new(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, message)
     }
 
+    /// 42501: the caller may not do this to that object.
+    pub fn insufficient_privilege(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
+    }
+
     /// 42P07: a relation of that name exists and is not what we would create.
     pub fn duplicate_table(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, message)

@@ -21,6 +21,8 @@ pub struct Parent {
     pub name: String,
     pub key_column: String,
     pub default_partition: Option<String>,
+    /// Role owning the parent; new partitions get the same owner.
+    pub owner: String,
 }
 
 impl Parent {
@@ -36,7 +38,8 @@ impl Parent {
                         pt.partstrat::text, pt.partnatts::int4,
                         a.atttypid = 'pg_catalog.timestamptz'::regtype, a.attname::text,
                         (SELECT d.relname::text FROM pg_catalog.pg_class d
-                          WHERE d.oid = pt.partdefid)
+                          WHERE d.oid = pt.partdefid),
+                        pg_catalog.pg_get_userbyid(c.relowner)::text
                    FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
@@ -57,11 +60,13 @@ impl Parent {
                     r.get::<bool>(6)?,
                     r.get::<String>(7)?,
                     r.get::<String>(8)?,
+                    r.get::<String>(9)?,
                 ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })?;
-        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition)) = row else {
+        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition, owner)) = row
+        else {
             return Err(AuditError::invalid_parameter(format!(
                 "relation with OID {} does not exist",
                 rel.0.to_u32()
@@ -89,7 +94,35 @@ impl Parent {
             name,
             key_column: key.unwrap_or_default(),
             default_partition,
+            owner: owner.unwrap_or_default(),
         })
+    }
+}
+
+/// The maintenance functions run as SECURITY DEFINER so that `audit_db_admin` can keep
+/// the extension's tables without owning them. They therefore check the real caller
+/// (the outer user, not the definer): it must own the parent, or the parent must be one
+/// of the extension's own tables.
+pub fn authorize_maintenance(parent: &Parent) -> AuditResult<()> {
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    let allowed = Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE')
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
+                           AND d.deptype = 'e' AND e.extname = 'audit_db')
+           FROM pg_catalog.pg_class c WHERE c.oid = $2",
+        &[caller.into(), parent.oid.into()],
+    )?
+    .unwrap_or(false);
+    if allowed {
+        Ok(())
+    } else {
+        Err(AuditError::insufficient_privilege(format!(
+            "must be owner of table \"{}\" to manage its partitions",
+            parent.name
+        ))
+        .hint("Members of audit_db_admin may manage the extension's own tables; other tables need their owner."))
     }
 }
 
@@ -228,6 +261,7 @@ pub fn create_partitions(
     at: Option<TimestampWithTimeZone>,
 ) -> AuditResult<Vec<String>> {
     let parent = Parent::load(rel)?;
+    authorize_maintenance(&parent)?;
     let today = utc_date(at)?;
     let periods = plan(&parent.name, interval, today, i64::from(premake)).map_err(plan_error)?;
     // One creator per parent at a time: a concurrent run waits, then sees our partitions.
@@ -265,6 +299,13 @@ pub fn create_partitions(
                 period.name
             );
         }
+        // SECURITY DEFINER creates as the extension owner; hand the table to the
+        // parent's owner so that it can alter or drop what it owns.
+        Spi::run(&format!(
+            "ALTER TABLE {} OWNER TO {}",
+            qualified(&parent.schema, &period.name),
+            quote_identifier(&parent.owner)
+        ))?;
         release_from_extension(&parent, &period.name)?;
         created.push(period.name.clone());
     }
@@ -304,7 +345,8 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
 }
 
 /// `audit_create_partitions(parent, premake, reference_time)`: see README.
-#[pg_extern(volatile, parallel_unsafe)]
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_create_partitions(
     parent: default!(Option<Regclass>, "'audit_log'"),
     premake: default!(Option<i32>, 6),

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SQL-level tests: starts a throwaway cluster (pg_cron preloaded), runs every
+# pg_test/sql/*.sql through pg_regress against pg_test/expected/*.out, and prints
+# "sql tests: N passed, M failed". Assumes the extension is installed (make install).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+dir=${AUDIT_DB_TEST_DIR:-/tmp/audit_db_sqltest}
+port=${AUDIT_DB_TEST_PORT:-55432}
+bindir=$(/usr/bin/pg_config --bindir)
+regress="$(/usr/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
+
+scripts/cluster.sh start "$dir" "$port" \
+    "shared_preload_libraries = 'pg_cron'" \
+    "cron.database_name = 'audit_regress'" \
+    "max_locks_per_transaction = 256"
+trap 'scripts/cluster.sh stop "$dir"' EXIT
+
+tests=()
+for f in pg_test/sql/*.sql; do
+    name=$(basename "$f" .sql)
+    if [ -n "${1:-}" ] && [[ "$name" != *"$1"* ]]; then continue; fi
+    tests+=("$name")
+done
+out="$dir/out"
+mkdir -p "$out"
+set +e
+"$regress" --host="$dir/sock" --port="$port" --user=postgres --bindir="$bindir" \
+    --inputdir="$root/pg_test" --outputdir="$out" --dbname=audit_regress \
+    --load-extension=audit_db "${tests[@]}" | tee "$out/summary.txt"
+rc=${PIPESTATUS[0]}
+set -e
+failed=$(grep -cE '^(not ok|test .* \.\.\. FAILED)|FAILED *[0-9]+ ms' "$out/summary.txt" || true)
+total=${#tests[@]}
+if [ "$rc" != 0 ] && [ -f "$out/regression.diffs" ]; then
+    cat "$out/regression.diffs"
+    [ "$failed" = 0 ] && failed=1
+fi
+echo "sql tests: $((total - failed)) passed, $failed failed"
+exit "$rc"
