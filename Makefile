@@ -1,0 +1,17 @@
+# audit_db: the two commands of the README, and a few helpers.
+.PHONY: demo test install prereqs sqltest
+
+demo:            ## build, install, start a throwaway cluster and run the demo script
+	bash scripts/demo.sh
+
+test:            ## every test: pure Rust, #[pg_test], SQL (pg_regress)
+	bash scripts/test.sh
+
+prereqs:         ## Debian packages, cargo-pgrx 0.18.0, cargo pgrx init
+	bash scripts/prereqs.sh
+
+install: prereqs ## build and install into the system PostgreSQL 15
+	cargo pgrx install --pg-config /usr/bin/pg_config
+
+sqltest: install ## only the SQL tests (pg_test/), e.g. make sqltest T=partitions
+	bash pg_test/run.sh $(T)

@@ -1,0 +1,23 @@
+\pset footer off
+\echo '== CREATE EXTENSION audit_db: the whole schema, with partitions ready'
+CREATE EXTENSION audit_db;
+SELECT partition, range_from, range_to, is_default FROM audit_partitions('audit_log');
+
+\echo '== events land in their month; one from 1999 goes to the DEFAULT partition'
+INSERT INTO audit_log ("timestamp", principal_id, organization_id, action, status, details)
+VALUES (now(), 'user-42', 'org-1', 'auth.login.success', 'success', '{"ip": "203.0.113.7"}'),
+       (now() + interval '1 month', 'user-42', 'org-1', 'data.read', 'success', NULL),
+       ('1999-12-31 23:00:00+00', 'user-7', 'org-1', 'legacy.import', 'success', NULL);
+SELECT id, "timestamp", action, tableoid::regclass AS stored_in FROM audit_log ORDER BY id;
+
+\echo '== audit_create_partitions() is idempotent: a second call creates nothing'
+SELECT count(*) AS created FROM audit_create_partitions();
+
+\echo '== creating December 1999 moves the DEFAULT row into its new partition'
+SELECT * FROM audit_create_partitions('audit_log', 0, '1999-12-15');
+SELECT id, action, tableoid::regclass AS stored_in FROM audit_log WHERE action = 'legacy.import';
+
+\echo '== partition listing'
+ANALYZE audit_log;
+SELECT partition, range_from, range_to, is_default, row_estimate, pg_size_pretty(total_bytes) AS size
+  FROM audit_partitions('audit_log');

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every test of audit_db, in three tiers, then one summary line:
+#   1. plain `cargo test` of the pure-Rust core (no PostgreSQL),
+#   2. `cargo pgrx test` (#[pg_test] functions inside a pgrx-managed cluster),
+#   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron).
+# Exits non-zero if any tier fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+scripts/prereqs.sh || exit 1
+
+logdir=$(mktemp -d /tmp/audit_db_test_logs.XXXXXX)
+passed=0
+failed=0
+status=0
+
+count_cargo() { # sums "test result: ... N passed; M failed" lines of a cargo log
+    local log=$1 p f
+    p=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+    f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+    passed=$((passed + p)); failed=$((failed + f))
+}
+
+echo "== tier 1: cargo test -p audit_db_core"
+cargo test -p audit_db_core 2>&1 | tee "$logdir/core.log" | grep -E '^test result|FAILED|panicked'
+[ "${PIPESTATUS[0]}" = 0 ] || { status=1; grep -q failed "$logdir/core.log" || failed=$((failed + 1)); }
+count_cargo "$logdir/core.log"
+
+echo "== tier 2: cargo pgrx test pg15"
+pgdata_root=/tmp/audit_db_pgrx_test
+rm -rf "$pgdata_root"; mkdir -p "$pgdata_root"; chown postgres:postgres "$pgdata_root"
+cargo pgrx test pg15 --runas postgres --pgdata "$pgdata_root/data" 2>&1 | tee "$logdir/pgrx.log" \
+    | grep -E '^test |^test result|panicked|^error'
+if [ "${PIPESTATUS[0]}" != 0 ]; then
+    status=1
+    grep -q 'test result' "$logdir/pgrx.log" || failed=$((failed + 1))
+fi
+count_cargo "$logdir/pgrx.log"
+
+echo "== tier 3: SQL tests (pg_regress)"
+cargo pgrx install --pg-config /usr/bin/pg_config >"$logdir/install.log" 2>&1 \
+    || { cat "$logdir/install.log"; status=1; failed=$((failed + 1)); }
+pg_test/run.sh 2>&1 | tee "$logdir/sql.log" | grep -vE '^(SET|DROP DATABASE|CREATE DATABASE|ALTER DATABASE|CREATE EXTENSION)$'
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql.log")
+f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql.log")
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+
+[ "$failed" -gt 0 ] && status=1
+echo "logs: $logdir"
+echo "audit_db: $passed passed, $failed failed"
+exit "$status"
