@@ -13,6 +13,7 @@ regress="$(/usr/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
 scripts/cluster.sh start "$dir" "$port" \
     "shared_preload_libraries = 'pg_cron'" \
     "cron.database_name = 'audit_regress'" \
+    "cron.host = '$dir/sock'" \
     "max_locks_per_transaction = 256"
 trap 'scripts/cluster.sh stop "$dir"' EXIT
 

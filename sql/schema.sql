@@ -370,6 +370,32 @@ CREATE INDEX pseudonym_mapping_timestamp_idx ON pseudonym_mapping USING btree ("
 CREATE INDEX pseudonym_mapping_pseudonym_id_idx ON pseudonym_mapping USING btree (pseudonym_id);
 CREATE INDEX pseudonym_mapping_original_id_idx ON pseudonym_mapping USING btree (original_id);
 
+-- --------------------------------------------------- audit_partition_config
+-- One row per partitioned parent that audit_partition_maintenance() keeps.
+-- retention NULL = keep every partition; lock_timeout bounds every lock wait of
+-- maintenance; last_run_* record the outcome of the last maintenance run.
+CREATE TABLE audit_partition_config (
+    parent regclass PRIMARY KEY,
+    "interval" text NOT NULL DEFAULT 'monthly'
+        CONSTRAINT audit_partition_config_interval_check
+        CHECK ("interval" IN ('daily', 'weekly', 'monthly')),
+    premake integer NOT NULL DEFAULT 6
+        CONSTRAINT audit_partition_config_premake_check CHECK (premake BETWEEN 0 AND 1000),
+    retention interval
+        CONSTRAINT audit_partition_config_retention_check CHECK (retention > interval '0'),
+    keep_table boolean NOT NULL DEFAULT false,
+    auto_create boolean NOT NULL DEFAULT true,
+    auto_drop boolean NOT NULL DEFAULT true,
+    lock_timeout interval NOT NULL DEFAULT interval '2 seconds'
+        CONSTRAINT audit_partition_config_lock_timeout_check
+        CHECK (lock_timeout > interval '0' AND lock_timeout <= interval '1 hour'),
+    last_run_at timestamptz,
+    last_run_result text
+);
+COMMENT ON TABLE audit_partition_config IS
+'Partition upkeep per parent: interval (daily, weekly, monthly), premake periods ahead, retention (NULL = keep all), keep_table (detach and keep instead of drop), auto_create/auto_drop switches, lock_timeout for maintenance, and the last maintenance run.';
+INSERT INTO audit_partition_config (parent) VALUES ('audit_log'), ('error_log');
+
 -- ------------------------------------------------------------------- roles
 -- Roles are cluster-wide and survive DROP EXTENSION by design (they may own
 -- grants in other databases). Created only if missing.
@@ -400,8 +426,8 @@ LANGUAGE sql STABLE STRICT
 SET datestyle TO 'ISO, YMD'
 AS $fn$
     SELECT c.oid::regclass,
-           b.m[1]::timestamptz,
-           b.m[2]::timestamptz,
+           CASE WHEN b.m IS NOT NULL THEN coalesce(b.m[1]::timestamptz, '-infinity') END,
+           CASE WHEN b.m IS NOT NULL THEN coalesce(b.m[2]::timestamptz, 'infinity') END,
            pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
            CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END,
            pg_catalog.pg_total_relation_size(c.oid)
@@ -410,9 +436,9 @@ AS $fn$
       CROSS JOIN LATERAL (
             SELECT pg_catalog.regexp_match(
                        pg_catalog.pg_get_expr(c.relpartbound, c.oid),
-                       'FROM \(''([^'']*)''\) TO \(''([^'']*)''\)') AS m) b
+                       'FROM \((?:''([^'']*)''|MINVALUE)\) TO \((?:''([^'']*)''|MAXVALUE)\)') AS m) b
      WHERE i.inhparent = parent
      ORDER BY 4, 2, c.relname
 $fn$;
 COMMENT ON FUNCTION audit_partitions(regclass) IS
-'Lists the partitions of a range-partitioned audit table: bounds (UTC midnights), whether it is the DEFAULT partition, planner row estimate (NULL before the first ANALYZE) and total size in bytes.';
+'Lists the partitions of a range-partitioned audit table: bounds (MINVALUE/MAXVALUE as -infinity/infinity, NULL for DEFAULT), whether it is the DEFAULT partition, planner row estimate (NULL before the first ANALYZE) and total size in bytes.';

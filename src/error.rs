@@ -63,6 +63,16 @@ impl AuditError {
         Self::new(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE, message)
     }
 
+    /// 2BP01: other objects depend on the one to change.
+    pub fn new_dependents(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST, message)
+    }
+
+    /// 23502: rows lack a value the new layout requires.
+    pub fn new_not_null(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION, message)
+    }
+
     /// 42P07: a relation of that name exists and is not what we would create.
     pub fn duplicate_table(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, message)

@@ -6,10 +6,14 @@
 
 use pgrx::prelude::*;
 
+pub mod analyze;
+pub mod convert;
 pub mod error;
+pub mod maintenance;
 pub mod partition;
 pub mod regclass;
 pub mod spi_util;
+pub mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);
 

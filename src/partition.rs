@@ -23,11 +23,18 @@ pub struct Parent {
     pub default_partition: Option<String>,
     /// Role owning the parent; new partitions get the same owner.
     pub owner: String,
+    /// The parent's columns, quoted, in order, comma-separated.
+    columns: String,
 }
 
 impl Parent {
     pub fn qualified(&self) -> String {
         qualified(&self.schema, &self.name)
+    }
+
+    /// `"id", "timestamp", ...`: every live column, for explicit INSERT lists.
+    pub fn column_list(&self) -> &str {
+        &self.columns
     }
 
     /// Reads and checks the parent: partitioned BY RANGE on one timestamptz column.
@@ -39,7 +46,10 @@ impl Parent {
                         a.atttypid = 'pg_catalog.timestamptz'::regtype, a.attname::text,
                         (SELECT d.relname::text FROM pg_catalog.pg_class d
                           WHERE d.oid = pt.partdefid),
-                        pg_catalog.pg_get_userbyid(c.relowner)::text
+                        pg_catalog.pg_get_userbyid(c.relowner)::text,
+                        (SELECT string_agg(pg_catalog.quote_ident(x.attname), ', ' ORDER BY x.attnum)
+                           FROM pg_catalog.pg_attribute x
+                          WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped)
                    FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
@@ -61,11 +71,13 @@ impl Parent {
                     r.get::<String>(7)?,
                     r.get::<String>(8)?,
                     r.get::<String>(9)?,
+                    r.get::<String>(10)?,
                 ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })?;
-        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition, owner)) = row
+        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition, owner, columns)) =
+            row
         else {
             return Err(AuditError::invalid_parameter(format!(
                 "relation with OID {} does not exist",
@@ -95,6 +107,7 @@ impl Parent {
             key_column: key.unwrap_or_default(),
             default_partition,
             owner: owner.unwrap_or_default(),
+            columns: columns.unwrap_or_default(),
         })
     }
 }
@@ -188,54 +201,50 @@ pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
     }
 }
 
-/// Creates `period` as a partition of `parent`, first moving any rows of its range
-/// out of the DEFAULT partition (PostgreSQL refuses the new range otherwise).
-/// Returns the number of rows moved.
-fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
+/// Creates `period` as a partition of `parent` without an ACCESS EXCLUSIVE lock on the
+/// parent: the table is built standalone (LIKE the parent), filled with any rows of its
+/// range that sit in the DEFAULT partition, given a CHECK constraint equal to its bounds
+/// (so ATTACH skips the validation scan), then attached, which takes only SHARE UPDATE
+/// EXCLUSIVE on the parent. Returns the number of rows moved out of DEFAULT.
+pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
     let part = qualified(&parent.schema, &period.name);
     let key = quote_identifier(&parent.key_column);
     let (from, to) = (period.from_literal(), period.to_literal());
+    let range = format!("{key} >= '{from}'::timestamptz AND {key} < '{to}'::timestamptz");
+    Spi::run(&format!(
+        "CREATE TABLE {part} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+                              INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED)",
+        parent.qualified()
+    ))?;
+    Spi::run(&format!(
+        "ALTER TABLE {part} ADD CONSTRAINT audit_db_bound CHECK ({key} IS NOT NULL AND {range})"
+    ))?;
     let mut moved = 0i64;
     if let Some(default_name) = &parent.default_partition {
         let default_rel = qualified(&parent.schema, default_name);
-        let range = format!("{key} >= '{from}'::timestamptz AND {key} < '{to}'::timestamptz");
-        moved = Spi::get_one::<i64>(&format!(
-            "SELECT count(*) FROM ONLY {default_rel} WHERE {range}"
-        ))?
-        .unwrap_or(0);
-        if moved > 0 {
-            let stash = quote_identifier(&format!("audit_db_move_{}", parent.oid.to_u32()));
-            Spi::run(&format!(
-                "CREATE TEMP TABLE {stash} ON COMMIT DROP AS
-                 WITH m AS (DELETE FROM ONLY {default_rel} WHERE {range} RETURNING *)
-                 SELECT * FROM m"
-            ))?;
-            Spi::run(&format!(
-                "CREATE TABLE {part} PARTITION OF {} FOR VALUES FROM ('{from}') TO ('{to}')",
-                parent.qualified()
-            ))?;
-            let reinserted = Spi::connect_mut(|client| {
-                client
-                    .update(
-                        &format!("INSERT INTO {part} SELECT * FROM pg_temp.{stash}"),
-                        None,
-                        &[],
-                    )
-                    .map(|t| t.len() as i64)
-            })?;
-            Spi::run(&format!("DROP TABLE pg_temp.{stash}"))?;
-            if reinserted != moved {
-                return Err(AuditError::internal(format!(
-                    "moved {moved} rows out of the DEFAULT partition but reinserted {reinserted}"
-                )));
-            }
-            return Ok(moved);
-        }
+        let cols = parent.column_list();
+        moved = Spi::connect_mut(|client| {
+            client
+                .update(
+                    &format!(
+                        "WITH m AS (DELETE FROM ONLY {default_rel} WHERE {range} RETURNING {cols})
+                         INSERT INTO {part} ({cols}) SELECT {cols} FROM m"
+                    ),
+                    None,
+                    &[],
+                )
+                .map(|t| t.len() as i64)
+        })?;
     }
     Spi::run(&format!(
-        "CREATE TABLE {part} PARTITION OF {} FOR VALUES FROM ('{from}') TO ('{to}')",
+        "ALTER TABLE {} ATTACH PARTITION {part} FOR VALUES FROM ('{from}') TO ('{to}')",
         parent.qualified()
     ))?;
+    Spi::run(&format!("ALTER TABLE {part} DROP CONSTRAINT audit_db_bound"))?;
+    // SECURITY DEFINER creates as the extension owner; hand the table to the parent's
+    // owner so that it can alter or drop what it owns.
+    Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
+    release_from_extension(parent, &period.name)?;
     Ok(moved)
 }
 
@@ -252,16 +261,14 @@ fn release_from_extension(parent: &Parent, name: &str) -> AuditResult<()> {
     Ok(())
 }
 
-/// Creates the missing partitions of the period containing `at` and `premake` periods
-/// after it. Returns the names created, in order.
-pub fn create_partitions(
-    rel: Regclass,
+/// The periods of the plan that have no partition yet, after validating the parent,
+/// checking the caller, and serialising with other creators of the same parent.
+pub fn missing_periods(
+    parent: &Parent,
     interval: PartitionInterval,
     premake: i32,
     at: Option<TimestampWithTimeZone>,
-) -> AuditResult<Vec<String>> {
-    let parent = Parent::load(rel)?;
-    authorize_maintenance(&parent)?;
+) -> AuditResult<Vec<Period>> {
     let today = utc_date(at)?;
     let periods = plan(&parent.name, interval, today, i64::from(premake)).map_err(plan_error)?;
     // One creator per parent at a time: a concurrent run waits, then sees our partitions.
@@ -269,9 +276,9 @@ pub fn create_partitions(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('audit_db.partitions'), $1::int4)",
         &[(parent.oid.to_u32() as i32).into()],
     )?;
-    let existing = existing_partitions(&parent)?;
-    let mut created = Vec::new();
-    for period in &periods {
+    let existing = existing_partitions(parent)?;
+    let mut missing = Vec::new();
+    for period in periods {
         if existing.iter().any(|p| p.name == period.name) {
             continue;
         }
@@ -280,11 +287,9 @@ pub fn create_partitions(
                 "relation \"{}\" already exists and is not a partition of \"{}\"",
                 period.name, parent.name
             ))
-            .hint(
-                "Rename or drop that table, or attach it with ALTER TABLE ... ATTACH PARTITION.",
-            ));
+            .hint("Rename or drop that table, or attach it with ALTER TABLE ... ATTACH PARTITION."));
         }
-        if overlaps_existing(&existing, period)? {
+        if overlaps_existing(&existing, &period)? {
             pgrx::notice!(
                 "audit_db: skipping \"{}\": its range overlaps an existing partition of \"{}\"",
                 period.name,
@@ -292,24 +297,190 @@ pub fn create_partitions(
             );
             continue;
         }
-        let moved = create_partition(&parent, period)?;
+        missing.push(period);
+    }
+    Ok(missing)
+}
+
+/// Creates the missing partitions of the period containing `at` and `premake` periods
+/// after it (NULL premake = the parent's config row, else 6). Returns the names created.
+pub fn create_partitions(
+    rel: Regclass,
+    premake: Option<i32>,
+    at: Option<TimestampWithTimeZone>,
+) -> AuditResult<Vec<String>> {
+    let parent = Parent::load(rel)?;
+    authorize_maintenance(&parent)?;
+    let config = PartitionConfig::load(parent.oid)?;
+    let premake = premake.unwrap_or(config.premake);
+    let mut created = Vec::new();
+    for period in missing_periods(&parent, config.interval, premake, at)? {
+        let moved = create_partition(&parent, &period)?;
         if moved > 0 {
             pgrx::notice!(
                 "audit_db: moved {moved} rows from the DEFAULT partition into \"{}\"",
                 period.name
             );
         }
-        // SECURITY DEFINER creates as the extension owner; hand the table to the
-        // parent's owner so that it can alter or drop what it owns.
-        Spi::run(&format!(
-            "ALTER TABLE {} OWNER TO {}",
-            qualified(&parent.schema, &period.name),
-            quote_identifier(&parent.owner)
-        ))?;
-        release_from_extension(&parent, &period.name)?;
-        created.push(period.name.clone());
+        created.push(period.name);
     }
     Ok(created)
+}
+
+/// A partition whose whole range ended before the retention cutoff.
+#[derive(Debug, Clone)]
+pub struct Expired {
+    pub name: String,
+}
+
+/// The partitions of `parent` whose entire range ends at or before `at - retention`
+/// (their rows are all strictly older than the cutoff). Never DEFAULT, never a
+/// partition with an open (MAXVALUE) upper bound.
+pub fn expired_partitions(
+    parent: &Parent,
+    retention: Interval,
+    at: Option<TimestampWithTimeZone>,
+) -> AuditResult<Vec<Expired>> {
+    let positive = Spi::get_one_with_args::<bool>(
+        "SELECT $1::interval > interval '0'",
+        &[retention.into()],
+    )?
+    .unwrap_or(false);
+    if !positive {
+        return Err(AuditError::invalid_parameter("retention must be a positive interval")
+            .hint("For example '12 months' or '90 days'; NULL uses the parent's config row."));
+    }
+    let query = format!(
+        "SELECT c.relname::text
+           FROM {}.audit_partitions($1) p
+           JOIN pg_catalog.pg_class c ON c.oid = p.partition
+          WHERE NOT p.is_default AND p.range_to <> 'infinity'
+            AND p.range_to <= coalesce($2, pg_catalog.now()) - $3::interval
+          ORDER BY p.range_to",
+        ext_schema()?
+    );
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(&query, None, &[Regclass(parent.oid).into(), at.into(), retention.into()])? {
+            out.push(Expired { name: r.get::<String>(1)?.unwrap_or_default() });
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(AuditError::from)
+}
+
+/// Drops `name`, or detaches it and renames it `<name>_detached` when `keep_table`.
+/// Returns what was done, for reporting.
+pub fn drop_or_detach(parent: &Parent, name: &str, keep_table: bool) -> AuditResult<String> {
+    let part = qualified(&parent.schema, name);
+    if keep_table {
+        let kept = detached_name(name);
+        Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
+        Spi::run(&format!("ALTER TABLE {part} RENAME TO {}", quote_identifier(&kept)))?;
+        Ok(format!("detached and kept as {kept}"))
+    } else {
+        Spi::run(&format!("DROP TABLE {part}"))?;
+        Ok("dropped".to_string())
+    }
+}
+
+/// `<name>_detached`, shortened so it fits in 63 bytes.
+pub fn detached_name(name: &str) -> String {
+    const SUFFIX: &str = "_detached";
+    let mut base = name.to_string();
+    while base.len() + SUFFIX.len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
+        base.pop();
+    }
+    base + SUFFIX
+}
+
+/// Drops (or detaches) every expired partition of `rel`. NULL retention = the config
+/// row's; no retention configured = nothing is dropped.
+pub fn drop_expired_partitions(
+    rel: Regclass,
+    retention: Option<Interval>,
+    keep_table: bool,
+    at: Option<TimestampWithTimeZone>,
+) -> AuditResult<Vec<String>> {
+    let parent = Parent::load(rel)?;
+    authorize_maintenance(&parent)?;
+    let Some(retention) = retention.or(PartitionConfig::load(parent.oid)?.retention) else {
+        return Ok(Vec::new());
+    };
+    let mut dropped = Vec::new();
+    for e in expired_partitions(&parent, retention, at)? {
+        let what = drop_or_detach(&parent, &e.name, keep_table)?;
+        pgrx::notice!("audit_db: partition \"{}\" {what}", e.name);
+        dropped.push(e.name);
+    }
+    Ok(dropped)
+}
+
+/// A parent's row of `audit_partition_config`, or the defaults when it has none.
+#[derive(Debug, Clone)]
+pub struct PartitionConfig {
+    pub interval: PartitionInterval,
+    pub premake: i32,
+    pub retention: Option<Interval>,
+    pub keep_table: bool,
+    pub auto_create: bool,
+    pub auto_drop: bool,
+    /// `lock_timeout` in milliseconds.
+    pub lock_timeout_ms: i64,
+}
+
+impl PartitionConfig {
+    pub fn load(parent: pg_sys::Oid) -> AuditResult<PartitionConfig> {
+        let query = format!(
+            "SELECT \"interval\", premake, retention, keep_table, auto_create, auto_drop,
+                    (extract(epoch FROM lock_timeout) * 1000)::int8
+               FROM {}.audit_partition_config WHERE parent = $1",
+            ext_schema()?
+        );
+        let row = Spi::connect(|client| {
+            let mut out = None;
+            for r in client.select(&query, Some(1), &[Regclass(parent).into()])? {
+                out = Some((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<i32>(2)?.unwrap_or(DEFAULT_PREMAKE),
+                    r.get::<Interval>(3)?,
+                    r.get::<bool>(4)?.unwrap_or(false),
+                    r.get::<bool>(5)?.unwrap_or(true),
+                    r.get::<bool>(6)?.unwrap_or(true),
+                    r.get::<i64>(7)?.unwrap_or(2000),
+                ));
+            }
+            Ok::<_, pgrx::spi::Error>(out)
+        })?;
+        Ok(match row {
+            None => PartitionConfig::default(),
+            Some((interval, premake, retention, keep_table, auto_create, auto_drop, lock_ms)) => {
+                PartitionConfig {
+                    interval: PartitionInterval::parse(&interval).map_err(plan_error)?,
+                    premake,
+                    retention,
+                    keep_table,
+                    auto_create,
+                    auto_drop,
+                    lock_timeout_ms: lock_ms,
+                }
+            }
+        })
+    }
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            interval: PartitionInterval::Monthly,
+            premake: DEFAULT_PREMAKE,
+            retention: None,
+            keep_table: false,
+            auto_create: true,
+            auto_drop: true,
+            lock_timeout_ms: 2000,
+        }
+    }
 }
 
 fn relation_exists(schema: &str, name: &str) -> AuditResult<bool> {
@@ -329,11 +500,10 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
     }
     let froms: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.from).collect();
     let tos: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.to).collect();
-    // A NULL bound (MINVALUE/MAXVALUE) is unbounded on that side.
+    // MINVALUE / MAXVALUE bounds come back as -infinity / infinity.
     Ok(Spi::get_one_with_args::<bool>(
         "SELECT EXISTS (SELECT 1 FROM unnest($1::timestamptz[], $2::timestamptz[]) AS r(f, t)
-                         WHERE coalesce(r.f < $4::timestamptz, true)
-                           AND coalesce(r.t > $3::timestamptz, true))",
+                         WHERE r.f < $4::timestamptz AND r.t > $3::timestamptz)",
         &[
             froms.into(),
             tos.into(),
@@ -349,16 +519,27 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
 #[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_create_partitions(
     parent: default!(Option<Regclass>, "'audit_log'"),
-    premake: default!(Option<i32>, 6),
+    premake: default!(Option<i32>, "NULL"),
     reference_time: default!(Option<TimestampWithTimeZone>, "now()"),
 ) -> SetOfIterator<'static, String> {
-    let parent = parent
-        .ok_or_else(|| AuditError::null_argument("parent"))
-        .or_report();
-    let premake = premake.unwrap_or(DEFAULT_PREMAKE);
-    let created =
-        create_partitions(parent, PartitionInterval::Monthly, premake, reference_time).or_report();
-    SetOfIterator::new(created)
+    let parent = parent.ok_or_else(|| AuditError::null_argument("parent")).or_report();
+    SetOfIterator::new(create_partitions(parent, premake, reference_time).or_report())
+}
+
+/// `audit_drop_expired_partitions(parent, retention, keep_table, reference_time)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_drop_expired_partitions(
+    parent: default!(Option<Regclass>, "'audit_log'"),
+    retention: default!(Option<Interval>, "NULL"),
+    keep_table: default!(Option<bool>, false),
+    reference_time: default!(Option<TimestampWithTimeZone>, "now()"),
+) -> SetOfIterator<'static, String> {
+    let parent = parent.ok_or_else(|| AuditError::null_argument("parent")).or_report();
+    let keep_table = keep_table.ok_or_else(|| AuditError::null_argument("keep_table")).or_report();
+    SetOfIterator::new(
+        drop_expired_partitions(parent, retention, keep_table, reference_time).or_report(),
+    )
 }
 
 #[cfg(any(test, feature = "pg_test"))]

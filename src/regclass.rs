@@ -61,3 +61,15 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Regclass {
         unsafe { arg.unbox_arg_using_from_datum().into() }
     }
 }
+
+unsafe impl pgrx::callconv::BoxRet for Regclass {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        match self.into_datum() {
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
+}

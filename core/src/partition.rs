@@ -181,12 +181,32 @@ pub fn plan(
         .collect()
 }
 
+/// Whole months from the month of `a` to the month of `b` (negative when `b` is earlier).
+pub fn months_between(a: Date, b: Date) -> i64 {
+    (i64::from(b.year) * 12 + i64::from(b.month)) - (i64::from(a.year) * 12 + i64::from(a.month))
+}
+
+/// The UTC month start strictly after the month containing `date`: the exclusive upper
+/// bound of a range that must include `date`.
+pub fn month_after(date: Date) -> Date {
+    date.add_months_to_first(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn d(y: i32, m: u32, day: u32) -> Date {
         Date::new(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn month_spans() {
+        assert_eq!(months_between(d(2024, 1, 31), d(2024, 3, 1)), 2);
+        assert_eq!(months_between(d(2024, 12, 1), d(2025, 1, 31)), 1);
+        assert_eq!(months_between(d(2025, 1, 1), d(2024, 12, 31)), -1);
+        assert_eq!(month_after(d(2024, 12, 31)), d(2025, 1, 1));
+        assert_eq!(month_after(d(2024, 2, 1)), d(2024, 3, 1));
     }
 
     #[test]

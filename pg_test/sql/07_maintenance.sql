@@ -1,0 +1,93 @@
+-- audit_partition_maintenance(): create then drop per config row, lock timeouts
+-- reported as skipped, one run at a time, and a real pg_cron job.
+SET timezone = 'UTC';
+CREATE EXTENSION dblink;
+SELECT format('host=%s port=%s dbname=%s user=postgres',
+              current_setting('unix_socket_directories'), current_setting('port'),
+              current_database()) AS conninfo \gset
+SELECT dblink_connect('other', :'conninfo');
+
+UPDATE audit_partition_config SET retention = '3 months', lock_timeout = '200ms'
+ WHERE parent = 'audit_log'::regclass;
+UPDATE audit_partition_config SET premake = 1, auto_drop = false WHERE parent = 'error_log'::regclass;
+SELECT count(*) AS created FROM audit_create_partitions('audit_log', 2, '2020-01-10');
+
+-- As of 2020-08-15: months 2020-08 .. 2021-02 created for audit_log, 2020-08 .. 09 for
+-- error_log; audit_log partitions ending by the cutoff 2020-05-15 dropped.
+SELECT * FROM audit_partition_maintenance('2020-08-15 00:00:00+00');
+-- Idempotent.
+SELECT count(*) AS steps FROM audit_partition_maintenance('2020-08-15 00:00:00+00');
+SELECT parent, last_run_at IS NOT NULL AS ran, last_run_result FROM audit_partition_config ORDER BY 1::text;
+
+-- Another session reads an expired partition: dropping it needs ACCESS EXCLUSIVE, so
+-- maintenance waits lock_timeout (200 ms), skips it, and drops the others.
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', 'LOCK TABLE audit_log_2020_08 IN ACCESS SHARE MODE');
+SELECT * FROM audit_partition_maintenance('2021-01-15 00:00:00+00');
+SELECT dblink_exec('other', 'COMMIT');
+-- The next run finishes the job.
+SELECT * FROM audit_partition_maintenance('2021-01-15 00:00:00+00');
+
+-- Creating needs ACCESS EXCLUSIVE on the DEFAULT partition (to check it holds no row
+-- of the new range): a reader of DEFAULT makes the new months wait for the next run.
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', 'LOCK TABLE audit_log_default IN ACCESS SHARE MODE');
+SELECT parent, action, partition FROM audit_partition_maintenance('2021-03-02 00:00:00+00')
+ WHERE parent = 'audit_log'::regclass;
+SELECT dblink_exec('other', 'COMMIT');
+SELECT parent, action, partition FROM audit_partition_maintenance('2021-03-02 00:00:00+00')
+ WHERE parent = 'audit_log'::regclass;
+
+-- Inserts into other partitions are not blocked while maintenance creates: the
+-- parent only gets SHARE UPDATE EXCLUSIVE.
+SELECT dblink_exec('other', 'BEGIN');
+SELECT dblink_exec('other', $$INSERT INTO audit_log ("timestamp", action, status) VALUES ('2021-03-05', 'concurrent', 'ok')$$);
+SELECT parent, action, partition FROM audit_partition_maintenance('2021-04-02 00:00:00+00')
+ WHERE parent = 'audit_log'::regclass;
+SELECT dblink_exec('other', 'COMMIT');
+SELECT tableoid::regclass FROM audit_log WHERE action = 'concurrent';
+
+-- One run at a time: while another session holds the maintenance lock, a run
+-- returns at once, saying so.
+SELECT dblink('other', $$SELECT pg_advisory_lock(hashtext('audit_db.maintenance'))$$) AS t(x text);
+SELECT * FROM audit_partition_maintenance();
+SELECT dblink('other', $$SELECT pg_advisory_unlock(hashtext('audit_db.maintenance'))$$) AS t(x bool);
+
+-- A configured parent that was dropped is reported, not fatal.
+CREATE TABLE gone (ts timestamptz NOT NULL) PARTITION BY RANGE (ts);
+INSERT INTO audit_partition_config (parent) VALUES ('gone');
+DROP TABLE gone;
+SELECT action, partition, detail ~ 'no longer exists' AS explained
+  FROM audit_partition_maintenance('2021-04-02 00:00:00+00') WHERE action = 'failed';
+DELETE FROM audit_partition_config WHERE NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = parent::oid);
+
+-- lock_timeout of the caller is restored afterwards.
+SET lock_timeout = '7s';
+SELECT count(*) >= 0 AS ran FROM audit_partition_maintenance();
+SHOW lock_timeout;
+RESET lock_timeout;
+
+SELECT dblink_disconnect('other');
+
+-- A real pg_cron job: one more month ahead for error_log, done by the scheduler.
+UPDATE audit_partition_config SET premake = 8, auto_drop = false WHERE parent = 'error_log'::regclass;
+SELECT to_regclass('error_log_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '8 months', 'YYYY_MM')) IS NULL
+       AS eighth_month_missing;
+CREATE EXTENSION pg_cron;
+SELECT cron.schedule('audit-maint', '1 seconds', 'SELECT audit_partition_maintenance()') > 0 AS scheduled;
+-- Poll (bounded at 60 s) until the job has run once.
+DO $$
+BEGIN
+    FOR i IN 1..600 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM cron.job_run_details WHERE status IN ('succeeded', 'failed'));
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT cron.unschedule('audit-maint');
+SELECT status, return_message FROM cron.job_run_details ORDER BY runid LIMIT 1;
+SELECT to_regclass('error_log_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '8 months', 'YYYY_MM')) IS NOT NULL
+       AS eighth_month_created,
+       (SELECT last_run_at IS NOT NULL FROM audit_partition_config WHERE parent = 'error_log'::regclass) AS recorded;
+DROP EXTENSION pg_cron;
+UPDATE audit_partition_config SET premake = 6, auto_drop = true, retention = NULL, lock_timeout = '2s';
+DROP EXTENSION dblink;

@@ -1,0 +1,259 @@
+//! `audit_partition_maintenance()`: the one call to schedule with pg_cron.
+//!
+//! For every row of `audit_partition_config` it creates the missing partitions, then
+//! drops (or detaches) the expired ones. Every partition's DDL runs in its own
+//! subtransaction under the row's `lock_timeout`, so a partition it cannot lock in time
+//! is reported as `skipped` and left for the next run, and one failing partition never
+//! undoes the work done on the others.
+
+use crate::error::{AuditResult, OrReport};
+use crate::partition::{
+    create_partition, drop_or_detach, expired_partitions, missing_periods, Parent,
+    PartitionConfig,
+};
+use crate::regclass::Regclass;
+use crate::spi_util::ext_schema;
+use crate::subxact::{try_in_subtransaction, Caught};
+use pgrx::prelude::*;
+
+/// One line of the maintenance report.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub parent: Option<Regclass>,
+    pub action: &'static str,
+    pub partition: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl Step {
+    fn new(parent: Option<Regclass>, action: &'static str) -> Step {
+        Step { parent, action, partition: None, detail: None }
+    }
+    fn partition(mut self, name: &str) -> Step {
+        self.partition = Some(name.to_string());
+        self
+    }
+    fn detail(mut self, detail: impl Into<String>) -> Step {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+fn failure_step(parent: Regclass, partition: Option<&str>, caught: &Caught, lock_ms: i64) -> Step {
+    let step = if caught.is_lock_timeout() {
+        Step::new(Some(parent), "skipped").detail(format!(
+            "could not lock within lock_timeout ({lock_ms} ms): {}; the next run retries",
+            caught.message
+        ))
+    } else {
+        Step::new(Some(parent), "failed").detail(format!("{}: {}", caught.sqlstate, caught.message))
+    };
+    match partition {
+        Some(p) => step.partition(p),
+        None => step,
+    }
+}
+
+fn set_lock_timeout(value: &str) -> AuditResult<()> {
+    Spi::run_with_args(
+        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+        &[value.into()],
+    )?;
+    Ok(())
+}
+
+/// Runs one maintenance pass; see the module documentation.
+pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Step>> {
+    if Spi::get_one::<bool>("SELECT pg_catalog.pg_is_in_recovery()")?.unwrap_or(false) {
+        return Ok(vec![Step::new(None, "skipped")
+            .detail("server is a hot standby; maintenance runs on the primary only")]);
+    }
+    let got_lock = Spi::get_one::<bool>(
+        "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('audit_db.maintenance'))",
+    )?
+    .unwrap_or(false);
+    if !got_lock {
+        return Ok(vec![Step::new(None, "skipped")
+            .detail("another audit_partition_maintenance() run is in progress")]);
+    }
+    let saved_lock_timeout =
+        Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?
+            .unwrap_or_else(|| "0".to_string());
+    let schema = ext_schema()?;
+    let parents: Vec<(pg_sys::Oid, bool)> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(
+            &format!(
+                "SELECT parent::oid,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = parent::oid)
+                   FROM {schema}.audit_partition_config ORDER BY parent::text"
+            ),
+            None,
+            &[],
+        )? {
+            out.push((
+                r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                r.get::<bool>(2)?.unwrap_or(false),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+
+    let mut steps = Vec::new();
+    // Loaded parents and their config, for the drop phase.
+    let mut live = Vec::new();
+    for (oid, exists) in parents {
+        let rel = Regclass(oid);
+        if !exists {
+            steps.push(Step::new(Some(rel), "failed").detail(format!(
+                "configured parent with OID {} no longer exists; delete its audit_partition_config row",
+                oid.to_u32()
+            )));
+            continue;
+        }
+        let loaded = try_in_subtransaction(|| {
+            let parent = Parent::load(rel).or_report();
+            let config = PartitionConfig::load(parent.oid).or_report();
+            (parent, config)
+        });
+        let (parent, config) = match loaded {
+            Ok(pc) => pc,
+            Err(caught) => {
+                steps.push(failure_step(rel, None, &caught, 0));
+                continue;
+            }
+        };
+        set_lock_timeout(&format!("{}ms", config.lock_timeout_ms))?;
+        if config.auto_create {
+            create_phase(&parent, &config, at, &mut steps);
+        }
+        live.push((parent, config));
+    }
+    // Drops come after every creation: they are the only DDL here that takes an
+    // ACCESS EXCLUSIVE lock on a parent, and the transaction ends right after them.
+    for (parent, config) in &live {
+        if config.auto_drop {
+            set_lock_timeout(&format!("{}ms", config.lock_timeout_ms))?;
+            drop_phase(parent, config, at, &mut steps);
+        }
+    }
+    set_lock_timeout(&saved_lock_timeout)?;
+
+    for (parent, _) in &live {
+        let rel = Regclass(parent.oid);
+        let mine: Vec<&Step> = steps.iter().filter(|s| s.parent == Some(rel)).collect();
+        let count = |a: &str| mine.iter().filter(|s| s.action == a).count();
+        let summary = format!(
+            "created {}, dropped {}, detached {}, skipped {}, failed {}",
+            count("created"),
+            count("dropped"),
+            count("detached"),
+            count("skipped"),
+            count("failed")
+        );
+        Spi::run_with_args(
+            &format!(
+                "UPDATE {schema}.audit_partition_config
+                    SET last_run_at = pg_catalog.now(), last_run_result = $2
+                  WHERE parent = $1"
+            ),
+            &[rel.into(), summary.into()],
+        )?;
+    }
+    let failed = steps.iter().filter(|s| s.action == "failed").count();
+    if failed > 0 {
+        pgrx::warning!("audit_db: partition maintenance had {failed} failed step(s); see its result rows");
+    }
+    Ok(steps)
+}
+
+fn create_phase(
+    parent: &Parent,
+    config: &PartitionConfig,
+    at: Option<TimestampWithTimeZone>,
+    steps: &mut Vec<Step>,
+) {
+    let rel = Regclass(parent.oid);
+    let periods = match try_in_subtransaction(|| {
+        missing_periods(parent, config.interval, config.premake, at).or_report()
+    }) {
+        Ok(p) => p,
+        Err(caught) => {
+            steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
+            return;
+        }
+    };
+    for period in periods {
+        match try_in_subtransaction(|| create_partition(parent, &period).or_report()) {
+            Ok(moved) => {
+                let step = Step::new(Some(rel), "created").partition(&period.name).detail(format!(
+                    "[{}, {})",
+                    period.from_literal(),
+                    period.to_literal()
+                ));
+                steps.push(if moved > 0 {
+                    let d = step.detail.clone().unwrap_or_default();
+                    step.detail(format!("{d}; moved {moved} rows from the DEFAULT partition"))
+                } else {
+                    step
+                });
+            }
+            Err(caught) => {
+                steps.push(failure_step(rel, Some(&period.name), &caught, config.lock_timeout_ms))
+            }
+        }
+    }
+}
+
+fn drop_phase(
+    parent: &Parent,
+    config: &PartitionConfig,
+    at: Option<TimestampWithTimeZone>,
+    steps: &mut Vec<Step>,
+) {
+    let rel = Regclass(parent.oid);
+    let Some(retention) = config.retention else {
+        return;
+    };
+    let expired = match try_in_subtransaction(|| expired_partitions(parent, retention, at).or_report())
+    {
+        Ok(e) => e,
+        Err(caught) => {
+            steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
+            return;
+        }
+    };
+    for e in expired {
+        match try_in_subtransaction(|| drop_or_detach(parent, &e.name, config.keep_table).or_report())
+        {
+            Ok(what) => steps.push(
+                Step::new(Some(rel), if config.keep_table { "detached" } else { "dropped" })
+                    .partition(&e.name)
+                    .detail(what),
+            ),
+            Err(caught) => {
+                steps.push(failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms))
+            }
+        }
+    }
+}
+
+/// `audit_partition_maintenance(reference_time)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_partition_maintenance(
+    reference_time: default!(Option<TimestampWithTimeZone>, "now()"),
+) -> TableIterator<
+    'static,
+    (
+        name!(parent, Option<Regclass>),
+        name!(action, String),
+        name!(partition, Option<String>),
+        name!(detail, Option<String>),
+    ),
+> {
+    let steps = run_maintenance(reference_time).or_report();
+    TableIterator::new(
+        steps.into_iter().map(|s| (s.parent, s.action.to_string(), s.partition, s.detail)),
+    )
+}
