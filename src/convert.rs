@@ -69,7 +69,7 @@ fn load_table(rel: Regclass, key: &str) -> AuditResult<Table> {
                     (SELECT string_agg(pg_catalog.quote_ident(x.attname), ', ' ORDER BY x.attnum)
                        FROM pg_catalog.pg_attribute x
                       WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped),
-                    pg_catalog.pg_has_role(pg_catalog.current_user, c.relowner, 'USAGE')
+                    pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE')
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               WHERE c.oid = $1",
             Some(1),
@@ -101,11 +101,11 @@ fn load_table(rel: Regclass, key: &str) -> AuditResult<Table> {
     }
     match key_is_tstz {
         None => {
-            return Err(AuditError::wrong_object_type(format!("\"{name}\" has no column \"{key}\""))
+            return Err(AuditError::undefined_column(format!("\"{name}\" has no column \"{key}\""))
                 .hint("Name the timestamptz column to partition by with key_column."))
         }
         Some(false) => {
-            return Err(AuditError::wrong_object_type(format!(
+            return Err(AuditError::datatype_mismatch(format!(
                 "column \"{key}\" of \"{name}\" is not timestamp with time zone"
             ))
             .hint("Partitions are bounded by UTC month starts; convert the column to timestamptz first."))
@@ -246,13 +246,18 @@ pub fn convert(rel: Regclass, mode: Mode, key: &str) -> AuditResult<String> {
     };
     Spi::run(&format!("ALTER TABLE {old} RENAME TO {}", quote_identifier(&renamed)))?;
     let moved = qualified(&t.schema, &renamed);
-    for (i, (index_name, ..)) in indexes.iter().enumerate() {
+    // The old primary key's new name (renaming an index renames its constraint).
+    let mut old_pk: Option<String> = None;
+    for (i, (index_name, _, _, primary, _)) in indexes.iter().enumerate() {
         let new_name = with_suffix(index_name, &format!("_{}{i}", if mode == Mode::Attach { "l" } else { "o" }));
         Spi::run(&format!(
             "ALTER INDEX {} RENAME TO {}",
             qualified(&t.schema, index_name),
             quote_identifier(&new_name)
         ))?;
+        if *primary {
+            old_pk = Some(new_name);
+        }
     }
 
     // 2. The new partitioned parent, under the original name.
@@ -262,6 +267,8 @@ pub fn convert(rel: Regclass, mode: Mode, key: &str) -> AuditResult<String> {
          PARTITION BY RANGE ({qkey})"
     ))?;
     let mut notes = Vec::new();
+    // The primary key as the parent has it (widened by the partition key if needed).
+    let mut new_pk: Option<(String, Vec<String>)> = None;
     if let Some(cols) = &pk_columns {
         let pk_name = indexes
             .iter()
@@ -278,6 +285,9 @@ pub fn convert(rel: Regclass, mode: Mode, key: &str) -> AuditResult<String> {
             quote_identifier(&pk_name),
             cols.join(", ")
         ))?;
+        if notes.iter().any(|n| n.starts_with("primary key widened")) {
+            new_pk = Some((pk_name, cols));
+        }
     }
     for (index_name, def, unique_without_key, primary, _) in &indexes {
         if *primary {
@@ -354,6 +364,22 @@ pub fn convert(rel: Regclass, mode: Mode, key: &str) -> AuditResult<String> {
             ))?;
             Spi::run(&format!("ALTER TABLE {moved} VALIDATE CONSTRAINT audit_db_bound"))?;
             Spi::run(&format!("ALTER TABLE {moved} ALTER COLUMN {qkey} SET NOT NULL"))?;
+            // A partition has the parent's primary key: swap the old one for the widened
+            // one (one index build; the rows stay where they are).
+            if let (Some((_, cols)), Some(old_pk)) = (&new_pk, &old_pk) {
+                let index = with_suffix(&renamed, "_pkey");
+                Spi::run(&format!(
+                    "CREATE UNIQUE INDEX {} ON {moved} ({})",
+                    quote_identifier(&index),
+                    cols.join(", ")
+                ))?;
+                Spi::run(&format!(
+                    "ALTER TABLE {moved} DROP CONSTRAINT {}, ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
+                    quote_identifier(old_pk),
+                    quote_identifier(&index),
+                    quote_identifier(&index)
+                ))?;
+            }
             Spi::run(&format!(
                 "ALTER TABLE {old} ATTACH PARTITION {moved} FOR VALUES FROM (MINVALUE) TO ('{upper_lit}')"
             ))?;

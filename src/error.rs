@@ -73,6 +73,16 @@ impl AuditError {
         Self::new(PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION, message)
     }
 
+    /// 42703: the named column does not exist.
+    pub fn undefined_column(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, message)
+    }
+
+    /// 42804: a column has a type the operation cannot use.
+    pub fn datatype_mismatch(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, message)
+    }
+
     /// 42P07: a relation of that name exists and is not what we would create.
     pub fn duplicate_table(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, message)

@@ -4,13 +4,16 @@
 //! drops (or detaches) the expired ones. Every partition's DDL runs in its own
 //! subtransaction under the row's `lock_timeout`, so a partition it cannot lock in time
 //! is reported as `skipped` and left for the next run, and one failing partition never
-//! undoes the work done on the others.
+//! undoes the work done on the others. Creation takes SHARE UPDATE EXCLUSIVE on the
+//! parent (ATTACH PARTITION); the drops, which PostgreSQL can only do under ACCESS
+//! EXCLUSIVE on the parent, run last and together in one statement (see `drop_phase`).
 
-use crate::error::{AuditResult, OrReport};
+use crate::error::{AuditError, AuditResult, OrReport};
 use crate::partition::{
-    create_partition, drop_or_detach, expired_partitions, missing_periods, Parent,
+    create_partition, detach_and_keep, drop_tables, expired_partitions, missing_periods, Parent,
     PartitionConfig,
 };
+use crate::spi_util::qualified;
 use crate::regclass::Regclass;
 use crate::spi_util::ext_schema;
 use crate::subxact::{try_in_subtransaction, Caught};
@@ -54,12 +57,16 @@ fn failure_step(parent: Regclass, partition: Option<&str>, caught: &Caught, lock
     }
 }
 
-fn set_lock_timeout(value: &str) -> AuditResult<()> {
+fn restore_lock_timeout(value: &str) -> AuditResult<()> {
     Spi::run_with_args(
         "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
         &[value.into()],
     )?;
     Ok(())
+}
+
+fn set_lock_timeout(ms: i64) -> AuditResult<()> {
+    restore_lock_timeout(&format!("{ms}ms"))
 }
 
 /// Runs one maintenance pass; see the module documentation.
@@ -123,7 +130,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
                 continue;
             }
         };
-        set_lock_timeout(&format!("{}ms", config.lock_timeout_ms))?;
+        set_lock_timeout(config.lock_timeout_ms)?;
         if config.auto_create {
             create_phase(&parent, &config, at, &mut steps);
         }
@@ -131,13 +138,8 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
     }
     // Drops come after every creation: they are the only DDL here that takes an
     // ACCESS EXCLUSIVE lock on a parent, and the transaction ends right after them.
-    for (parent, config) in &live {
-        if config.auto_drop {
-            set_lock_timeout(&format!("{}ms", config.lock_timeout_ms))?;
-            drop_phase(parent, config, at, &mut steps);
-        }
-    }
-    set_lock_timeout(&saved_lock_timeout)?;
+    drop_phase(&live, at, &mut steps)?;
+    restore_lock_timeout(&saved_lock_timeout)?;
 
     for (parent, _) in &live {
         let rel = Regclass(parent.oid);
@@ -205,37 +207,112 @@ fn create_phase(
     }
 }
 
+/// An expired partition whose own ACCESS EXCLUSIVE lock is already held.
+struct Locked {
+    rel: Regclass,
+    schema: String,
+    name: String,
+    lock_ms: i64,
+}
+
+/// Drops or detaches the expired partitions of every parent, in three steps:
+/// 1. each expired partition is locked on its own (under its parent's lock_timeout),
+///    so a reader of one partition makes maintenance skip only that partition;
+/// 2. all the locked partitions that are to be dropped go in ONE `DROP TABLE`
+///    statement, the only one here that takes ACCESS EXCLUSIVE on the parents (falling
+///    back to one statement per parent if it cannot get a lock in time);
+/// 3. `keep_table` parents detach theirs, one `DETACH PARTITION` each.
 fn drop_phase(
-    parent: &Parent,
-    config: &PartitionConfig,
+    live: &[(Parent, PartitionConfig)],
     at: Option<TimestampWithTimeZone>,
     steps: &mut Vec<Step>,
-) {
-    let rel = Regclass(parent.oid);
-    let Some(retention) = config.retention else {
-        return;
-    };
-    let expired = match try_in_subtransaction(|| expired_partitions(parent, retention, at).or_report())
-    {
-        Ok(e) => e,
-        Err(caught) => {
-            steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
-            return;
-        }
-    };
-    for e in expired {
-        match try_in_subtransaction(|| drop_or_detach(parent, &e.name, config.keep_table).or_report())
-        {
-            Ok(what) => steps.push(
-                Step::new(Some(rel), if config.keep_table { "detached" } else { "dropped" })
-                    .partition(&e.name)
-                    .detail(what),
-            ),
-            Err(caught) => {
-                steps.push(failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms))
+) -> AuditResult<()> {
+    let mut to_drop: Vec<Locked> = Vec::new();
+    let mut to_detach: Vec<(&Parent, Locked)> = Vec::new();
+    for (parent, config) in live {
+        let Some(retention) = config.retention.filter(|_| config.auto_drop) else {
+            continue;
+        };
+        let rel = Regclass(parent.oid);
+        set_lock_timeout(config.lock_timeout_ms)?;
+        let expired =
+            match try_in_subtransaction(|| expired_partitions(parent, retention, at).or_report()) {
+                Ok(e) => e,
+                Err(caught) => {
+                    steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
+                    continue;
+                }
+            };
+        for e in expired {
+            let part = qualified(&parent.schema, &e.name);
+            let sql = format!("LOCK TABLE {part} IN ACCESS EXCLUSIVE MODE");
+            match try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report()) {
+                Ok(()) => {
+                    let locked = Locked {
+                        rel,
+                        schema: parent.schema.clone(),
+                        name: e.name,
+                        lock_ms: config.lock_timeout_ms,
+                    };
+                    if config.keep_table {
+                        to_detach.push((parent, locked));
+                    } else {
+                        to_drop.push(locked);
+                    }
+                }
+                Err(caught) => {
+                    steps.push(failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms))
+                }
             }
         }
     }
+
+    if !to_drop.is_empty() {
+        let all: Vec<&Locked> = to_drop.iter().collect();
+        let lock_ms = all.iter().map(|l| l.lock_ms).min().unwrap_or(2000);
+        set_lock_timeout(lock_ms)?;
+        if try_drop(&all).is_ok() {
+            steps.extend(all.iter().map(|l| dropped_step(l)));
+        } else {
+            // One parent (or its DEFAULT partition) is busy: retry parent by parent so
+            // the others still get their drops.
+            let mut parents: Vec<Regclass> = all.iter().map(|l| l.rel).collect();
+            parents.dedup();
+            for rel in parents {
+                let group: Vec<&Locked> = all.iter().copied().filter(|l| l.rel == rel).collect();
+                set_lock_timeout(group[0].lock_ms)?;
+                match try_drop(&group) {
+                    Ok(()) => steps.extend(group.iter().map(|l| dropped_step(l))),
+                    Err(caught) => steps.extend(
+                        group.iter().map(|l| failure_step(l.rel, Some(&l.name), &caught, l.lock_ms)),
+                    ),
+                }
+            }
+        }
+    }
+
+    for (parent, l) in to_detach {
+        set_lock_timeout(l.lock_ms)?;
+        match try_in_subtransaction(|| detach_and_keep(parent, &l.name).or_report()) {
+            Ok(kept) => steps.push(
+                Step::new(Some(l.rel), "detached")
+                    .partition(&l.name)
+                    .detail(format!("detached and kept as {kept}")),
+            ),
+            Err(caught) => steps.push(failure_step(l.rel, Some(&l.name), &caught, l.lock_ms)),
+        }
+    }
+    Ok(())
+}
+
+fn try_drop(group: &[&Locked]) -> Result<(), Caught> {
+    let tables: Vec<(String, String)> =
+        group.iter().map(|l| (l.schema.clone(), l.name.clone())).collect();
+    try_in_subtransaction(|| drop_tables(&tables).or_report())
+}
+
+fn dropped_step(l: &Locked) -> Step {
+    Step::new(Some(l.rel), "dropped").partition(&l.name).detail("dropped")
 }
 
 /// `audit_partition_maintenance(reference_time)`: see README.

@@ -369,19 +369,25 @@ pub fn expired_partitions(
     .map_err(AuditError::from)
 }
 
-/// Drops `name`, or detaches it and renames it `<name>_detached` when `keep_table`.
-/// Returns what was done, for reporting.
-pub fn drop_or_detach(parent: &Parent, name: &str, keep_table: bool) -> AuditResult<String> {
+/// Detaches `name` from `parent` and renames it `<name>_detached`. Returns the new name.
+pub fn detach_and_keep(parent: &Parent, name: &str) -> AuditResult<String> {
     let part = qualified(&parent.schema, name);
-    if keep_table {
-        let kept = detached_name(name);
-        Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
-        Spi::run(&format!("ALTER TABLE {part} RENAME TO {}", quote_identifier(&kept)))?;
-        Ok(format!("detached and kept as {kept}"))
-    } else {
-        Spi::run(&format!("DROP TABLE {part}"))?;
-        Ok("dropped".to_string())
+    let kept = detached_name(name);
+    Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
+    Spi::run(&format!("ALTER TABLE {part} RENAME TO {}", quote_identifier(&kept)))?;
+    Ok(kept)
+}
+
+/// Drops every table of `tables` (schema, name) in ONE `DROP TABLE` statement:
+/// PostgreSQL takes an ACCESS EXCLUSIVE lock on the parent (and its DEFAULT
+/// partition) to drop a partition, so one statement keeps that lock to one DDL.
+pub fn drop_tables(tables: &[(String, String)]) -> AuditResult<()> {
+    if tables.is_empty() {
+        return Ok(());
     }
+    let list: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
+    Spi::run(&format!("DROP TABLE {}", list.join(", ")))?;
+    Ok(())
 }
 
 /// `<name>_detached`, shortened so it fits in 63 bytes.
@@ -407,13 +413,22 @@ pub fn drop_expired_partitions(
     let Some(retention) = retention.or(PartitionConfig::load(parent.oid)?.retention) else {
         return Ok(Vec::new());
     };
-    let mut dropped = Vec::new();
-    for e in expired_partitions(&parent, retention, at)? {
-        let what = drop_or_detach(&parent, &e.name, keep_table)?;
-        pgrx::notice!("audit_db: partition \"{}\" {what}", e.name);
-        dropped.push(e.name);
+    let expired: Vec<String> =
+        expired_partitions(&parent, retention, at)?.into_iter().map(|e| e.name).collect();
+    if keep_table {
+        for name in &expired {
+            let kept = detach_and_keep(&parent, name)?;
+            pgrx::notice!("audit_db: partition \"{name}\" detached and kept as {kept}");
+        }
+    } else {
+        let tables: Vec<(String, String)> =
+            expired.iter().map(|n| (parent.schema.clone(), n.clone())).collect();
+        drop_tables(&tables)?;
+        for name in &expired {
+            pgrx::notice!("audit_db: partition \"{name}\" dropped");
+        }
     }
-    Ok(dropped)
+    Ok(expired)
 }
 
 /// A parent's row of `audit_partition_config`, or the defaults when it has none.

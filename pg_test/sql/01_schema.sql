@@ -39,11 +39,11 @@ SELECT conrelid::regclass AS table, conname, pg_get_constraintdef(oid) AS def
  WHERE contype IN ('p', 'u', 'f')
    AND connamespace = 'public'::regnamespace
    AND conrelid IN (SELECT oid FROM pg_class WHERE NOT relispartition)
- ORDER BY 1::text, 2;
+ ORDER BY conrelid::regclass::text, conname;
 
 -- Partitioning of the two time-series tables.
 SELECT partrelid::regclass, partstrat, pg_get_partkeydef(partrelid)
-  FROM pg_partitioned_table ORDER BY 1::text;
+  FROM pg_partitioned_table ORDER BY partrelid::regclass::text;
 
 -- No audit_integrity_log -> audit_log foreign key (dropped by migration 0004).
 SELECT count(*) AS fk_to_audit_log FROM pg_constraint
