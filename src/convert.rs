@@ -464,3 +464,38 @@ fn audit_convert_to_partitioned(
     let key = key_column.ok_or_else(|| AuditError::null_argument("key_column")).or_report();
     convert(tbl, mode, key).or_report()
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn attach_keeps_rows_ids_and_sequence() {
+        Spi::run(
+            "CREATE TABLE legacy (id serial PRIMARY KEY, \"timestamp\" timestamptz NOT NULL, v text);
+             INSERT INTO legacy (\"timestamp\", v)
+             SELECT '2023-05-01'::timestamptz + i * interval '1 hour', 'x' FROM generate_series(1, 500) i",
+        )
+        .expect("setup");
+        let out = Spi::get_one::<String>("SELECT audit_convert_to_partitioned('legacy', 'attach')")
+            .expect("converts")
+            .expect("text");
+        assert!(out.starts_with("legacy: attached 500 rows as partition legacy_legacy"), "{out}");
+        assert_eq!(
+            Spi::get_one::<String>("SELECT relkind::text FROM pg_class WHERE oid = 'legacy'::regclass").unwrap(),
+            Some("p".to_string())
+        );
+        assert_eq!(Spi::get_one::<i64>("SELECT sum(id) FROM legacy").unwrap(), Some(125250));
+        assert_eq!(
+            Spi::get_one::<i32>("INSERT INTO legacy (\"timestamp\", v) VALUES (now(), 'new') RETURNING id").unwrap(),
+            Some(501)
+        );
+    }
+
+    #[pg_test(error = "unknown conversion mode \"merge\"")]
+    fn unknown_mode_is_refused() {
+        Spi::run("CREATE TABLE legacy2 (id int, \"timestamp\" timestamptz)").expect("setup");
+        Spi::run("SELECT audit_convert_to_partitioned('legacy2', 'merge')").expect("refused");
+    }
+}

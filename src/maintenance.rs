@@ -334,3 +334,66 @@ fn audit_partition_maintenance(
         steps.into_iter().map(|s| (s.parent, s.action.to_string(), s.partition, s.detail)),
     )
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn rows(query: &str) -> Vec<String> {
+        Spi::connect(|client| {
+            client
+                .select(query, None, &[])
+                .expect("query runs")
+                .map(|r| r.get::<String>(1).expect("text column").unwrap_or_default())
+                .collect()
+        })
+    }
+
+    #[pg_test]
+    fn maintenance_creates_drops_detaches_and_records_the_run() {
+        Spi::run(
+            "UPDATE audit_partition_config SET retention = '2 months', premake = 1
+              WHERE parent = 'audit_log'::regclass;
+             UPDATE audit_partition_config SET auto_create = false, auto_drop = false
+              WHERE parent = 'error_log'::regclass",
+        )
+        .expect("config");
+        assert_eq!(
+            rows("SELECT audit_create_partitions('audit_log', 0, '2021-01-05')"),
+            ["audit_log_2021_01"]
+        );
+        let steps = rows(
+            "SELECT action || ' ' || partition FROM audit_partition_maintenance('2021-04-01 00:00:00+00')",
+        );
+        // Created first (April and one ahead), then January dropped: it ends 2021-02-01,
+        // exactly the cutoff 2021-04-01 - 2 months.
+        assert_eq!(
+            steps,
+            ["created audit_log_2021_04", "created audit_log_2021_05", "dropped audit_log_2021_01"]
+        );
+        assert_eq!(
+            rows("SELECT last_run_result FROM audit_partition_config WHERE parent = 'audit_log'::regclass"),
+            ["created 2, dropped 1, detached 0, skipped 0, failed 0"]
+        );
+        assert!(rows("SELECT * FROM audit_partition_maintenance('2021-04-01 00:00:00+00')").is_empty());
+
+        // keep_table: detached and renamed. (One test function: pgrx runs tests in
+        // parallel sessions, and a second concurrent maintenance run would be skipped.)
+        Spi::run("SELECT audit_create_partitions('error_log', 0, '2020-03-03')").expect("create");
+        Spi::run(
+            "UPDATE audit_partition_config SET retention = '1 day', keep_table = true, auto_create = false, auto_drop = true
+              WHERE parent = 'error_log'::regclass",
+        )
+        .expect("config");
+        let steps = rows(
+            "SELECT action || ' ' || partition || ' ' || detail FROM audit_partition_maintenance('2020-04-02')
+              WHERE parent = 'error_log'::regclass",
+        );
+        assert_eq!(steps, ["detached error_log_2020_03 detached and kept as error_log_2020_03_detached"]);
+        assert_eq!(
+            rows("SELECT relispartition::text FROM pg_class WHERE relname = 'error_log_2020_03_detached'"),
+            ["false"]
+        );
+    }
+}
