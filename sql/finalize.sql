@@ -33,6 +33,15 @@ REVOKE ALL ON FUNCTION audit_partition_maintenance(timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_analyze_partitions(regclass, bigint, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_convert_to_partitioned(regclass, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_partitions(regclass) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_migrations() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_schema_version() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_pending_migrations() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_schema_snapshot() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_verify_schema() FROM PUBLIC;
+GRANT SELECT ON audit_schema_migrations TO audit_db_reader, audit_db_admin;
+GRANT EXECUTE ON FUNCTION audit_migrations(), audit_schema_version(), audit_pending_migrations(),
+                          audit_schema_snapshot(), audit_verify_schema()
+   TO audit_db_reader, audit_db_admin;
 GRANT EXECUTE ON FUNCTION audit_create_partitions(regclass, integer, timestamptz),
                           audit_drop_expired_partitions(regclass, interval, boolean, timestamptz),
                           audit_partition_maintenance(timestamptz)
@@ -53,6 +62,66 @@ COMMENT ON FUNCTION audit_analyze_partitions(regclass, bigint, timestamptz) IS
 COMMENT ON FUNCTION audit_convert_to_partitioned(regclass, text, text) IS
 'Converts a plain audit table into the partitioned layout, keeping every row, index, grant and sequence value. attach: the old table becomes one partition FROM (MINVALUE) behind a validated CHECK constraint, no row copy; copy: rows are re-split into monthly partitions month by month. Verifies the row count; on any error nothing changes.';
 
--- ----------------------------------------------------- first partitions
-SELECT audit_create_partitions('audit_log');
-SELECT audit_create_partitions('error_log');
+COMMENT ON FUNCTION audit_migrations() IS
+'The migration journal (audit_schema_migrations) in order: version, name, sha256 of the script, when, by whom, milliseconds, success.';
+COMMENT ON FUNCTION audit_schema_version() IS
+'The installed version of audit_db, as pg_extension has it.';
+COMMENT ON FUNCTION audit_pending_migrations() IS
+'Versions the installed audit_db can be updated to (ALTER EXTENSION audit_db UPDATE TO ...), with the script path, from pg_extension_update_paths.';
+COMMENT ON FUNCTION audit_schema_snapshot() IS
+'The live catalog of the extension''s objects: tables, columns (type; nullability; default), indexes, constraints, table and function privileges, function definitions. audit_verify_schema() compares it with the shipped manifest.';
+COMMENT ON FUNCTION audit_verify_schema() IS
+'Compares the live catalog with what the installed version of audit_db ships, plus every partition''s indexes; one row per drift (missing, unexpected, type differs, ...). No rows = exactly as shipped.';
+
+-- ------------------------------------------------------- pg_dump support
+-- Extension member tables are not dumped unless registered: every table that holds
+-- data (the DEFAULT partitions included) and every sequence. The parents are
+-- partitioned and hold no rows of their own; the dated partitions are ordinary tables
+-- and pg_dump dumps them with their rows.
+DO $dump$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+           AND c.relkind IN ('r', 'S')
+         ORDER BY c.relname
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(rel, '');
+    END LOOP;
+END
+$dump$;
+
+-- ------------------------------- config rows, first partitions, the journal
+-- pg_dump scripts (plain, and pg_restore) set row_security = off before they create
+-- the extension (CREATE EXTENSION itself turns check_function_bodies off, so that
+-- one cannot tell); audit_db.restoring = on says the same explicitly. Then the dump brings the config
+-- rows, the partitions with their rows and the journal: creating them here would
+-- collide with it.
+DO $install$
+DECLARE
+    restoring boolean := pg_catalog.current_setting('row_security') = 'off'
+                         OR coalesce(pg_catalog.current_setting('audit_db.restoring', true), '') = 'on';
+    version text := (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'audit_db');
+    script text;
+BEGIN
+    IF restoring THEN
+        RAISE WARNING 'audit_db: restoring from a dump: no partitions, config rows or journal entry created';
+        RETURN;
+    END IF;
+    INSERT INTO @extschema@.audit_partition_config (parent) VALUES ('@extschema@.audit_log'), ('@extschema@.error_log');
+    PERFORM @extschema@.audit_create_partitions('@extschema@.audit_log');
+    PERFORM @extschema@.audit_create_partitions('@extschema@.error_log');
+    script := (SELECT setting FROM pg_catalog.pg_config() WHERE name = 'SHAREDIR')
+              || '/extension/audit_db--' || version || '.sql';
+    INSERT INTO @extschema@.audit_schema_migrations (version, name, checksum, execution_ms)
+    VALUES (version, 'install',
+            pg_catalog.encode(pg_catalog.sha256(pg_catalog.pg_read_binary_file(script, 0, 67108864, true)), 'hex'),
+            (extract(epoch FROM pg_catalog.clock_timestamp()
+                      - pg_catalog.current_setting('audit_db.script_started')::timestamptz) * 1000)::int);
+END
+$install$;

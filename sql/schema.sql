@@ -10,6 +10,9 @@
 -- audit_integrity_log.audit_log_id -> audit_log.id for the same reason; it is
 -- not created here.
 
+-- The migration journal times each script from here (execution_ms).
+SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
+
 -- ---------------------------------------------------------------- audit_log
 CREATE TABLE audit_log (
     id serial NOT NULL,
@@ -394,7 +397,51 @@ CREATE TABLE audit_partition_config (
 );
 COMMENT ON TABLE audit_partition_config IS
 'Partition upkeep per parent: interval (daily, weekly, monthly), premake periods ahead, retention (NULL = keep all), keep_table (detach and keep instead of drop), auto_create/auto_drop switches, lock_timeout for maintenance, and the last maintenance run.';
-INSERT INTO audit_partition_config (parent) VALUES ('audit_log'), ('error_log');
+-- Its rows for audit_log and error_log are inserted by finalize.sql (not while
+-- pg_restore recreates the extension: the dump brings them).
+
+-- ------------------------------------------------- audit_schema_migrations
+-- The migration journal: the install script and every upgrade script record
+-- themselves here (a failed script rolls back with its transaction, so success is
+-- true for every row PostgreSQL keeps; the column is there for imported history).
+CREATE TABLE audit_schema_migrations (
+    version text PRIMARY KEY,
+    name text NOT NULL,
+    checksum text,
+    applied_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    applied_by name NOT NULL DEFAULT session_user,
+    execution_ms integer,
+    success boolean NOT NULL DEFAULT true
+);
+COMMENT ON TABLE audit_schema_migrations IS
+'Migration journal of audit_db: one row per install or upgrade script applied (version, name, sha256 of the script file, when, by whom, how long), plus history imported when adopting a Drizzle-managed database.';
+
+CREATE FUNCTION audit_migrations()
+RETURNS TABLE(version text, name text, checksum text, applied_at timestamptz,
+              applied_by name, execution_ms integer, success boolean)
+LANGUAGE sql STABLE
+AS $fn$
+    SELECT m.version, m.name, m.checksum, m.applied_at, m.applied_by, m.execution_ms, m.success
+      FROM @extschema@.audit_schema_migrations m
+     ORDER BY m.applied_at, m.version
+$fn$;
+
+CREATE FUNCTION audit_schema_version() RETURNS text
+LANGUAGE sql STABLE
+AS $fn$
+    SELECT e.extversion::text FROM pg_catalog.pg_extension e WHERE e.extname = 'audit_db'
+$fn$;
+
+CREATE FUNCTION audit_pending_migrations()
+RETURNS TABLE(target_version text, path text)
+LANGUAGE sql STABLE
+AS $fn$
+    SELECT u.target::text, u.path
+      FROM pg_catalog.pg_extension_update_paths('audit_db') u
+      JOIN pg_catalog.pg_extension e ON e.extname = 'audit_db' AND u.source = e.extversion
+     WHERE u.path IS NOT NULL
+     ORDER BY pg_catalog.string_to_array(pg_catalog.regexp_replace(u.target, '[^0-9.]', '', 'g'), '.')::int[], u.target
+$fn$;
 
 -- ------------------------------------------------------------------- roles
 -- Roles are cluster-wide and survive DROP EXTENSION by design (they may own

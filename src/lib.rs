@@ -12,6 +12,7 @@ pub mod error;
 pub mod maintenance;
 pub mod partition;
 pub mod regclass;
+pub mod schema_check;
 pub mod spi_util;
 pub mod subxact;
 

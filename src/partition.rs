@@ -446,11 +446,21 @@ pub struct PartitionConfig {
 
 impl PartitionConfig {
     pub fn load(parent: pg_sys::Oid) -> AuditResult<PartitionConfig> {
+        let schema = ext_schema()?;
+        // Version 0.1.0 of the schema has no config table: this library serves every
+        // released version, so it falls back to the defaults there.
+        let has_table = Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+            &[format!("{schema}.audit_partition_config").into()],
+        )?
+        .unwrap_or(false);
+        if !has_table {
+            return Ok(PartitionConfig::default());
+        }
         let query = format!(
             "SELECT \"interval\", premake, retention, keep_table, auto_create, auto_drop,
                     (extract(epoch FROM lock_timeout) * 1000)::int8
-               FROM {}.audit_partition_config WHERE parent = $1",
-            ext_schema()?
+               FROM {schema}.audit_partition_config WHERE parent = $1"
         );
         let row = Spi::connect(|client| {
             let mut out = None;

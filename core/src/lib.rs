@@ -1,7 +1,9 @@
 //! Pure logic of audit_db, free of PostgreSQL so that plain `cargo test` covers it.
 //!
 //! * [`calendar`]: proleptic Gregorian civil dates and day arithmetic.
+//! * [`manifest`]: schema manifests and catalog drift.
 //! * [`partition`]: partition intervals, period bounds (UTC), naming and planning.
 
 pub mod calendar;
+pub mod manifest;
 pub mod partition;

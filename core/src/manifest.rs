@@ -1,0 +1,147 @@
+//! Schema manifests: what a released version of audit_db expects to find in the
+//! catalog, one `object_type \t object_name \t definition` line per object, and the
+//! comparison of a manifest with the live catalog (`audit_verify_schema()`).
+//!
+//! Column definitions are written `type; not null|null; default <expr>|no default`
+//! so that a drift can be named precisely ("type differs", "nullability differs").
+
+use std::collections::BTreeMap;
+
+/// One catalog object: (object_type, object_name, definition).
+pub type Entry = (String, String, String);
+
+/// A drift found by [`diff`]: (object_type, object_name, problem).
+pub type Drift = (String, String, String);
+
+/// Parses a manifest; blank lines and lines starting with `#` are ignored.
+pub fn parse(text: &str) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.splitn(3, '\t');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(t), Some(name), Some(def)) => {
+                out.push((t.to_string(), name.to_string(), def.to_string()))
+            }
+            _ => return Err(format!("manifest line {} has fewer than 3 tab-separated fields", n + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes entries in manifest form, sorted.
+pub fn render(entries: &[Entry]) -> String {
+    let mut sorted: Vec<&Entry> = entries.iter().collect();
+    sorted.sort();
+    let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
+    sorted
+        .iter()
+        .map(|(t, n, d)| format!("{}\t{}\t{}\n", clean(t), clean(n), clean(d)))
+        .collect()
+}
+
+fn column_parts(def: &str) -> (&str, &str, &str) {
+    let mut parts = def.splitn(3, "; ");
+    (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""))
+}
+
+fn problem(object_type: &str, expected: &str, found: &str) -> String {
+    if object_type == "column" {
+        let (et, en, ed) = column_parts(expected);
+        let (ft, fnn, fd) = column_parts(found);
+        if et != ft {
+            return format!("type differs: expected {et}, found {ft}");
+        }
+        if en != fnn {
+            return format!("nullability differs: expected {en}, found {fnn}");
+        }
+        if ed != fd {
+            return format!("default differs: expected {ed}, found {fd}");
+        }
+    }
+    format!("definition differs: expected {expected}, found {found}")
+}
+
+/// Compares `expected` (a manifest) with `live` (the catalog): one drift per object
+/// that is missing, unexpected or different, sorted by type and name.
+pub fn diff(expected: &[Entry], live: &[Entry]) -> Vec<Drift> {
+    let key = |e: &Entry| (e.0.clone(), e.1.clone());
+    let exp: BTreeMap<(String, String), &String> = expected.iter().map(|e| (key(e), &e.2)).collect();
+    let got: BTreeMap<(String, String), &String> = live.iter().map(|e| (key(e), &e.2)).collect();
+    let mut out = Vec::new();
+    for ((t, n), d) in &exp {
+        match got.get(&(t.clone(), n.clone())) {
+            None => out.push((t.clone(), n.clone(), "missing".to_string())),
+            Some(found) if found != d => out.push((t.clone(), n.clone(), problem(t, d, found))),
+            Some(_) => {}
+        }
+    }
+    for (t, n) in got.keys() {
+        if !exp.contains_key(&(t.clone(), n.clone())) {
+            out.push((t.clone(), n.clone(), "unexpected".to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(t: &str, n: &str, d: &str) -> Entry {
+        (t.to_string(), n.to_string(), d.to_string())
+    }
+
+    #[test]
+    fn identical_catalogs_have_no_drift() {
+        let m = vec![e("table", "alerts", "table"), e("column", "alerts.id", "text; not null; no default")];
+        assert!(diff(&m, &m).is_empty());
+    }
+
+    #[test]
+    fn missing_unexpected_and_type_changes_are_named() {
+        let expected = vec![
+            e("index", "alerts_status_idx", "CREATE INDEX alerts_status_idx ON alerts USING btree (status)"),
+            e("column", "alerts.severity", "character varying(20); not null; no default"),
+            e("column", "alerts.note", "text; null; no default"),
+            e("column", "alerts.flag", "boolean; not null; default false"),
+        ];
+        let live = vec![
+            e("column", "alerts.severity", "text; not null; no default"),
+            e("column", "alerts.note", "text; not null; no default"),
+            e("column", "alerts.flag", "boolean; not null; default true"),
+            e("column", "alerts.stray", "integer; null; no default"),
+        ];
+        assert_eq!(
+            diff(&expected, &live),
+            vec![
+                e("column", "alerts.flag", "default differs: expected default false, found default true"),
+                e("column", "alerts.note", "nullability differs: expected null, found not null"),
+                e("column", "alerts.severity", "type differs: expected character varying(20), found text"),
+                e("column", "alerts.stray", "unexpected"),
+                e("index", "alerts_status_idx", "missing"),
+            ]
+        );
+    }
+
+    #[test]
+    fn other_objects_report_definition_differences() {
+        let d = diff(&[e("index", "i", "CREATE INDEX i ON t (a)")], &[e("index", "i", "CREATE INDEX i ON t (b)")]);
+        assert_eq!(d, vec![e("index", "i", "definition differs: expected CREATE INDEX i ON t (a), found CREATE INDEX i ON t (b)")]);
+    }
+
+    #[test]
+    fn render_then_parse_round_trips_sorted() {
+        let entries = vec![e("table", "b", "table"), e("column", "a.x", "text; null; no default")];
+        let text = render(&entries);
+        assert_eq!(text, "column\ta.x\ttext; null; no default\ntable\tb\ttable\n");
+        let mut sorted = entries.clone();
+        sorted.sort();
+        assert_eq!(parse(&text).unwrap(), sorted);
+        assert!(parse("# comment\n\n").unwrap().is_empty());
+        assert!(parse("table\tonly-two").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! `audit_schema_snapshot()` and `audit_verify_schema()`: the live catalog of the
+//! extension's objects, and its comparison with the manifest shipped for the installed
+//! version (`sql/manifest/audit_db--<version>.tsv`, embedded in this library).
+//!
+//! The snapshot covers what the extension owns (pg_depend deptype 'e'): tables and
+//! sequences, columns (type, nullability, default), indexes, constraints, table and
+//! function privileges, function definitions; plus one live-only check, that every
+//! partition of an extension parent carries each of the parent's indexes.
+
+use crate::error::{AuditError, AuditResult, OrReport};
+use audit_db_core::manifest::{self, Entry};
+use pgrx::prelude::*;
+
+/// Manifests of every released version this library serves (0.1.0 predates them).
+const MANIFESTS: &[(&str, &str)] =
+    &[("0.2.0", include_str!("../sql/manifest/audit_db--0.2.0.tsv"))];
+
+/// Runs with `search_path` = the extension's schema, so every name below comes out
+/// unqualified, whatever schema the extension was installed in.
+const SNAPSHOT_SQL: &str = r#"
+WITH ext AS (
+    SELECT e.oid, n.nspname FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+     WHERE e.extname = 'audit_db'),
+members AS (
+    SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, ext
+     WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext.oid
+       AND d.deptype = 'e'),
+rels AS (
+    SELECT c.* FROM pg_catalog.pg_class c
+      JOIN members m ON m.classid = 'pg_catalog.pg_class'::regclass AND m.objid = c.oid),
+procs AS (
+    SELECT p.* FROM pg_catalog.pg_proc p
+      JOIN members m ON m.classid = 'pg_catalog.pg_proc'::regclass AND m.objid = p.oid),
+grants AS (
+    SELECT c.oid, pg_catalog.string_agg(
+               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END
+               || ':' || a.privilege_type, ', '
+               ORDER BY 1) AS acl
+      FROM rels c, LATERAL pg_catalog.aclexplode(c.relacl) a
+     WHERE a.grantee <> c.relowner GROUP BY c.oid),
+fgrants AS (
+    SELECT p.oid, pg_catalog.string_agg(
+               CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END
+               || ':' || a.privilege_type, ', '
+               ORDER BY 1) AS acl
+      FROM procs p, LATERAL pg_catalog.aclexplode(p.proacl) a
+     WHERE a.grantee <> p.proowner GROUP BY p.oid)
+SELECT 'table', c.relname::text,
+       CASE c.relkind
+            WHEN 'p' THEN 'partitioned table ' || pg_catalog.pg_get_partkeydef(c.oid)
+            WHEN 'S' THEN 'sequence'
+            WHEN 'v' THEN 'view'
+            ELSE CASE WHEN c.relispartition
+                      THEN 'partition of ' || (SELECT i.inhparent::regclass::text FROM pg_catalog.pg_inherits i
+                                                WHERE i.inhrelid = c.oid)
+                           || ' ' || pg_catalog.pg_get_expr(c.relpartbound, c.oid)
+                      ELSE 'table' END
+       END
+  FROM rels c
+UNION ALL
+SELECT 'column', c.relname || '.' || a.attname,
+       pg_catalog.format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN '; not null' ELSE '; null' END
+       || '; ' || coalesce('default ' || pg_catalog.pg_get_expr(ad.adbin, ad.adrelid), 'no default')
+  FROM rels c
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+ WHERE c.relkind IN ('r', 'p', 'v')
+UNION ALL
+SELECT 'index', i.relname::text, pg_catalog.pg_get_indexdef(i.oid)
+  FROM rels c JOIN pg_catalog.pg_index x ON x.indrelid = c.oid
+  JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+UNION ALL
+SELECT 'constraint', c.relname || '.' || k.conname, pg_catalog.pg_get_constraintdef(k.oid)
+  FROM rels c JOIN pg_catalog.pg_constraint k ON k.conrelid = c.oid
+UNION ALL
+SELECT 'table privilege', c.relname::text, coalesce(g.acl, 'none')
+  FROM rels c LEFT JOIN grants g ON g.oid = c.oid
+UNION ALL
+SELECT 'function', p.oid::regprocedure::text,
+       'returns ' || pg_catalog.pg_get_function_result(p.oid)
+       || CASE WHEN p.prosecdef THEN '; security definer' ELSE '; security invoker' END
+       || '; ' || l.lanname || ' ' || pg_catalog.md5(p.prosrc)
+       || coalesce('; set ' || pg_catalog.replace(pg_catalog.array_to_string(p.proconfig, ', '),
+                                                  (SELECT pg_catalog.quote_ident(nspname) FROM ext), '@extschema@'), '')
+  FROM procs p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+UNION ALL
+SELECT 'function privilege', p.oid::regprocedure::text, coalesce(g.acl, 'none')
+  FROM procs p LEFT JOIN fgrants g ON g.oid = p.oid
+"#;
+
+/// Every partition of an extension parent must carry each of the parent's indexes.
+const PARTITION_INDEX_SQL: &str = r#"
+WITH ext AS (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'audit_db')
+SELECT 'index', part.relname || ': ' || pi.relname, 'missing'
+  FROM pg_catalog.pg_depend d, ext
+  JOIN pg_catalog.pg_class parent ON true
+  JOIN pg_catalog.pg_inherits inh ON inh.inhparent = parent.oid
+  JOIN pg_catalog.pg_class part ON part.oid = inh.inhrelid
+  JOIN pg_catalog.pg_index px ON px.indrelid = parent.oid
+  JOIN pg_catalog.pg_class pi ON pi.oid = px.indexrelid
+ WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext.oid
+   AND d.deptype = 'e' AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = parent.oid
+   AND parent.relkind = 'p'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits ii
+                     JOIN pg_catalog.pg_index cx ON cx.indexrelid = ii.inhrelid
+                    WHERE ii.inhparent = pi.oid AND cx.indrelid = part.oid)
+ ORDER BY 2
+"#;
+
+fn triples(query: &str) -> AuditResult<Vec<Entry>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(query, None, &[])? {
+            out.push((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<String>(3)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(AuditError::from)
+}
+
+pub fn snapshot() -> AuditResult<Vec<Entry>> {
+    let mut rows = triples(SNAPSHOT_SQL)?;
+    rows.sort();
+    Ok(rows)
+}
+
+pub fn installed_version() -> AuditResult<String> {
+    Spi::get_one::<String>(
+        "SELECT (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'audit_db')",
+    )?
+    .ok_or_else(|| {
+        AuditError::object_not_in_prerequisite_state("extension \"audit_db\" is not installed in this database")
+            .hint("CREATE EXTENSION audit_db;")
+    })
+}
+
+pub fn verify() -> AuditResult<Vec<Entry>> {
+    let version = installed_version()?;
+    let text = MANIFESTS.iter().find(|(v, _)| *v == version).map(|(_, t)| *t).ok_or_else(|| {
+        AuditError::object_not_in_prerequisite_state(format!(
+            "this audit_db library has no schema manifest for version {version}"
+        ))
+        .hint("ALTER EXTENSION audit_db UPDATE; to reach a version this library describes.")
+    })?;
+    let expected = manifest::parse(text).map_err(AuditError::internal)?;
+    let mut drifts = manifest::diff(&expected, &snapshot()?);
+    drifts.extend(triples(PARTITION_INDEX_SQL)?);
+    Ok(drifts)
+}
+
+/// `audit_schema_snapshot()`: see README.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_schema_snapshot() -> TableIterator<
+    'static,
+    (name!(object_type, String), name!(object_name, String), name!(definition, String)),
+> {
+    TableIterator::new(snapshot().or_report())
+}
+
+/// `audit_verify_schema()`: see README.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_verify_schema() -> TableIterator<
+    'static,
+    (name!(object_type, String), name!(object_name, String), name!(problem, String)),
+> {
+    TableIterator::new(verify().or_report())
+}
