@@ -108,6 +108,17 @@ DECLARE
                          OR coalesce(pg_catalog.current_setting('audit_db.restoring', true), '') = 'on';
     version text := (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'audit_db');
     script text;
+    adopted boolean := coalesce(pg_catalog.current_setting('audit_db.adopt', true), '') = 'drizzle';
+    t text;
+    old regclass;
+    new regclass;
+    cols text;
+    oldest timestamptz;
+    months int;
+    copied bigint;
+    expected bigint;
+    seq record;
+    adopted_tables text[] := '{}';
 BEGIN
     IF restoring THEN
         RAISE WARNING 'audit_db: restoring from a dump: no partitions, config rows or journal entry created';
@@ -116,10 +127,67 @@ BEGIN
     INSERT INTO @extschema@.audit_partition_config (parent) VALUES ('@extschema@.audit_log'), ('@extschema@.error_log');
     PERFORM @extschema@.audit_create_partitions('@extschema@.audit_log');
     PERFORM @extschema@.audit_create_partitions('@extschema@.error_log');
+    IF adopted THEN
+        -- Adoption, step 2 (step 1 in schema.sql renamed the Drizzle tables).
+        FOREACH t IN ARRAY ARRAY['scheduled_reports', 'audit_log', 'error_log', 'audit_integrity_log',
+                                 'audit_retention_policy', 'error_aggregation', 'alerts', 'report_executions',
+                                 'report_templates', 'audit_preset', 'archive_storage', 'archive_dlq_event',
+                                 'config_change_event', 'pseudonym_mapping']
+        LOOP
+            old := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle'));
+            CONTINUE WHEN old IS NULL;
+            new := ('@extschema@.' || pg_catalog.quote_ident(t))::regclass;
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+              FROM pg_catalog.pg_attribute a
+             WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped
+               AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute o
+                            WHERE o.attrelid = old AND o.attname = a.attname AND o.attnum > 0 AND NOT o.attisdropped);
+            IF t IN ('audit_log', 'error_log') THEN
+                -- Monthly partitions from the oldest event to now + 6 months.
+                EXECUTE pg_catalog.format('SELECT pg_catalog.min("timestamp") FROM %s', old) INTO oldest;
+                IF oldest IS NOT NULL AND oldest > '-infinity' THEN
+                    months := ((pg_catalog.date_part('year', pg_catalog.now() AT TIME ZONE 'UTC')
+                                - pg_catalog.date_part('year', oldest AT TIME ZONE 'UTC')) * 12
+                               + pg_catalog.date_part('month', pg_catalog.now() AT TIME ZONE 'UTC')
+                               - pg_catalog.date_part('month', oldest AT TIME ZONE 'UTC'))::int;
+                    PERFORM @extschema@.audit_create_partitions(new, LEAST(GREATEST(months, 0) + 6, 1000), oldest);
+                END IF;
+            END IF;
+            EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s', new, cols, cols, old);
+            GET DIAGNOSTICS copied = ROW_COUNT;
+            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', old) INTO expected;
+            IF copied <> expected THEN
+                RAISE EXCEPTION 'adoption of % copied % rows of %', t, copied, expected
+                      USING ERRCODE = 'data_exception', HINT = 'Nothing was changed; report this as a bug.';
+            END IF;
+            -- Serial columns go on after the adopted ids.
+            FOR seq IN
+                SELECT pg_catalog.pg_get_serial_sequence(new::text, a.attname) AS name, a.attname AS col
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped
+                   AND pg_catalog.pg_get_serial_sequence(new::text, a.attname) IS NOT NULL
+            LOOP
+                EXECUTE pg_catalog.format('SELECT pg_catalog.setval(%L, pg_catalog.max(%I), true) FROM %s HAVING pg_catalog.max(%I) IS NOT NULL',
+                                          seq.name, seq.col, new, seq.col);
+            END LOOP;
+            adopted_tables := adopted_tables || old::text;
+            RAISE WARNING 'audit_db: adopted % rows of %', copied, t;
+        END LOOP;
+        IF pg_catalog.cardinality(adopted_tables) > 0 THEN
+            EXECUTE 'DROP TABLE ' || pg_catalog.array_to_string(adopted_tables, ', ');
+        END IF;
+        IF pg_catalog.to_regclass('drizzle.__drizzle_migrations') IS NOT NULL THEN
+            INSERT INTO @extschema@.audit_schema_migrations (version, name, checksum, applied_at, applied_by, success)
+            SELECT 'drizzle:' || pg_catalog.lpad((pg_catalog.row_number() OVER (ORDER BY m.created_at, m.id) - 1)::text, 4, '0'),
+                   'Drizzle migration, imported from drizzle.__drizzle_migrations',
+                   m.hash, pg_catalog.to_timestamp(m.created_at / 1000.0), session_user, true
+              FROM drizzle.__drizzle_migrations m;
+        END IF;
+    END IF;
     script := (SELECT setting FROM pg_catalog.pg_config() WHERE name = 'SHAREDIR')
               || '/extension/audit_db--' || version || '.sql';
     INSERT INTO @extschema@.audit_schema_migrations (version, name, checksum, execution_ms)
-    VALUES (version, 'install',
+    VALUES (version, CASE WHEN adopted THEN 'install (adopted a Drizzle-managed schema)' ELSE 'install' END,
             pg_catalog.encode(pg_catalog.sha256(pg_catalog.pg_read_binary_file(script, 0, 67108864, true)), 'hex'),
             (extract(epoch FROM pg_catalog.clock_timestamp()
                       - pg_catalog.current_setting('audit_db.script_started')::timestamptz) * 1000)::int);

@@ -13,6 +13,52 @@
 -- The migration journal times each script from here (execution_ms).
 SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
 
+-- ---------------------------------------------------------- adoption, step 1
+-- SET audit_db.adopt = 'drizzle' before CREATE EXTENSION takes over the tables that
+-- the original Drizzle migrations created in this schema: each one found is renamed
+-- <table>__drizzle (with its indexes and sequences, whose names the new tables
+-- need); finalize.sql copies the rows into the extension's tables, checks the
+-- counts, imports drizzle.__drizzle_migrations into the journal and drops the old
+-- tables. All inside CREATE EXTENSION's transaction: any error and nothing changes.
+DO $adopt$
+DECLARE
+    t text;
+    idx record;
+BEGIN
+    IF coalesce(pg_catalog.current_setting('audit_db.adopt', true), '') = '' THEN
+        RETURN;
+    END IF;
+    IF pg_catalog.current_setting('audit_db.adopt', true) <> 'drizzle' THEN
+        RAISE EXCEPTION 'unknown audit_db.adopt value "%"', pg_catalog.current_setting('audit_db.adopt', true)
+              USING ERRCODE = 'invalid_parameter_value', HINT = 'The only source that can be adopted is ''drizzle''.';
+    END IF;
+    FOREACH t IN ARRAY ARRAY['audit_log', 'error_log', 'audit_integrity_log', 'audit_retention_policy',
+                             'error_aggregation', 'alerts', 'scheduled_reports', 'report_executions',
+                             'report_templates', 'audit_preset', 'archive_storage', 'archive_dlq_event',
+                             'config_change_event', 'pseudonym_mapping']
+    LOOP
+        CONTINUE WHEN pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t)) IS NULL;
+        -- Indexes, sequences and (if it was partitioned by hand) partitions take the
+        -- names the new objects need: they move aside too.
+        FOR idx IN
+            SELECT i.relname FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+             WHERE x.indrelid = ('@extschema@.' || pg_catalog.quote_ident(t))::regclass
+            UNION ALL
+            SELECT c.relname FROM pg_catalog.pg_inherits h JOIN pg_catalog.pg_class c ON c.oid = h.inhrelid
+             WHERE h.inhparent = ('@extschema@.' || pg_catalog.quote_ident(t))::regclass
+            UNION ALL
+            SELECT s.relname FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid
+             WHERE d.classid = 'pg_catalog.pg_class'::regclass AND s.relkind = 'S' AND d.deptype IN ('a', 'i')
+               AND d.refobjid = ('@extschema@.' || pg_catalog.quote_ident(t))::regclass
+        LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE @extschema@.%I RENAME TO %I', idx.relname,
+                                      pg_catalog.left(idx.relname, 54) || '__drizzle');
+        END LOOP;
+        EXECUTE pg_catalog.format('ALTER TABLE @extschema@.%I RENAME TO %I', t, t || '__drizzle');
+    END LOOP;
+END
+$adopt$;
+
 -- ---------------------------------------------------------------- audit_log
 CREATE TABLE audit_log (
     id serial NOT NULL,
