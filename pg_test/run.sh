@@ -17,6 +17,7 @@ scripts/cluster.sh start "$dir" "$port" \
     "max_locks_per_transaction = 256"
 trap 'scripts/cluster.sh stop "$dir"' EXIT
 
+export AUDIT_DB_FIXTURES="$root/pg_test/fixtures"
 tests=()
 for f in pg_test/sql/*.sql; do
     name=$(basename "$f" .sql)

@@ -15,8 +15,9 @@ use pgrx::prelude::*;
 const MANIFESTS: &[(&str, &str)] =
     &[("0.2.0", include_str!("../sql/manifest/audit_db--0.2.0.tsv"))];
 
-/// Runs with `search_path` = the extension's schema, so every name below comes out
-/// unqualified, whatever schema the extension was installed in.
+/// Runs with `search_path` = the extension's schema, so names come out unqualified;
+/// index definitions (always qualified) and function bodies have the schema name
+/// replaced, so that the snapshot is the same whatever schema the extension is in.
 const SNAPSHOT_SQL: &str = r#"
 WITH ext AS (
     SELECT e.oid, n.nspname FROM pg_catalog.pg_extension e
@@ -68,7 +69,8 @@ SELECT 'column', c.relname || '.' || a.attname,
   LEFT JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
  WHERE c.relkind IN ('r', 'p', 'v')
 UNION ALL
-SELECT 'index', i.relname::text, pg_catalog.pg_get_indexdef(i.oid)
+SELECT 'index', i.relname::text,
+       pg_catalog.replace(pg_catalog.pg_get_indexdef(i.oid), ' ' || (SELECT pg_catalog.quote_ident(nspname) FROM ext) || '.', ' ')
   FROM rels c JOIN pg_catalog.pg_index x ON x.indrelid = c.oid
   JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
 UNION ALL
@@ -81,7 +83,8 @@ UNION ALL
 SELECT 'function', p.oid::regprocedure::text,
        'returns ' || pg_catalog.pg_get_function_result(p.oid)
        || CASE WHEN p.prosecdef THEN '; security definer' ELSE '; security invoker' END
-       || '; ' || l.lanname || ' ' || pg_catalog.md5(p.prosrc)
+       || '; ' || l.lanname || ' '
+       || pg_catalog.md5(pg_catalog.replace(p.prosrc, (SELECT pg_catalog.quote_ident(nspname) FROM ext) || '.', '@extschema@.'))
        || coalesce('; set ' || pg_catalog.replace(pg_catalog.array_to_string(p.proconfig, ', '),
                                                   (SELECT pg_catalog.quote_ident(nspname) FROM ext), '@extschema@'), '')
   FROM procs p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
@@ -124,8 +127,31 @@ fn triples(query: &str) -> AuditResult<Vec<Entry>> {
     .map_err(AuditError::from)
 }
 
+/// Settings that change how pg_get_expr() prints defaults and constraints
+/// (pg_regress, for one, runs with IntervalStyle = postgres_verbose). The snapshot
+/// pins them for its own statements and puts the caller's values back.
+const PINNED_SETTINGS: &[(&str, &str)] =
+    &[("IntervalStyle", "postgres"), ("DateStyle", "ISO, MDY"), ("extra_float_digits", "1")];
+
+fn set_local(name: &str, value: &str) -> AuditResult<()> {
+    Spi::run_with_args("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
+    Ok(())
+}
+
 pub fn snapshot() -> AuditResult<Vec<Entry>> {
-    let mut rows = triples(SNAPSHOT_SQL)?;
+    let mut saved = Vec::new();
+    for (name, value) in PINNED_SETTINGS {
+        saved.push(
+            Spi::get_one_with_args::<String>("SELECT pg_catalog.current_setting($1)", &[(*name).into()])?
+                .unwrap_or_default(),
+        );
+        set_local(name, value)?;
+    }
+    let rows = triples(SNAPSHOT_SQL);
+    for ((name, _), value) in PINNED_SETTINGS.iter().zip(saved) {
+        set_local(name, &value)?;
+    }
+    let mut rows = rows?;
     rows.sort();
     Ok(rows)
 }

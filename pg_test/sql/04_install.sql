@@ -18,6 +18,9 @@ SELECT partition FROM audit_x.audit_partitions() WHERE partition::text LIKE '%20
 INSERT INTO audit_x.audit_log ("timestamp", action, status) VALUES ('2019-07-05 10:00:00+00', 'x', 'ok');
 SELECT tableoid::regclass FROM audit_x.audit_log;
 SELECT has_schema_privilege('audit_db_reader', 'audit_x', 'USAGE') AS reader_usage;
+-- The manifest is schema-independent: verification is clean in audit_x too.
+SELECT * FROM audit_x.audit_verify_schema();
+SELECT version, name FROM audit_x.audit_migrations();
 
 DROP EXTENSION audit_db;
 SELECT count(*) AS tables_in_audit_x FROM pg_tables WHERE schemaname = 'audit_x';

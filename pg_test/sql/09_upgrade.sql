@@ -1,0 +1,105 @@
+-- Upgrade path: every released version installed, filled, updated to the newest;
+-- then its catalog equals a fresh install's, every row is there, verification is
+-- clean and the journal lists each step once, in order.
+SET timezone = 'UTC';
+CREATE EXTENSION IF NOT EXISTS dblink;
+CREATE DATABASE audit_upgrade_fresh;
+CREATE DATABASE audit_upgrade_010;
+SELECT format('host=%s port=%s user=postgres dbname=',
+              current_setting('unix_socket_directories'), current_setting('port')) AS conn \gset
+-- ------------------------------------------------------------ fresh install
+\c audit_upgrade_fresh
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
+RESET client_min_messages;
+SELECT audit_schema_version(), (SELECT extversion FROM pg_extension WHERE extname = 'audit_db') AS extversion;
+SELECT version, name, checksum ~ '^[0-9a-f]{64}$' AS sha256, applied_by, execution_ms >= 0 AS timed, success
+  FROM audit_migrations();
+SELECT * FROM audit_pending_migrations();
+-- ------------------------------------------------- 0.1.0, filled, then updated
+\c audit_upgrade_010
+SET timezone = 'UTC';
+CREATE EXTENSION dblink;
+CREATE EXTENSION audit_db VERSION '0.1.0';
+SELECT extversion FROM pg_extension WHERE extname = 'audit_db';
+SELECT to_regclass('audit_partition_config') AS config_table, to_regclass('audit_schema_migrations') AS journal;
+-- audit_create_partitions of this library serves the 0.1.0 schema (no config table).
+SELECT * FROM audit_create_partitions('audit_log', 1, '2024-02-10');
+INSERT INTO audit_log ("timestamp", action, status)
+SELECT '2024-02-01'::timestamptz + i * interval '1 hour', 'upgrade.test', 'ok' FROM generate_series(0, 999) i;
+INSERT INTO audit_log ("timestamp", action, status) VALUES ('1999-01-01', 'old', 'ok');
+INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id,
+                       retryable, aggregation_key, "timestamp")
+VALUES ('e1', 'db', 'high', 'E1', 'boom', 'api', 'read', 'c1', 'false', 'k1', now());
+INSERT INTO alerts (id, organization_id, severity, type, title, description, source, correlation_id,
+                    created_at, updated_at)
+VALUES ('a1', 'org', 'HIGH', 'SECURITY', 't', 'd', 's', 'c1', now(), now());
+INSERT INTO pseudonym_mapping (timestamp, pseudonym_id, original_id) VALUES (now(), 'p1', 'o1');
+CREATE TEMP TABLE before AS
+SELECT 'audit_log' AS t, count(*) AS n, sum(id) AS ids FROM audit_log
+UNION ALL SELECT 'audit_log_default', count(*), sum(id) FROM audit_log_default
+UNION ALL SELECT 'error_log', count(*), NULL FROM error_log
+UNION ALL SELECT 'alerts', count(*), NULL FROM alerts
+UNION ALL SELECT 'pseudonym_mapping', count(*), sum(id) FROM pseudonym_mapping;
+SELECT * FROM pg_extension_update_paths('audit_db') WHERE source = '0.1.0' ORDER BY target;
+ALTER EXTENSION audit_db UPDATE;
+SELECT audit_schema_version();
+SELECT * FROM audit_pending_migrations();
+-- (b) every row is still there.
+SELECT b.t, b.n, a.n AS after_n, b.ids IS NOT DISTINCT FROM a.ids AS same_ids
+  FROM before b
+  JOIN (SELECT 'audit_log' AS t, count(*) AS n, sum(id) AS ids FROM audit_log
+        UNION ALL SELECT 'audit_log_default', count(*), sum(id) FROM audit_log_default
+        UNION ALL SELECT 'error_log', count(*), NULL FROM error_log
+        UNION ALL SELECT 'alerts', count(*), NULL FROM alerts
+        UNION ALL SELECT 'pseudonym_mapping', count(*), sum(id) FROM pseudonym_mapping) a USING (t)
+ ORDER BY 1;
+-- (c) the schema is exactly as shipped.
+SELECT * FROM audit_verify_schema();
+-- (d) the journal: each step once, in order.
+SELECT version, name, checksum ~ '^[0-9a-f]{64}$' AS sha256, success FROM audit_migrations();
+SELECT parent, "interval", premake FROM audit_partition_config ORDER BY parent::text;
+-- The functions of 0.2.0 work on the upgraded schema.
+SELECT * FROM audit_drop_expired_partitions('audit_log', '1 month', false, '2024-04-15');
+SELECT count(*) FROM audit_log WHERE action = 'upgrade.test';
+-- (a) the catalog of the extension's objects equals the fresh install's: member objects
+-- (pg_describe_object over pg_depend deptype 'e') and audit_schema_snapshot() (columns,
+-- types, defaults, indexes, constraints, privileges, function definitions).
+CREATE TEMP VIEW catalog AS
+SELECT 'member' AS kind, pg_describe_object(d.classid, d.objid, d.objsubid) AS object, '' AS definition
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+ WHERE d.deptype = 'e'
+UNION ALL
+SELECT object_type, object_name, definition FROM audit_schema_snapshot();
+SELECT count(*) > 400 AS plenty FROM catalog;
+SELECT 'only after upgrade' AS side, * FROM (
+    SELECT * FROM catalog
+    EXCEPT
+    SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
+        SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
+          FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+         WHERE d.deptype = 'e'
+        UNION ALL
+        SELECT object_type, object_name, definition FROM audit_schema_snapshot()$$)
+        AS f(kind text, object text, definition text)) x
+UNION ALL
+SELECT 'only in fresh install', * FROM (
+    SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
+        SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
+          FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+         WHERE d.deptype = 'e'
+        UNION ALL
+        SELECT object_type, object_name, definition FROM audit_schema_snapshot()$$)
+        AS f(kind text, object text, definition text)
+    EXCEPT
+    SELECT * FROM catalog) y;
+-- The journal's checksums are those of the installed scripts.
+SELECT version, checksum = encode(sha256(pg_read_binary_file(
+           (SELECT setting FROM pg_config() WHERE name = 'SHAREDIR') || '/extension/' ||
+           CASE version WHEN '0.1.0' THEN 'audit_db--0.1.0.sql' WHEN '0.2.0' THEN 'audit_db--0.1.0--0.2.0.sql' END)), 'hex')
+       AS checksum_matches
+  FROM audit_migrations();
+\c audit_regress
+DROP DATABASE audit_upgrade_fresh;
+DROP DATABASE audit_upgrade_010;
+DROP EXTENSION dblink;
