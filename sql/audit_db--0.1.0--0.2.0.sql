@@ -2,7 +2,8 @@
 -- Hand-written, additive and data-preserving; RELEASED: never edit, add a new step.
 --   * audit_partition_config (seeded with audit_log and error_log)
 --   * audit_schema_migrations, audit_migrations(), audit_schema_version(),
---     audit_pending_migrations(), audit_schema_snapshot(), audit_verify_schema()
+--     audit_pending_migrations(), audit_schema_snapshot(), audit_verify_schema(),
+--     audit_finish_restore() and the event trigger audit_db_restore_indexes
 --   * audit_drop_expired_partitions(), audit_partition_maintenance(),
 --     audit_analyze_partitions(), audit_convert_to_partitioned()
 --   * audit_create_partitions(): premake now defaults to the config row (NULL)
@@ -187,6 +188,12 @@ SET search_path TO @extschema@, pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_verify_schema_wrapper';
 
+CREATE FUNCTION "audit_finish_restore"() RETURNS SETOF TEXT
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_finish_restore_wrapper';
+
 -- ----------------------------------------------------------- privileges
 GRANT SELECT ON audit_partition_config TO audit_db_reader, audit_db_admin;
 -- Admins tune the configured parents; adding a row for another table is for its owner
@@ -205,6 +212,8 @@ REVOKE ALL ON FUNCTION audit_schema_version() FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_pending_migrations() FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_schema_snapshot() FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_verify_schema() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_finish_restore() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_finish_restore() TO audit_db_admin;
 GRANT SELECT ON audit_schema_migrations TO audit_db_reader, audit_db_admin;
 GRANT EXECUTE ON FUNCTION audit_migrations(), audit_schema_version(), audit_pending_migrations(),
                           audit_schema_snapshot(), audit_verify_schema()
@@ -237,6 +246,8 @@ COMMENT ON FUNCTION audit_pending_migrations() IS
 'Versions the installed audit_db can be updated to (ALTER EXTENSION audit_db UPDATE TO ...), with the script path, from pg_extension_update_paths.';
 COMMENT ON FUNCTION audit_schema_snapshot() IS
 'The live catalog of the extension''s objects: tables, columns (type; nullability; default), indexes, constraints, table and function privileges, function definitions. audit_verify_schema() compares it with the shipped manifest.';
+COMMENT ON FUNCTION audit_finish_restore() IS
+'After pg_restore of a database with audit_db: recreates the primary keys and indexes of the partitioned parents (dropped while the extension was recreated, so that the dump''s statements for each partition''s indexes apply), attaching the restored partitions'' indexes. Returns the names created; none when nothing is missing. Maintenance runs it too.';
 COMMENT ON FUNCTION audit_verify_schema() IS
 'Compares the live catalog with what the installed version of audit_db ships, plus every partition''s indexes; one row per drift (missing, unexpected, type differs, ...). No rows = exactly as shipped.';
 
@@ -262,6 +273,33 @@ BEGIN
     END LOOP;
 END
 $dump$;
+
+-- ------------------------------------------------- restoring partition indexes
+-- A restore recreates the extension with its parents stripped of their indexes
+-- (below), then pg_dump's statements create each partition's indexes and finally
+-- ALTER INDEX <parent index> ATTACH PARTITION <partition index>. Just before the first
+-- of those, this trigger puts the parents' indexes back (audit_finish_restore(): they
+-- attach the partitions' matching indexes), so the ATTACH statements find them and
+-- have nothing left to do. At any other time it costs two catalog lookups.
+CREATE FUNCTION audit_restore_indexes_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.to_regclass('@extschema@.audit_log_pkey') IS NULL
+       OR pg_catalog.to_regclass('@extschema@.error_log_pkey') IS NULL THEN
+        PERFORM @extschema@.audit_finish_restore();
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'audit_db: could not recreate the indexes of audit_log and error_log: %', SQLERRM
+          USING HINT = 'Run SELECT audit_finish_restore(); to see why.';
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_restore_indexes_trigger() FROM PUBLIC;
+COMMENT ON FUNCTION audit_restore_indexes_trigger() IS
+'Event trigger function (ddl_command_start, ALTER INDEX): during a restore, recreates the partitioned parents'' indexes before pg_dump''s ALTER INDEX ... ATTACH PARTITION statements need them.';
+CREATE EVENT TRIGGER audit_db_restore_indexes ON ddl_command_start
+    WHEN TAG IN ('ALTER INDEX') EXECUTE FUNCTION audit_restore_indexes_trigger();
 
 -- -------------------------------------------------------------- journal
 -- 0.1.0 kept no journal: its row is recorded now, with the checksum of its script.

@@ -38,6 +38,8 @@ REVOKE ALL ON FUNCTION audit_schema_version() FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_pending_migrations() FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_schema_snapshot() FROM PUBLIC;
 REVOKE ALL ON FUNCTION audit_verify_schema() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_finish_restore() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_finish_restore() TO audit_db_admin;
 GRANT SELECT ON audit_schema_migrations TO audit_db_reader, audit_db_admin;
 GRANT EXECUTE ON FUNCTION audit_migrations(), audit_schema_version(), audit_pending_migrations(),
                           audit_schema_snapshot(), audit_verify_schema()
@@ -70,6 +72,8 @@ COMMENT ON FUNCTION audit_pending_migrations() IS
 'Versions the installed audit_db can be updated to (ALTER EXTENSION audit_db UPDATE TO ...), with the script path, from pg_extension_update_paths.';
 COMMENT ON FUNCTION audit_schema_snapshot() IS
 'The live catalog of the extension''s objects: tables, columns (type; nullability; default), indexes, constraints, table and function privileges, function definitions. audit_verify_schema() compares it with the shipped manifest.';
+COMMENT ON FUNCTION audit_finish_restore() IS
+'After pg_restore of a database with audit_db: recreates the primary keys and indexes of the partitioned parents (dropped while the extension was recreated, so that the dump''s statements for each partition''s indexes apply), attaching the restored partitions'' indexes. Returns the names created; none when nothing is missing. Maintenance runs it too.';
 COMMENT ON FUNCTION audit_verify_schema() IS
 'Compares the live catalog with what the installed version of audit_db ships, plus every partition''s indexes; one row per drift (missing, unexpected, type differs, ...). No rows = exactly as shipped.';
 
@@ -96,6 +100,33 @@ BEGIN
 END
 $dump$;
 
+-- ------------------------------------------------- restoring partition indexes
+-- A restore recreates the extension with its parents stripped of their indexes
+-- (below), then pg_dump's statements create each partition's indexes and finally
+-- ALTER INDEX <parent index> ATTACH PARTITION <partition index>. Just before the first
+-- of those, this trigger puts the parents' indexes back (audit_finish_restore(): they
+-- attach the partitions' matching indexes), so the ATTACH statements find them and
+-- have nothing left to do. At any other time it costs two catalog lookups.
+CREATE FUNCTION audit_restore_indexes_trigger() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.to_regclass('@extschema@.audit_log_pkey') IS NULL
+       OR pg_catalog.to_regclass('@extschema@.error_log_pkey') IS NULL THEN
+        PERFORM @extschema@.audit_finish_restore();
+    END IF;
+EXCEPTION WHEN OTHERS THEN
+    RAISE WARNING 'audit_db: could not recreate the indexes of audit_log and error_log: %', SQLERRM
+          USING HINT = 'Run SELECT audit_finish_restore(); to see why.';
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_restore_indexes_trigger() FROM PUBLIC;
+COMMENT ON FUNCTION audit_restore_indexes_trigger() IS
+'Event trigger function (ddl_command_start, ALTER INDEX): during a restore, recreates the partitioned parents'' indexes before pg_dump''s ALTER INDEX ... ATTACH PARTITION statements need them.';
+CREATE EVENT TRIGGER audit_db_restore_indexes ON ddl_command_start
+    WHEN TAG IN ('ALTER INDEX') EXECUTE FUNCTION audit_restore_indexes_trigger();
+
 -- ------------------------------- config rows, first partitions, the journal
 -- pg_dump scripts (plain, and pg_restore) set row_security = off before they create
 -- the extension (CREATE EXTENSION itself turns check_function_bodies off, so that
@@ -118,10 +149,33 @@ DECLARE
     copied bigint;
     expected bigint;
     seq record;
+    idx record;
     adopted_tables text[] := '{}';
 BEGIN
     IF restoring THEN
-        RAISE WARNING 'audit_db: restoring from a dump: no partitions, config rows or journal entry created';
+        -- pg_dump recreates each dated partition, attaches it, then adds its primary key
+        -- and indexes; with the parents' indexes in place ATTACH would create those
+        -- already and the dump's statements would fail. So the parents lose their
+        -- indexes here, and the event trigger above (or audit_finish_restore(), also
+        -- run by maintenance) puts them back, attaching the restored partitions' ones.
+        FOR idx IN
+            SELECT i.oid::regclass AS index, c.oid::regclass AS tbl, k.conname
+              FROM pg_catalog.pg_depend d
+              JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+              JOIN pg_catalog.pg_class c ON c.oid = d.objid AND c.relkind = 'p'
+              JOIN pg_catalog.pg_index x ON x.indrelid = c.oid
+              JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+              LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = i.oid AND k.conrelid = c.oid
+             WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.deptype = 'e'
+        LOOP
+            IF idx.conname IS NOT NULL THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', idx.tbl, idx.conname);
+            ELSE
+                EXECUTE pg_catalog.format('DROP INDEX %s', idx.index);
+            END IF;
+        END LOOP;
+        RAISE WARNING 'audit_db: restoring from a dump: no partitions, config rows or journal entry created'
+              USING HINT = 'The indexes of audit_log and error_log come back when the dump attaches its partitions'' indexes; if it has none, run SELECT audit_finish_restore();';
         RETURN;
     END IF;
     INSERT INTO @extschema@.audit_partition_config (parent) VALUES ('@extschema@.audit_log'), ('@extschema@.error_log');

@@ -83,6 +83,17 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
         return Ok(vec![Step::new(None, "skipped")
             .detail("another audit_partition_maintenance() run is in progress")]);
     }
+    let mut steps = Vec::new();
+    // After a restore the parents lack their indexes until audit_finish_restore()
+    // runs; a scheduled maintenance run heals that on its own.
+    match try_in_subtransaction(|| crate::schema_check::finish_restore().or_report()) {
+        Ok(created) => steps.extend(created.into_iter().map(|name| {
+            Step::new(None, "repaired").partition(&name).detail("index of a partitioned parent recreated after a restore")
+        })),
+        Err(caught) => steps.push(
+            Step::new(None, "failed").detail(format!("{}: {}", caught.sqlstate, caught.message)),
+        ),
+    }
     let saved_lock_timeout =
         Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?
             .unwrap_or_else(|| "0".to_string());
@@ -106,7 +117,6 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
         Ok::<_, pgrx::spi::Error>(out)
     })?;
 
-    let mut steps = Vec::new();
     // Loaded parents and their config, for the drop phase.
     let mut live = Vec::new();
     for (oid, exists) in parents {

@@ -199,3 +199,60 @@ fn audit_verify_schema() -> TableIterator<
 > {
     TableIterator::new(verify().or_report())
 }
+
+/// Recreates the indexes and primary keys of the extension's partitioned parents that
+/// the manifest lists but the catalog lacks, the state a restore leaves them in (see
+/// finalize.sql: restoring drops them so that pg_dump's own statements for each
+/// partition's indexes do not collide). PostgreSQL attaches the partitions' matching
+/// indexes instead of building them again. Returns what it created.
+pub fn finish_restore() -> AuditResult<Vec<String>> {
+    let version = installed_version()?;
+    let text = MANIFESTS.iter().find(|(v, _)| *v == version).map(|(_, t)| *t).ok_or_else(|| {
+        AuditError::object_not_in_prerequisite_state(format!(
+            "this audit_db library has no schema manifest for version {version}"
+        ))
+        .hint("ALTER EXTENSION audit_db UPDATE; to reach a version this library describes.")
+    })?;
+    let expected = manifest::parse(text).map_err(AuditError::internal)?;
+    let mut created = Vec::new();
+    for (kind, name, def) in &expected {
+        if kind != "index" || !def.contains(" ON ONLY ") {
+            continue;
+        }
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1)) IS NOT NULL",
+            &[name.as_str().into()],
+        )?
+        .unwrap_or(false);
+        if exists {
+            continue;
+        }
+        // A primary key or unique constraint is recreated as the constraint.
+        let constraint = expected.iter().find(|(k, n, d)| {
+            k == "constraint"
+                && n.rsplit_once('.').map(|(_, c)| c == name).unwrap_or(false)
+                && (d.starts_with("PRIMARY KEY") || d.starts_with("UNIQUE"))
+        });
+        let sql = match constraint {
+            Some((_, qualified_name, cdef)) => {
+                let (table, conname) = qualified_name.rsplit_once('.').unwrap_or(("", ""));
+                format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {cdef}",
+                    pgrx::spi::quote_identifier(table),
+                    pgrx::spi::quote_identifier(conname)
+                )
+            }
+            None => def.replacen(" ON ONLY ", " ON ", 1),
+        };
+        Spi::run(&sql)?;
+        created.push(name.clone());
+    }
+    Ok(created)
+}
+
+/// `audit_finish_restore()`: see README.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_finish_restore() -> SetOfIterator<'static, String> {
+    SetOfIterator::new(finish_restore().or_report())
+}
