@@ -11,7 +11,7 @@ prereqs:         ## Debian packages, cargo-pgrx 0.18.0, cargo pgrx init
 	bash scripts/prereqs.sh
 
 install: prereqs ## build and install into the system PostgreSQL 15
-	cargo pgrx install --pg-config /usr/bin/pg_config
+	bash scripts/install.sh
 
 sqltest: install ## only the SQL tests (pg_test/), e.g. make sqltest T=partitions
 	bash pg_test/run.sh $(T)

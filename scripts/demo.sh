@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/prereqs.sh
 echo "== building and installing audit_db"
-cargo pgrx install --pg-config /usr/bin/pg_config 2>&1 | tail -1
+scripts/install.sh 2>&1 | tail -1
 dir=/tmp/audit_db_demo
 port=55433
 scripts/cluster.sh start "$dir" "$port"

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PGRX_VERSION=0.18.0
-pkgs=(postgresql-server-dev-15 libclang-dev clang sudo postgresql-15-cron postgresql-15-partman)
+pkgs=(postgresql-server-dev-15 libclang-dev clang sudo postgresql-15-cron postgresql-15-partman python3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

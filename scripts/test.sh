@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Every test of audit_db, in three tiers, then one summary line:
+# Every test of audit_db, release checks and four tiers, then one summary line:
+#   0. scripts/check_release.py (released scripts unchanged, schema change => new version),
 #   1. plain `cargo test` of the pure-Rust core (no PostgreSQL),
 #   2. `cargo pgrx test` (#[pg_test] functions inside a pgrx-managed cluster),
-#   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron).
+#   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron),
+#   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,14 @@ count_cargo() { # sums "test result: ... N passed; M failed" lines of a cargo lo
     f=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
     passed=$((passed + p)); failed=$((failed + f))
 }
+
+echo "== release checks: frozen scripts, upgrade steps, manifest"
+cargo pgrx schema pg15 -o "$logdir/generated.sql" >"$logdir/schema.log" 2>&1 || { cat "$logdir/schema.log"; status=1; }
+python3 scripts/check_release.py "$logdir/generated.sql" 2>&1 | tee "$logdir/release.log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+p=$(sed -nE 's/^release checks: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/release.log")
+f=$(sed -nE 's/^release checks: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/release.log")
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 
 echo "== tier 1: cargo test -p audit_db_core"
 cargo test -p audit_db_core 2>&1 | tee "$logdir/core.log" | grep -E '^test result|FAILED|panicked'
@@ -37,13 +47,22 @@ fi
 count_cargo "$logdir/pgrx.log"
 
 echo "== tier 3: SQL tests (pg_regress)"
-cargo pgrx install --pg-config /usr/bin/pg_config >"$logdir/install.log" 2>&1 \
+scripts/install.sh >"$logdir/install.log" 2>&1 \
     || { cat "$logdir/install.log"; status=1; failed=$((failed + 1)); }
 pg_test/run.sh 2>&1 | tee "$logdir/sql.log" | grep -vE '^(SET|DROP DATABASE|CREATE DATABASE|ALTER DATABASE|CREATE EXTENSION)$'
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql.log")
 f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql.log")
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+
+echo "== tier 4: pg_dump / pg_restore"
+pg_test/dump_restore.sh >"$logdir/dump.log" 2>&1
+[ "$?" = 0 ] || status=1
+grep -E '^(ok|not ok) - |^    ' "$logdir/dump.log"
+p=$(sed -nE 's/^dump\/restore tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/dump.log")
+f=$(sed -nE 's/^dump\/restore tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/dump.log")
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+tail -1 "$logdir/dump.log"
 
 [ "$failed" -gt 0 ] && status=1
 echo "logs: $logdir"

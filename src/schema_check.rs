@@ -31,8 +31,11 @@ rels AS (
     SELECT c.* FROM pg_catalog.pg_class c
       JOIN members m ON m.classid = 'pg_catalog.pg_class'::regclass AND m.objid = c.oid),
 procs AS (
+    -- Functions in the extension's schema (cargo pgrx test adds members elsewhere).
     SELECT p.* FROM pg_catalog.pg_proc p
-      JOIN members m ON m.classid = 'pg_catalog.pg_proc'::regclass AND m.objid = p.oid),
+      JOIN members m ON m.classid = 'pg_catalog.pg_proc'::regclass AND m.objid = p.oid
+     WHERE p.pronamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                              WHERE e.extname = 'audit_db')),
 grants AS (
     SELECT c.oid, pg_catalog.string_agg(
                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END
@@ -255,4 +258,44 @@ pub fn finish_restore() -> AuditResult<Vec<String>> {
 #[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_finish_restore() -> SetOfIterator<'static, String> {
     SetOfIterator::new(finish_restore().or_report())
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn count(query: &str) -> i64 {
+        Spi::get_one::<i64>(query).expect("query runs").expect("a count")
+    }
+
+    #[pg_test]
+    fn fresh_install_matches_its_manifest_and_drift_is_named() {
+        assert_eq!(count("SELECT count(*) FROM audit_verify_schema()"), 0);
+        Spi::run("ALTER TABLE pseudonym_mapping ALTER COLUMN original_id TYPE varchar(10)").expect("alter");
+        let problem = Spi::get_one::<String>(
+            "SELECT problem FROM audit_verify_schema() WHERE object_name = 'pseudonym_mapping.original_id'",
+        )
+        .expect("query runs");
+        assert_eq!(problem.as_deref(), Some("type differs: expected text, found character varying(10)"));
+    }
+
+    #[pg_test]
+    fn the_install_records_itself_in_the_journal() {
+        assert_eq!(count("SELECT count(*) FROM audit_migrations() WHERE name = 'install'"), 1);
+        assert_eq!(
+            Spi::get_one::<String>("SELECT audit_schema_version()").expect("runs"),
+            Spi::get_one::<String>("SELECT extversion::text FROM pg_extension WHERE extname = 'audit_db'").expect("runs")
+        );
+    }
+
+    #[pg_test]
+    fn finish_restore_puts_back_a_missing_parent_index() {
+        Spi::run("DROP INDEX error_log_severity_idx").expect("drop");
+        assert_eq!(
+            Spi::get_one::<String>("SELECT string_agg(x, ',') FROM audit_finish_restore() x").expect("runs"),
+            Some("error_log_severity_idx".to_string())
+        );
+        assert_eq!(count("SELECT count(*) FROM audit_verify_schema()"), 0);
+    }
 }
