@@ -21,3 +21,12 @@ SELECT id, action, tableoid::regclass AS stored_in FROM audit_log WHERE action =
 ANALYZE audit_log;
 SELECT partition, range_from, range_to, is_default, row_estimate, pg_size_pretty(total_bytes) AS size
   FROM audit_partitions('audit_log');
+
+\echo '== one maintenance call (the job to schedule with pg_cron): create ahead, drop by retention'
+UPDATE audit_partition_config SET retention = '24 months' WHERE parent = 'audit_log'::regclass;
+SELECT * FROM audit_partition_maintenance();
+SELECT total_partitions, total_rows, recommendations FROM audit_analyze_partitions();
+
+\echo '== the migration journal, and a schema exactly as shipped'
+SELECT version, name, left(checksum, 16) AS checksum, execution_ms FROM audit_migrations();
+SELECT count(*) AS drifts FROM audit_verify_schema();
