@@ -151,6 +151,10 @@ DECLARE
     seq record;
     idx record;
     adopted_tables text[] := '{}';
+    same_columns boolean;
+    cutoff timestamptz;
+    shell regclass;
+    legacy regclass;
 BEGIN
     IF restoring THEN
         -- pg_dump recreates each dated partition, attaches it, then adds its primary key
@@ -196,23 +200,80 @@ BEGIN
              WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped
                AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute o
                             WHERE o.attrelid = old AND o.attname = a.attname AND o.attnum > 0 AND NOT o.attisdropped);
-            IF t IN ('audit_log', 'error_log') THEN
-                -- Monthly partitions from the oldest event to now + 6 months.
-                EXECUTE pg_catalog.format('SELECT pg_catalog.min("timestamp") FROM %s', old) INTO oldest;
-                IF oldest IS NOT NULL AND oldest > '-infinity' THEN
-                    months := ((pg_catalog.date_part('year', pg_catalog.now() AT TIME ZONE 'UTC')
-                                - pg_catalog.date_part('year', oldest AT TIME ZONE 'UTC')) * 12
-                               + pg_catalog.date_part('month', pg_catalog.now() AT TIME ZONE 'UTC')
-                               - pg_catalog.date_part('month', oldest AT TIME ZONE 'UTC'))::int;
-                    PERFORM @extschema@.audit_create_partitions(new, LEAST(GREATEST(months, 0) + 6, 1000), oldest);
-                END IF;
+            -- A plain audit_log / error_log whose columns match is converted in place by
+            -- audit_convert_to_partitioned (attach mode: no row copy) and its history
+            -- becomes the partition <table>_legacy; anything else is copied.
+            same_columns := false;
+            IF t IN ('audit_log', 'error_log')
+               AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = old) = 'r' THEN
+                SELECT NOT EXISTS (
+                           (SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped
+                            EXCEPT
+                            SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = old AND a.attnum > 0 AND NOT a.attisdropped)
+                           UNION ALL
+                           (SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = old AND a.attnum > 0 AND NOT a.attisdropped
+                            EXCEPT
+                            SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a
+                             WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped))
+                  INTO same_columns;
             END IF;
-            EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s', new, cols, cols, old);
-            GET DIAGNOSTICS copied = ROW_COUNT;
-            EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', old) INTO expected;
-            IF copied <> expected THEN
-                RAISE EXCEPTION 'adoption of % copied % rows of %', t, copied, expected
-                      USING ERRCODE = 'data_exception', HINT = 'Nothing was changed; report this as a bug.';
+            IF same_columns THEN
+                cutoff := pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', old) INTO expected;
+                -- This month's events go to the new partitions; the rest stays in place.
+                EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s WHERE "timestamp" >= %L',
+                                          new, cols, cols, old, cutoff);
+                EXECUTE pg_catalog.format('DELETE FROM %s WHERE "timestamp" >= %L', old, cutoff);
+                PERFORM @extschema@.audit_convert_to_partitioned(old, 'attach');
+                shell := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle'));
+                legacy := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle_legacy'));
+                EXECUTE pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', shell, legacy);
+                EXECUTE pg_catalog.format('ALTER TABLE %s RENAME TO %I', legacy, t || '_legacy');
+                -- The partition takes the new parent's column defaults (the old ones
+                -- name sequences that go with the old table).
+                FOR seq IN
+                    SELECT a.attname AS col, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def
+                      FROM pg_catalog.pg_attribute a
+                      LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = new AND d.adnum = a.attnum
+                     WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped
+                LOOP
+                    IF seq.def IS NULL THEN
+                        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', legacy, seq.col);
+                    ELSE
+                        EXECUTE pg_catalog.format('ALTER TABLE %s ALTER COLUMN %I SET DEFAULT %s', legacy, seq.col, seq.def);
+                    END IF;
+                END LOOP;
+                EXECUTE pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (MINVALUE) TO (%L)',
+                                          new, legacy, cutoff);
+                DELETE FROM @extschema@.audit_partition_config WHERE parent = shell;
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', new) INTO copied;
+                IF copied <> expected THEN
+                    RAISE EXCEPTION 'adoption of % holds % rows of %', t, copied, expected
+                          USING ERRCODE = 'data_exception', HINT = 'Nothing was changed; report this as a bug.';
+                END IF;
+                old := shell;
+            ELSE
+                IF t IN ('audit_log', 'error_log') THEN
+                    -- Monthly partitions from the oldest event to now + 6 months.
+                    EXECUTE pg_catalog.format('SELECT pg_catalog.min("timestamp") FROM %s', old) INTO oldest;
+                    IF oldest IS NOT NULL AND oldest > '-infinity' THEN
+                        months := ((pg_catalog.date_part('year', pg_catalog.now() AT TIME ZONE 'UTC')
+                                    - pg_catalog.date_part('year', oldest AT TIME ZONE 'UTC')) * 12
+                                   + pg_catalog.date_part('month', pg_catalog.now() AT TIME ZONE 'UTC')
+                                   - pg_catalog.date_part('month', oldest AT TIME ZONE 'UTC'))::int;
+                        PERFORM @extschema@.audit_create_partitions(new, LEAST(GREATEST(months, 0) + 6, 1000), oldest);
+                    END IF;
+                END IF;
+                EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s', new, cols, cols, old);
+                GET DIAGNOSTICS copied = ROW_COUNT;
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', old) INTO expected;
+                IF copied <> expected THEN
+                    RAISE EXCEPTION 'adoption of % copied % rows of %', t, copied, expected
+                          USING ERRCODE = 'data_exception', HINT = 'Nothing was changed; report this as a bug.';
+                END IF;
             END IF;
             -- Serial columns go on after the adopted ids.
             FOR seq IN

@@ -169,7 +169,8 @@ pub fn installed_version() -> AuditResult<String> {
     })
 }
 
-pub fn verify() -> AuditResult<Vec<Entry>> {
+/// The manifest of the installed version.
+fn installed_manifest() -> AuditResult<Vec<Entry>> {
     let version = installed_version()?;
     let text = MANIFESTS.iter().find(|(v, _)| *v == version).map(|(_, t)| *t).ok_or_else(|| {
         AuditError::object_not_in_prerequisite_state(format!(
@@ -177,7 +178,11 @@ pub fn verify() -> AuditResult<Vec<Entry>> {
         ))
         .hint("ALTER EXTENSION audit_db UPDATE; to reach a version this library describes.")
     })?;
-    let expected = manifest::parse(text).map_err(AuditError::internal)?;
+    manifest::parse(text).map_err(AuditError::internal)
+}
+
+pub fn verify() -> AuditResult<Vec<Entry>> {
+    let expected = installed_manifest()?;
     let mut drifts = manifest::diff(&expected, &snapshot()?);
     drifts.extend(triples(PARTITION_INDEX_SQL)?);
     Ok(drifts)
@@ -209,14 +214,7 @@ fn audit_verify_schema() -> TableIterator<
 /// partition's indexes do not collide). PostgreSQL attaches the partitions' matching
 /// indexes instead of building them again. Returns what it created.
 pub fn finish_restore() -> AuditResult<Vec<String>> {
-    let version = installed_version()?;
-    let text = MANIFESTS.iter().find(|(v, _)| *v == version).map(|(_, t)| *t).ok_or_else(|| {
-        AuditError::object_not_in_prerequisite_state(format!(
-            "this audit_db library has no schema manifest for version {version}"
-        ))
-        .hint("ALTER EXTENSION audit_db UPDATE; to reach a version this library describes.")
-    })?;
-    let expected = manifest::parse(text).map_err(AuditError::internal)?;
+    let expected = installed_manifest()?;
     let mut created = Vec::new();
     for (kind, name, def) in &expected {
         if kind != "index" || !def.contains(" ON ONLY ") {

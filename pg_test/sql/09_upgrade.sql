@@ -72,27 +72,18 @@ SELECT 'member' AS kind, pg_describe_object(d.classid, d.objid, d.objsubid) AS o
 UNION ALL
 SELECT object_type, object_name, definition FROM audit_schema_snapshot();
 SELECT count(*) > 400 AS plenty FROM catalog;
-SELECT 'only after upgrade' AS side, * FROM (
-    SELECT * FROM catalog
-    EXCEPT
-    SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
-        SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
-          FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
-         WHERE d.deptype = 'e'
-        UNION ALL
-        SELECT object_type, object_name, definition FROM audit_schema_snapshot()$$)
-        AS f(kind text, object text, definition text)) x
+CREATE TEMP TABLE fresh_catalog AS
+SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
+    SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
+      FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+     WHERE d.deptype = 'e'
+    UNION ALL
+    SELECT object_type, object_name, definition FROM audit_schema_snapshot()$$)
+    AS f(kind text, object text, definition text);
+SELECT count(*) = (SELECT count(*) FROM catalog) AS same_size FROM fresh_catalog;
+SELECT 'only after upgrade' AS side, * FROM (SELECT * FROM catalog EXCEPT SELECT * FROM fresh_catalog) x
 UNION ALL
-SELECT 'only in fresh install', * FROM (
-    SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
-        SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
-          FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
-         WHERE d.deptype = 'e'
-        UNION ALL
-        SELECT object_type, object_name, definition FROM audit_schema_snapshot()$$)
-        AS f(kind text, object text, definition text)
-    EXCEPT
-    SELECT * FROM catalog) y;
+SELECT 'only in fresh install', * FROM (SELECT * FROM fresh_catalog EXCEPT SELECT * FROM catalog) y;
 -- The journal's checksums are those of the installed scripts.
 SELECT version, checksum = encode(sha256(pg_read_binary_file(
            (SELECT setting FROM pg_config() WHERE name = 'SHAREDIR') || '/extension/' ||

@@ -10,9 +10,12 @@ SET timezone = 'UTC';
 \set ECHO none
 \i :fixtures/drizzle_0000_0006.sql
 \set ECHO all
--- A database that lost an index and a column along the way: adoption brings them back.
+-- A database that lost indexes and columns along the way: adoption brings them back.
+-- (audit_log still has all its columns: it is converted in place; error_log lost one:
+-- its rows are copied.)
 DROP INDEX audit_log_hash_idx;
 ALTER TABLE alerts DROP COLUMN acknowledged_by;
+ALTER TABLE error_log DROP COLUMN session_id;
 INSERT INTO audit_log ("timestamp", action, status, principal_id)
 SELECT '2023-06-15'::timestamptz + i * interval '90 minutes', 'adopt.test', 'ok', 'u' || (i % 50)
   FROM generate_series(0, 19999) i;
@@ -63,8 +66,20 @@ RETURNING id = (SELECT max_id + 1 FROM before WHERE t = 'audit_log') AS id_follo
 SELECT count(*) AS member_tables FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
  WHERE d.deptype = 'e' AND d.classid = 'pg_class'::regclass;
 SELECT relkind FROM pg_class WHERE oid = 'audit_log'::regclass;
-SELECT min(range_from) AS first_partition, count(*) FILTER (WHERE NOT is_default) > 36 AS monthly_history
-  FROM audit_partitions('audit_log');
+-- audit_log was converted in place (audit_convert_to_partitioned, attach mode): its
+-- history is the partition audit_log_legacy, up to this month; this month's events
+-- moved to the new monthly partition.
+SELECT partition, range_from,
+       range_to = date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS to_this_month
+  FROM audit_partitions('audit_log') WHERE partition = 'audit_log_legacy'::regclass;
+SELECT count(*) FILTER (WHERE tableoid = 'audit_log_legacy'::regclass)
+       = count(*) FILTER (WHERE "timestamp" < date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+       AS history_in_legacy
+  FROM audit_log;
+SELECT count(*) AS legacy_indexes FROM pg_index WHERE indrelid = 'audit_log_legacy'::regclass;
+-- error_log was copied into monthly partitions from its oldest event.
+SELECT min(range_from) AS first_error_partition FROM audit_partitions('error_log') WHERE NOT is_default;
+SELECT parent FROM audit_partition_config ORDER BY parent::text;
 SELECT count(*) AS events_in_default FROM audit_log_default;
 SELECT * FROM audit_verify_schema();
 SELECT count(*) AS old_tables_left FROM pg_class WHERE relname LIKE '%\_\_drizzle';
