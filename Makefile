@@ -1,5 +1,5 @@
 # audit_db: the two commands of the README, and a few helpers.
-.PHONY: demo test install prereqs sqltest
+.PHONY: demo test install prereqs sqltest bench
 
 demo:            ## build, install, start a throwaway cluster and run the demo script
 	bash scripts/demo.sh
@@ -15,3 +15,6 @@ install: prereqs ## build and install into the system PostgreSQL 15
 
 sqltest: install ## only the SQL tests (pg_test/), e.g. make sqltest T=partitions
 	bash pg_test/run.sh $(T)
+
+bench: install   ## side-by-side benchmarks vs pg_partman and plain SQL (docs/benchmarks.md)
+	bash pg_test/bench/run.sh

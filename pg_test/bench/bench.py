@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""audit_db benchmarks, each peer side by side in the same run on the same cluster.
+
+Started by pg_test/bench/run.sh (which starts a throwaway cluster with fsync on and
+installs pg_partman); prints a Markdown table of medians and ratios. Comparisons
+(numbering of issue 7):
+
+  3a. set up a parent with 12 monthly partitions ahead plus its indexes:
+      audit_create_partitions(parent, 12) vs partman.create_parent + run_maintenance
+  3b. a maintenance run with nothing to do, on that parent
+  4.  retention on 1M rows over 12 months: audit_drop_expired_partitions vs
+      DELETE ... WHERE "timestamp" < cutoff (time and WAL bytes)
+  5.  audit_convert_to_partitioned on a 1M-row plain table: attach vs copy mode
+      (time; the table is locked ACCESS EXCLUSIVE for the whole call in both modes),
+      with the backend's peak RSS
+
+1, 2 and 6 (pseudonymization, insert triggers, integrity verification) wait for the
+functions they measure.
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+SOCK = os.environ["BENCH_SOCK"]
+PORT = os.environ["BENCH_PORT"]
+RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+BIG_RUNS = int(os.environ.get("BENCH_BIG_RUNS", "3"))
+ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
+DB = "bench"
+
+
+def psql(*commands, db=DB):
+    """Runs the commands (SQL statements or psql meta-commands) in one session."""
+    args = ["psql", "-h", SOCK, "-p", PORT, "-U", "postgres", "-d", db, "-X", "-q", "-At",
+            "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    lines = []
+    for c in commands:
+        c = c.strip()
+        if c.startswith("\\") or c.endswith("\\gset"):
+            lines.append(c)
+        else:
+            lines.append(c.rstrip(";") + ";")
+    out = subprocess.run(args, input="\n".join(lines) + "\n", capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"psql failed: {out.stderr}\n{commands}")
+    return out.stdout
+
+
+def timed(statement, setup=()):
+    """Milliseconds of the statement(s) (psql \\timing, summed, client round trips
+    included), the WAL bytes written, and the backend's peak RSS (VmHWM) in kB."""
+    out = psql(*setup,
+               "SELECT pg_current_wal_lsn() AS lsn0 \\gset",
+               "\\timing on", statement, "\\timing off",
+               "SELECT 'wal=' || pg_wal_lsn_diff(pg_current_wal_lsn(), :'lsn0')::bigint",
+               "SELECT 'hwm=' || substring(pg_read_file('/proc/' || pg_backend_pid() || '/status') from 'VmHWM:\\s+(\\d+)')")
+    ms = sum(float(x) for x in re.findall(r"^Time: ([0-9.]+) ms", out, re.M))
+    wal = int(re.search(r"^wal=(-?\d+)$", out, re.M).group(1))
+    hwm = int(re.search(r"^hwm=(\d+)$", out, re.M).group(1))
+    return ms, wal, hwm
+
+
+PARENT_DDL = """
+CREATE TABLE {t} (LIKE audit_log INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE ("timestamp");
+ALTER TABLE {t} ADD PRIMARY KEY (id, "timestamp");
+CREATE INDEX ON {t} ("timestamp"); CREATE INDEX ON {t} (principal_id); CREATE INDEX ON {t} (organization_id);
+CREATE INDEX ON {t} (action); CREATE INDEX ON {t} (status); CREATE INDEX ON {t} (hash);
+CREATE INDEX ON {t} (correlation_id); CREATE INDEX ON {t} ("timestamp", status);
+"""
+
+results = []  # (comparison, ours_label, ours_ms, peer_label, peer_ms, note)
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def month_start():
+    return psql("SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date").strip()
+
+
+# ---------------------------------------------------------------- 3a / 3b
+def partition_upkeep():
+    start = month_start()
+    ours_setup, peer_setup, ours_noop, peer_noop = [], [], [], []
+    counts = {}
+    for i in range(RUNS):
+        a, p = f"bench_a_{i}", f"bench_p_{i}"
+        psql(PARENT_DDL.format(t=a), PARENT_DDL.format(t=p))
+        ours_setup.append(timed(f"SELECT count(*) FROM audit_create_partitions('{a}', 12)")[0])
+        peer_setup.append(timed(
+            f"SELECT partman.create_parent('public.{p}', 'timestamp', 'native', 'monthly', "
+            f"p_premake := 12, p_start_partition := '{start}'); "
+            f"SELECT partman.run_maintenance('public.{p}')")[0])
+        ours_noop.append(timed(f"SELECT count(*) FROM audit_create_partitions('{a}', 12)")[0])
+        peer_noop.append(timed(f"SELECT partman.run_maintenance('public.{p}')")[0])
+        counts = {t: int(psql(f"SELECT count(*) FROM pg_inherits WHERE inhparent = '{t}'::regclass").strip())
+                  for t in ("ours", "peer") for t in [a if t == "ours" else p]}
+        counts = {"ours": counts[a], "peer": counts[p]}
+    note = f"partitions made: audit_db {counts['ours']}, pg_partman {counts['peer']}"
+    results.append(("3a. parent + 12 monthly partitions ahead, 8 indexes", "audit_create_partitions", median(ours_setup),
+                    "pg_partman create_parent + run_maintenance", median(peer_setup), note))
+    results.append(("3b. maintenance with nothing to do", "audit_create_partitions (no-op)", median(ours_noop),
+                    "partman.run_maintenance(parent)", median(peer_noop), ""))
+
+
+# ------------------------------------------------------------------- 4
+def retention():
+    ours, peer, ours_wal, peer_wal = [], [], [], []
+    for i in range(BIG_RUNS):
+        a, d = f"ret_a_{i}", f"ret_d_{i}"
+        for t in (a, d):
+            psql(PARENT_DDL.format(t=t),
+                 f"CREATE TABLE {t}_default PARTITION OF {t} DEFAULT",
+                 f"SELECT count(*) FROM audit_create_partitions('{t}', 11, '2024-01-15')",
+                 f"INSERT INTO {t} (\"timestamp\", action, status, principal_id) "
+                 f"SELECT '2024-01-01'::timestamptz + (i * (366.0 * 86400 / {ROWS})) * interval '1 second', "
+                 f"'bench', 'ok', 'u' || (i % 1000) FROM generate_series(0, {ROWS - 1}) i",
+                 f"VACUUM ANALYZE {t}", "CHECKPOINT")
+        ms, wal, _ = timed(f"SELECT count(*) FROM audit_drop_expired_partitions('{a}', '6 months', false, '2025-01-01')")
+        ours.append(ms); ours_wal.append(wal)
+        ms, wal, _ = timed(f"DELETE FROM {d} WHERE \"timestamp\" < '2024-07-01'")
+        peer.append(ms); peer_wal.append(wal)
+        psql(f"DROP TABLE {a}, {d}")
+    results.append((f"4. retention, {ROWS:,} rows over 12 months, drop 6", "audit_drop_expired_partitions",
+                    median(ours), "DELETE WHERE timestamp < cutoff", median(peer),
+                    f"WAL: {median(ours_wal) / 1024:,.0f} kB vs {median(peer_wal) / 1048576:,.1f} MB"))
+
+
+# ------------------------------------------------------------------- 5
+def conversion():
+    attach, copy, attach_rss, copy_rss = [], [], [], []
+    for i in range(BIG_RUNS):
+        for mode, out, rss in (("attach", attach, attach_rss), ("copy", copy, copy_rss)):
+            t = f"conv_{mode}_{i}"
+            psql(f"CREATE TABLE {t} (id serial PRIMARY KEY, \"timestamp\" timestamptz NOT NULL, "
+                 f"action varchar(255) NOT NULL, status varchar(50) NOT NULL, details jsonb)",
+                 f"CREATE INDEX ON {t} (\"timestamp\")", f"CREATE INDEX ON {t} (action)",
+                 f"INSERT INTO {t} (\"timestamp\", action, status) "
+                 f"SELECT '2024-01-01'::timestamptz + (i * (366.0 * 86400 / {ROWS})) * interval '1 second', "
+                 f"'a' || (i % 7), 'ok' FROM generate_series(0, {ROWS - 1}) i",
+                 f"VACUUM ANALYZE {t}", "CHECKPOINT")
+            ms, _, hwm = timed(f"SELECT audit_convert_to_partitioned('{t}', '{mode}')")
+            out.append(ms); rss.append(hwm)
+            psql(f"DELETE FROM audit_partition_config WHERE parent = '{t}'::regclass", f"DROP TABLE {t}")
+    results.append((f"5. convert a {ROWS:,}-row plain table (lock held = whole call)", "attach mode", median(attach),
+                    "copy mode", median(copy),
+                    f"backend peak RSS: attach {median(attach_rss) / 1024:,.0f} MB, copy {median(copy_rss) / 1024:,.0f} MB"))
+
+
+def main():
+    partition_upkeep()
+    retention()
+    conversion()
+    print("| comparison | audit_db | ms (median) | peer | ms (median) | peer / audit_db | notes |")
+    print("|---|---|---:|---|---:|---:|---|")
+    for name, ours_label, ours, peer_label, peer, note in results:
+        print(f"| {name} | {ours_label} | {ours:,.1f} | {peer_label} | {peer:,.1f} | {peer / ours:,.2f}x | {note} |")
+    print()
+    print(f"runs: {RUNS} (3a, 3b), {BIG_RUNS} ({ROWS:,}-row comparisons); times are psql \\timing, round trip included")
+    print("not yet measured: 1 (pseudonymization), 2 (insert triggers), 6 (integrity verification): "
+          "their functions are not built yet")
+
+
+if __name__ == "__main__":
+    main()
