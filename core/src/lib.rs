@@ -5,5 +5,7 @@
 //! * [`partition`]: partition intervals, period bounds (UTC), naming and planning.
 
 pub mod calendar;
+pub mod crypto;
 pub mod manifest;
 pub mod partition;
+pub mod pseudonym;
