@@ -11,7 +11,7 @@ bindir=$(/usr/bin/pg_config --bindir)
 regress="$(/usr/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
 
 scripts/cluster.sh start "$dir" "$port" \
-    "shared_preload_libraries = 'pg_cron'" \
+    "shared_preload_libraries = 'pg_cron,audit_db'" \
     "cron.database_name = 'audit_regress'" \
     "cron.host = '$dir/sock'" \
     "max_locks_per_transaction = 256"

@@ -25,7 +25,15 @@ start)
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$dir"
     as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
         || { cat "$dir/initdb.log"; exit 1; }
+    # A throwaway root key for audit_db (test key, never used for real data), readable
+    # by the server's OS user only, as audit_db requires.
+    printf '%s\n' "# audit_db test key file (throwaway clusters only)" \
+        "test-1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" > "$dir/audit_db.keys"
+    chmod 600 "$dir/audit_db.keys"
+    [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir/audit_db.keys"
     {
+        echo "shared_preload_libraries = 'audit_db'"
+        echo "audit_db.key_file = '$dir/audit_db.keys'"
         echo "port = $port"
         echo "listen_addresses = ''"
         echo "unix_socket_directories = '$dir/sock'"

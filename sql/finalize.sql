@@ -52,6 +52,20 @@ GRANT EXECUTE ON FUNCTION audit_partitions(regclass),
                           audit_analyze_partitions(regclass, bigint, timestamptz)
    TO audit_db_reader, audit_db_admin;
 
+-- GDPR: pseudonymizing is for admins and the GDPR role; reversing, exporting,
+-- forgetting and deleting a subject only for the GDPR role.
+REVOKE ALL ON FUNCTION audit_pseudonymize(text, text), audit_depseudonymize(text),
+                       audit_pseudonymize_subject(text, text), audit_export_subject(text),
+                       audit_forget_subject(text), audit_delete_subject(text, boolean),
+                       audit_apply_retention_policies(), audit_rotate_pseudonym_key(text)
+   FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_pseudonymize(text, text), audit_apply_retention_policies()
+   TO audit_db_admin, audit_db_gdpr;
+GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject(text, text),
+                          audit_export_subject(text), audit_forget_subject(text),
+                          audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
+   TO audit_db_gdpr;
+
 -- -------------------------------------------------------- documentation
 COMMENT ON FUNCTION audit_create_partitions(regclass, integer, timestamptz) IS
 'Creates the partitions of a range-partitioned audit table for the period containing reference_time (default now()) and premake periods ahead (NULL = the parent''s audit_partition_config row, else 6), with the row''s interval (daily, weekly or monthly; default monthly) and UTC midnight bounds, named <parent>_YYYY_MM, <parent>_YYYY_MM_DD or <parent>_IYYY_wIW. Rows already in the DEFAULT partition for a new range are moved into it. Never takes ACCESS EXCLUSIVE on the parent. Idempotent: returns the names it created, none on a second call.';
@@ -76,6 +90,23 @@ COMMENT ON FUNCTION audit_finish_restore() IS
 'After pg_restore of a database with audit_db: recreates the primary keys and indexes of the partitioned parents (dropped while the extension was recreated, so that the dump''s statements for each partition''s indexes apply), attaching the restored partitions'' indexes. Returns the names created; none when nothing is missing. Maintenance runs it too.';
 COMMENT ON FUNCTION audit_verify_schema() IS
 'Compares the live catalog with what the installed version of audit_db ships, plus every partition''s indexes; one row per drift (missing, unexpected, type differs, ...). No rows = exactly as shipped.';
+
+COMMENT ON FUNCTION audit_pseudonymize(text, text) IS
+'Pseudonym of a value: hash (pseudo- + HMAC-SHA256 hex, one-way, no mapping), token (pseudo- + 32 hex random, one mapping per original found through a keyed blind index) or encryption (pseudo-enc-..., AES-256-GCM with a synthetic nonce, deterministic). Keys come from audit_db.key_file, never from SQL. Values starting with pseudo, system, security or integrity are returned unchanged; NULL gives NULL.';
+COMMENT ON FUNCTION audit_depseudonymize(text) IS
+'The original value of a token or encryption pseudonym (hash pseudonyms are one-way: 22023); unknown or forgotten pseudonyms: P0002; tampered data or a wrong key: 22000. Logs a gdpr.data.depseudonymize event (never the plaintext). For audit_db_gdpr only.';
+COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
+'Replaces a principal by its pseudonym in every audit_log row (partition by partition), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
+COMMENT ON FUNCTION audit_export_subject(text) IS
+'GDPR access request: every audit_log row of a principal, also under its pseudonyms, as a jsonb array; logs gdpr.data.export.';
+COMMENT ON FUNCTION audit_forget_subject(text) IS
+'Crypto-shredding: deletes the principal''s pseudonym mappings, so no function can recover the identity while the trail stays; returns the mappings deleted; logs gdpr.data.delete.';
+COMMENT ON FUNCTION audit_delete_subject(text, boolean) IS
+'Right to erasure: deletes the principal''s audit_log rows, except (with preserve_compliance) the compliance actions, which are kept under the hash pseudonym; logs gdpr.data.delete.';
+COMMENT ON FUNCTION audit_apply_retention_policies() IS
+'Applies the active audit_retention_policy rows: archives (archived_at) rows of each data_classification older than archive_after_days (or retention_days) and deletes archived rows older than delete_after_days; logs gdpr.retention.apply.';
+COMMENT ON FUNCTION audit_rotate_pseudonym_key(text) IS
+'Re-encrypts every mapping row made under old_key_id with the current (last) key of audit_db.key_file and recomputes its blind index; returns the rows rotated.';
 
 -- ------------------------------------------------------- pg_dump support
 -- Extension member tables are not dumped unless registered: every table that holds

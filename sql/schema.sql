@@ -416,8 +416,22 @@ CREATE TABLE pseudonym_mapping (
     original_id text NOT NULL
 );
 CREATE INDEX pseudonym_mapping_timestamp_idx ON pseudonym_mapping USING btree ("timestamp");
-CREATE INDEX pseudonym_mapping_pseudonym_id_idx ON pseudonym_mapping USING btree (pseudonym_id);
-CREATE INDEX pseudonym_mapping_original_id_idx ON pseudonym_mapping USING btree (original_id);
+-- audit_db 0.3.0: hash indexes (same names as the original's btree ones). A btree
+-- entry is limited to about 2.7 kB, and an encryption pseudonym or a sealed original
+-- of a 10 kB value is larger; both columns are only ever compared for equality.
+CREATE INDEX pseudonym_mapping_pseudonym_id_idx ON pseudonym_mapping USING hash (pseudonym_id);
+CREATE INDEX pseudonym_mapping_original_id_idx ON pseudonym_mapping USING hash (original_id);
+-- audit_db 0.3.0: the mapping names its strategy and key id and carries a keyed
+-- blind index of the original (original_id itself is AES-256-GCM ciphertext), so
+-- one original maps to one pseudonym per strategy without decrypting any row.
+-- Rows with strategy NULL predate audit_db (adopted from the original service).
+ALTER TABLE pseudonym_mapping
+    ADD COLUMN strategy text CONSTRAINT pseudonym_mapping_strategy_check
+        CHECK (strategy IN ('token', 'encryption')),
+    ADD COLUMN key_id text,
+    ADD COLUMN blind_index text;
+CREATE UNIQUE INDEX pseudonym_mapping_strategy_blind_index_key
+    ON pseudonym_mapping USING btree (strategy, blind_index);
 
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.

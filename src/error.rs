@@ -83,6 +83,16 @@ impl AuditError {
         Self::new(PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH, message)
     }
 
+    /// P0002: the thing asked for does not exist (an unknown or forgotten pseudonym).
+    pub fn no_data_found(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_NO_DATA_FOUND, message)
+    }
+
+    /// 22000: data that fails a check (tampered ciphertext, wrong key).
+    pub fn data_exception(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, message)
+    }
+
     /// 42P07: a relation of that name exists and is not what we would create.
     pub fn duplicate_table(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, message)

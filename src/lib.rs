@@ -9,6 +9,8 @@ use pgrx::prelude::*;
 pub mod analyze;
 pub mod convert;
 pub mod error;
+pub mod gdpr;
+pub mod keys;
 pub mod maintenance;
 pub mod partition;
 pub mod regclass;
@@ -17,6 +19,13 @@ pub mod spi_util;
 pub mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);
+
+/// Registers the settings (`audit_db.key_file`, `audit_db.key_command`,
+/// `audit_db.personal_details_keys`); meant to run from shared_preload_libraries.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    keys::register_gucs();
+}
 
 // Tables, indexes, roles and SQL helpers come first: function defaults such as
 // `'audit_log'::regclass` need the tables to exist.
@@ -30,7 +39,20 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
+    /// The test cluster preloads audit_db and reads a throwaway key file written here,
+    /// before the server starts (cargo pgrx test runs it as `postgres`).
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["timezone = 'UTC'"]
+        use std::os::unix::fs::PermissionsExt;
+        let path = "/tmp/audit_db_pgrx_test.keys";
+        std::fs::write(path, "test-1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n")
+            .expect("write the test key file");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod 600");
+        // The harness runs as root and starts the server as postgres.
+        let _ = std::process::Command::new("chown").args(["postgres:postgres", path]).status();
+        vec![
+            "timezone = 'UTC'",
+            "shared_preload_libraries = 'audit_db'",
+            "audit_db.key_file = '/tmp/audit_db_pgrx_test.keys'",
+        ]
     }
 }

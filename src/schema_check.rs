@@ -12,8 +12,10 @@ use audit_db_core::manifest::{self, Entry};
 use pgrx::prelude::*;
 
 /// Manifests of every released version this library serves (0.1.0 predates them).
-const MANIFESTS: &[(&str, &str)] =
-    &[("0.2.0", include_str!("../sql/manifest/audit_db--0.2.0.tsv"))];
+const MANIFESTS: &[(&str, &str)] = &[
+    ("0.2.0", include_str!("../sql/manifest/audit_db--0.2.0.tsv")),
+    ("0.3.0", include_str!("../sql/manifest/audit_db--0.3.0.tsv")),
+];
 
 /// Runs with `search_path` = the extension's schema, so names come out unqualified;
 /// index definitions (always qualified) and function bodies have the schema name

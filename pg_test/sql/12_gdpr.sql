@@ -1,0 +1,202 @@
+-- GDPR pseudonymization. The test cluster's key file (scripts/cluster.sh) holds the
+-- throwaway key test-1 = 00 01 .. 1f, so hash pseudonyms are known answers.
+SET timezone = 'UTC';
+\set VERBOSITY default
+SELECT current_setting('audit_db.key_file') AS keyfile \gset
+-- ------------------------------------------------------------- strategies
+SELECT audit_pseudonymize('alice') AS hash_alice \gset
+SELECT :'hash_alice' AS hash_alice,
+       audit_pseudonymize('alice') = audit_pseudonymize('alice') AS deterministic,
+       audit_pseudonymize('alice') <> audit_pseudonymize('bob') AS distinct_inputs;
+SELECT audit_pseudonymize(NULL) IS NULL AS null_in_null_out,
+       audit_pseudonymize('', 'hash') ~ '^pseudo-[0-9a-f]{64}$' AS empty_string,
+       audit_pseudonymize(repeat('x', 10240), 'hash') ~ '^pseudo-[0-9a-f]{64}$' AS ten_kb;
+-- Values already pseudonymized or system identities pass through unchanged.
+SELECT v, audit_pseudonymize(v, 'token') = v AS unchanged
+  FROM unnest(ARRAY['pseudo-abc', 'pseudonymized', 'system', 'security-scanner', 'integrity-job']) v;
+-- token: random, one mapping per original, the same token every time.
+SELECT audit_pseudonymize('alice', 'token') AS token_alice \gset
+SELECT :'token_alice' ~ '^pseudo-[0-9a-f]{32}$' AS token_shape,
+       audit_pseudonymize('alice', 'token') = :'token_alice' AS same_token,
+       audit_pseudonymize('alice', 'token') <> audit_pseudonymize('bob', 'token') AS distinct_tokens;
+-- encryption: deterministic, reversible with the key.
+SELECT audit_pseudonymize('alice', 'encryption') AS enc_alice \gset
+SELECT :'enc_alice' ~ '^pseudo-enc-[A-Za-z0-9_-]+$' AS enc_shape,
+       audit_pseudonymize('alice', 'encryption') = :'enc_alice' AS deterministic;
+-- Round trips, including non-ASCII, the empty string and 10 kB.
+SELECT s.strategy, v.label,
+       audit_depseudonymize(audit_pseudonymize(v.val, s.strategy)) = v.val AS round_trip
+  FROM (VALUES ('token'), ('encryption')) s(strategy),
+       (VALUES ('ascii', 'carol@example.com'), ('unicode', 'Zoë Ünïcødé 😀 東京'),
+               ('empty', ''), ('10 kB', repeat('y', 10240))) v(label, val)
+ ORDER BY 1, 2;
+-- Every stored original is ciphertext naming its key, never the plaintext.
+SELECT count(*) AS mappings,
+       count(*) FILTER (WHERE original_id LIKE '%alice%' OR original_id LIKE '%carol%') AS plaintext_rows,
+       count(*) FILTER (WHERE original_id ~ '^v1:test-1:' AND key_id = 'test-1') AS sealed_with_test_1
+  FROM pseudonym_mapping;
+-- ------------------------------------------------------------------ errors
+SELECT audit_pseudonymize('alice', 'rot13');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_pseudonymize('alice', NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_depseudonymize(audit_pseudonymize('alice'));
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_depseudonymize('pseudo-00000000000000000000000000000000');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_depseudonymize('not a pseudonym');
+\echo :LAST_ERROR_SQLSTATE
+-- A flipped ciphertext byte in the mapping is rejected (rolled back afterwards).
+BEGIN;
+UPDATE pseudonym_mapping
+   SET original_id = overlay(original_id placing
+                             CASE WHEN substr(original_id, 20, 1) = 'A' THEN 'B' ELSE 'A' END from 20 for 1)
+ WHERE pseudonym_id = :'token_alice';
+SELECT audit_depseudonymize(:'token_alice');
+\echo :LAST_ERROR_SQLSTATE
+ROLLBACK;
+-- Every reversal is logged, without the plaintext.
+SELECT action, target_resource_id LIKE 'pseudo-%' AS names_the_pseudonym,
+       count(*) FILTER (WHERE outcome_description LIKE '%alice%') AS with_plaintext
+  FROM audit_log WHERE action = 'gdpr.data.depseudonymize' GROUP BY 1, 2;
+-- --------------------------------------------------------------- privileges
+CREATE ROLE regress_gdpr_nobody;
+CREATE ROLE regress_gdpr_admin IN ROLE audit_db_admin;
+SET ROLE regress_gdpr_nobody;
+SELECT audit_pseudonymize('alice');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_depseudonymize(:'token_alice');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_export_subject('alice');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_forget_subject('alice');
+\echo :LAST_ERROR_SQLSTATE
+-- No setting, view or catalog shows the key (nor, to non-superusers, its path).
+SHOW audit_db.key_file;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS visible_key_settings FROM pg_settings WHERE name LIKE 'audit_db.key%';
+RESET ROLE;
+SET ROLE regress_gdpr_admin;
+SELECT audit_pseudonymize('alice') = :'hash_alice' AS admin_may_pseudonymize;
+SELECT audit_depseudonymize(:'token_alice');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT count(*) AS settings_holding_key_bytes FROM pg_settings
+ WHERE setting ~ '000102030405060708090a0b0c0d0e0f';
+-- ------------------------------------------------------------ key file rules
+-- A key file that others can read is refused; so is a missing or malformed one.
+\set cmd 'chmod 644 ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT audit_pseudonymize('alice');
+\echo :LAST_ERROR_SQLSTATE
+\set cmd 'chmod 600 ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+\set cmd 'mv ' :keyfile ' ' :keyfile '.away'
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT audit_pseudonymize('alice', 'token');
+\echo :LAST_ERROR_SQLSTATE
+\set cmd 'mv ' :keyfile '.away ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+\set cmd 'cp -p ' :keyfile ' ' :keyfile '.good && echo "test-2 not-hex" >> ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT audit_pseudonymize('alice');
+\echo :LAST_ERROR_SQLSTATE
+\set cmd 'cp -p ' :keyfile '.good ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT audit_pseudonymize('alice') = :'hash_alice' AS key_file_back;
+-- ------------------------------------------------------------------ rotation
+-- A second key line becomes current; rotation re-encrypts every test-1 mapping.
+\set cmd 'echo "test-2 202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f" >> ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT count(*) AS mappings_before FROM pseudonym_mapping WHERE key_id = 'test-1' \gset
+SELECT audit_rotate_pseudonym_key('test-1') = :mappings_before AS rotated_all;
+SELECT key_id, count(*) > 0 AS has_rows FROM pseudonym_mapping GROUP BY 1;
+SELECT count(*) FILTER (WHERE original_id !~ '^v1:test-2:') AS not_rotated FROM pseudonym_mapping;
+-- Old pseudonyms still resolve and still map the same originals.
+SELECT audit_depseudonymize(:'token_alice') AS token_still_resolves,
+       audit_depseudonymize(:'enc_alice') AS enc_still_resolves,
+       audit_pseudonymize('alice', 'token') = :'token_alice' AS same_token_after_rotation;
+SELECT audit_rotate_pseudonym_key('test-2');
+\echo :LAST_ERROR_SQLSTATE
+SELECT audit_rotate_pseudonym_key('nope');
+\echo :LAST_ERROR_SQLSTATE
+-- hash pseudonyms are bound to the key that made them: new key, new pseudonym.
+SELECT audit_pseudonymize('alice') <> :'hash_alice' AS hash_changes_with_the_key;
+-- And back: test-1 current again, everything rotated to it, the original file restored.
+\set cmd 'grep test-2 ' :keyfile ' > ' :keyfile '.rot && grep test-1 ' :keyfile '.good >> ' :keyfile '.rot && cat ' :keyfile '.rot > ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT audit_rotate_pseudonym_key('test-2') = :mappings_before AS rotated_back;
+\set cmd 'cp -p ' :keyfile '.good ' :keyfile
+COPY (SELECT 1) TO PROGRAM :'cmd';
+SELECT audit_depseudonymize(:'token_alice') AS resolves_under_test_1,
+       (SELECT count(*) FROM pseudonym_mapping WHERE key_id <> 'test-1') AS other_keys;
+-- --------------------------------------------------------- concurrent tokens
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT format('host=%s port=%s dbname=%s user=postgres', current_setting('unix_socket_directories'),
+              current_setting('port'), current_database()) AS conninfo \gset
+SELECT dblink_connect('s1', :'conninfo'), dblink_connect('s2', :'conninfo');
+SELECT dblink_exec('s1', 'BEGIN'), dblink_exec('s2', 'BEGIN');
+SELECT * FROM dblink('s1', $$SELECT audit_pseudonymize('dave@example.com', 'token')$$) AS t(p text) \gset s1_
+-- s2 waits for s1's uncommitted mapping (ON CONFLICT), then reads it.
+SELECT dblink_send_query('s2', $$SELECT audit_pseudonymize('dave@example.com', 'token')$$);
+SELECT dblink_exec('s1', 'COMMIT');
+SELECT * FROM dblink_get_result('s2') AS t(p text) \gset s2_
+SELECT * FROM dblink_get_result('s2') AS t(p text);
+SELECT dblink_exec('s2', 'COMMIT');
+SELECT :'s1_p' = :'s2_p' AS same_token,
+       (SELECT count(*) FROM pseudonym_mapping WHERE pseudonym_id = :'s1_p') AS mapping_rows,
+       audit_depseudonymize(:'s1_p') AS original;
+SELECT dblink_disconnect('s1'), dblink_disconnect('s2');
+-- ---------------------------------------------------------- subject operations
+SELECT count(*) AS created FROM audit_create_partitions('audit_log', 2, '2022-01-10');
+INSERT INTO audit_log ("timestamp", principal_id, action, status, details) VALUES
+    ('2022-01-05', 'subject-1', 'auth.login.success', 'success', '{"email": "s1@example.com", "ip": "x"}'),
+    ('2022-02-05', 'subject-1', 'data.read', 'success', NULL),
+    ('2022-03-05', 'subject-1', 'data.update', 'success', '{"note": "keep"}'),
+    ('2022-03-06', 'subject-2', 'data.read', 'success', NULL);
+SELECT audit_pseudonymize_subject('subject-1', 'token') AS rows_changed;
+SELECT tableoid::regclass AS partition, principal_id = audit_pseudonymize('subject-1', 'token') AS pseudonymized,
+       details->>'pseudonymized' AS marked, details ? 'pseudonymizedAt' AS dated,
+       details->>'email' LIKE 'pseudo-%' AS email_pseudonymized, details->>'ip' AS ip_untouched
+  FROM audit_log WHERE "timestamp" < '2022-04-01' AND principal_id <> 'subject-2' ORDER BY "timestamp";
+SELECT count(*) AS left_in_clear FROM audit_log WHERE principal_id = 'subject-1';
+-- Export finds the subject's rows through its pseudonyms, and only those.
+SELECT jsonb_array_length(audit_export_subject('subject-1')) AS exported,
+       (SELECT count(*) FROM jsonb_array_elements(audit_export_subject('subject-1')) e
+         WHERE e->>'principal_id' = 'subject-2') AS others;
+-- Forget: the mapping goes, the identity cannot be recovered, the trail stays.
+SELECT audit_pseudonymize('subject-1', 'token') AS token_s1 \gset
+SELECT audit_depseudonymize(:'token_s1') AS before_forget;
+SELECT audit_forget_subject('subject-1') AS mappings_deleted;
+SELECT audit_depseudonymize(:'token_s1');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS trail_rows FROM audit_log WHERE details->>'pseudonymized' = 'true' AND "timestamp" < '2022-04-01';
+-- Right to erasure: compliance actions kept under the hash pseudonym, the rest deleted.
+INSERT INTO audit_log ("timestamp", principal_id, action, status) VALUES
+    ('2022-01-07', 'subject-3', 'auth.login.failure', 'failure'),
+    ('2022-02-07', 'subject-3', 'data.read', 'success'),
+    ('2022-03-07', 'subject-3', 'data.export', 'success');
+SELECT * FROM audit_delete_subject('subject-3');
+SELECT (SELECT count(*) FROM audit_log WHERE principal_id = 'subject-3') AS left_in_clear,
+       (SELECT string_agg(action, ',') FROM audit_log WHERE principal_id = audit_pseudonymize('subject-3')) AS kept;
+SELECT * FROM audit_delete_subject(NULL);
+\echo :LAST_ERROR_SQLSTATE
+-- Each subject operation wrote its own event.
+SELECT action, count(*) FROM audit_log WHERE action LIKE 'gdpr.%' GROUP BY 1 ORDER BY 1;
+-- ------------------------------------------------- classification retention
+INSERT INTO audit_retention_policy (policy_name, retention_days, archive_after_days, delete_after_days,
+                                    data_classification, is_active)
+VALUES ('phi-short', 30, 10, 20, 'PHI', 'true'), ('public-off', 1, 1, 1, 'PUBLIC', 'false');
+INSERT INTO audit_log ("timestamp", action, status, data_classification) VALUES
+    (now() - interval '5 days', 'r.new', 'ok', 'PHI'),
+    (now() - interval '15 days', 'r.mid', 'ok', 'PHI'),
+    (now() - interval '25 days', 'r.old', 'ok', 'PHI'),
+    (now() - interval '25 days', 'r.public', 'ok', 'PUBLIC');
+SELECT * FROM audit_apply_retention_policies();
+SELECT action, archived_at IS NOT NULL AS archived FROM audit_log WHERE action LIKE 'r.%' ORDER BY action;
+SELECT * FROM audit_apply_retention_policies();
+SELECT action FROM audit_log WHERE action LIKE 'r.%' ORDER BY action;
+DELETE FROM audit_retention_policy;
+DROP ROLE regress_gdpr_nobody;
+DROP ROLE regress_gdpr_admin;
+DROP EXTENSION dblink;

@@ -1,0 +1,458 @@
+//! GDPR pseudonymization inside the database: `audit_pseudonymize`,
+//! `audit_depseudonymize`, the subject operations, classification retention and key
+//! rotation. Crypto and formats live in `audit_db_core::{crypto, pseudonym}`; keys come
+//! from `keys::key_ring()` and never pass through SQL.
+//!
+//! Mapping rows (`pseudonym_mapping`) hold the pseudonym, the strategy, the key id, a
+//! keyed blind index of the original (one mapping per original and strategy, found
+//! without decrypting) and `original_id` sealed with AES-256-GCM.
+
+use crate::error::{AuditError, AuditResult, OrReport};
+use crate::keys::{key_ring, personal_details_keys};
+use audit_db_core::crypto::{CryptoError, KeyRing};
+use audit_db_core::pseudonym::{self, Strategy};
+use pgrx::prelude::*;
+
+/// The actions whose rows `audit_delete_subject` keeps (pseudonymized) for compliance.
+pub const COMPLIANCE_ACTIONS: &[&str] = &[
+    "auth.login.success",
+    "auth.login.failure",
+    "data.access.unauthorized",
+    "gdpr.data.export",
+    "gdpr.data.pseudonymize",
+    "gdpr.data.delete",
+];
+
+fn parse_strategy(text: Option<&str>) -> AuditResult<Strategy> {
+    let text = text.ok_or_else(|| AuditError::null_argument("strategy"))?;
+    Strategy::parse(text).ok_or_else(|| {
+        AuditError::invalid_parameter(format!("unknown pseudonymization strategy \"{text}\""))
+            .hint("Use 'hash' (one-way), 'token' (random, mapped) or 'encryption' (reversible with the key).")
+    })
+}
+
+fn crypto_error(e: CryptoError) -> AuditError {
+    let hint = match e {
+        CryptoError::UnknownKey(_) => "Add the key line with that id back to the file named by audit_db.key_file.",
+        _ => "The stored value was altered, or it was made under a different root key.",
+    };
+    AuditError::data_exception(format!("pseudonym cannot be decrypted: {e}")).hint(hint)
+}
+
+/// Blind indexes of `original` under every key of the ring (current first), so a
+/// mapping made before a key was added is still found until it is rotated.
+fn blind_indexes(ring: &KeyRing, original: &str) -> Vec<String> {
+    ring.keys().iter().rev().map(|k| pseudonym::blind_index(k, original)).collect()
+}
+
+/// `Spi::get_one*` reports "no row" as `InvalidPosition`: that is `None` here.
+fn at_most_one<T>(r: Result<Option<T>, pgrx::spi::Error>) -> AuditResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(pgrx::spi::Error::InvalidPosition) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn existing_mapping(strategy: Strategy, blinds: &[String]) -> AuditResult<Option<String>> {
+    at_most_one(Spi::get_one_with_args::<String>(
+        "SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy = $1 AND blind_index = ANY($2) LIMIT 1",
+        &[strategy.name().into(), blinds.to_vec().into()],
+    ))
+}
+
+/// Records a mapping once per (strategy, original); returns the pseudonym that is
+/// stored (a concurrent caller may have stored its own first: that one wins).
+fn record_mapping(ring: &KeyRing, strategy: Strategy, original: &str, candidate: &str) -> AuditResult<String> {
+    let blinds = blind_indexes(ring, original);
+    if let Some(p) = existing_mapping(strategy, &blinds)? {
+        return Ok(p);
+    }
+    let key = ring.current();
+    let inserted = Spi::get_one_with_args::<String>(
+        "INSERT INTO pseudonym_mapping (\"timestamp\", pseudonym_id, original_id, strategy, key_id, blind_index)
+         VALUES (pg_catalog.now(), $1, $2, $3, $4, $5)
+         ON CONFLICT (strategy, blind_index) DO NOTHING
+         RETURNING pseudonym_id",
+        &[
+            candidate.into(),
+            pseudonym::seal_original(key, original).into(),
+            strategy.name().into(),
+            key.id.as_str().into(),
+            blinds[0].as_str().into(),
+        ],
+    );
+    // ON CONFLICT waited for a concurrent insert of the same original: read its row.
+    match at_most_one(inserted)? {
+        Some(p) => Ok(p),
+        None => existing_mapping(strategy, &blinds)?
+            .ok_or_else(|| AuditError::internal("mapping vanished after a concurrent insert")),
+    }
+}
+
+pub fn pseudonymize(original: &str, strategy: Strategy) -> AuditResult<String> {
+    if pseudonym::passes_through(original) {
+        return Ok(original.to_string());
+    }
+    let ring = key_ring()?;
+    match strategy {
+        Strategy::Hash => Ok(pseudonym::hash_pseudonym(ring.current(), original)),
+        Strategy::Token => record_mapping(&ring, strategy, original, &pseudonym::new_token()),
+        Strategy::Encryption => {
+            record_mapping(&ring, strategy, original, &pseudonym::encrypt_pseudonym(ring.current(), original))
+        }
+    }
+}
+
+fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
+    Spi::run_with_args(
+        "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, target_resource_type,
+                                target_resource_id, outcome_description, data_classification, details)
+         VALUES (pg_catalog.now(), session_user, $1, $2, 'pseudonym', pg_catalog.left($3, 255), $4, 'CONFIDENTIAL',
+                 pg_catalog.jsonb_build_object('by', session_user::text, 'role', current_user::text,
+                                               'pseudonym', $3))",
+        &[action.into(), status.into(), target.into(), description.into()],
+    )?;
+    Ok(())
+}
+
+pub fn depseudonymize(p: &str) -> AuditResult<String> {
+    let strategy = pseudonym::classify(p).ok_or_else(|| {
+        AuditError::no_data_found("unknown pseudonym")
+            .hint("Pseudonyms look like pseudo-<32 hex> (token) or pseudo-enc-... (encryption).")
+    })?;
+    if strategy == Strategy::Hash {
+        return Err(AuditError::invalid_parameter("hash pseudonyms are one-way and cannot be reversed")
+            .hint("Use the 'token' or 'encryption' strategy for values that must be recoverable."));
+    }
+    let ring = key_ring()?;
+    let sealed = at_most_one(Spi::get_one_with_args::<String>(
+        "SELECT original_id FROM pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1",
+        &[p.into()],
+    ))?
+    .ok_or_else(|| {
+        AuditError::no_data_found("unknown pseudonym")
+            .hint("It was never issued here, or its subject was forgotten (audit_forget_subject).")
+    })?;
+    let original = pseudonym::open_original(&ring, &sealed).map_err(crypto_error)?;
+    if strategy == Strategy::Encryption {
+        // The pseudonym itself must agree with its mapping when its key is still held.
+        if ring.get(&pseudonym::pseudonym_key_id(p).map_err(crypto_error)?).is_some() {
+            let direct = pseudonym::decrypt_pseudonym(&ring, p).map_err(crypto_error)?;
+            if direct != original {
+                return Err(AuditError::data_exception("pseudonym and its mapping disagree")
+                    .hint("The mapping row was altered."));
+            }
+        }
+    }
+    log_event("gdpr.data.depseudonymize", Some(p), "success", "pseudonym reversed")?;
+    Ok(original)
+}
+
+/// Every pseudonym a subject may appear under: the hash pseudonym under each key and
+/// the mapped token / encryption pseudonyms.
+fn subject_pseudonyms(ring: &KeyRing, principal: &str) -> AuditResult<Vec<String>> {
+    let mut out: Vec<String> = ring.keys().iter().map(|k| pseudonym::hash_pseudonym(k, principal)).collect();
+    let blinds = blind_indexes(ring, principal);
+    Spi::connect(|client| {
+        for r in client.select(
+            "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)",
+            None,
+            &[blinds.into()],
+        )? {
+            if let Some(p) = r.get::<String>(1)? {
+                out.push(p);
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })?;
+    Ok(out)
+}
+
+fn partitions_of_audit_log() -> AuditResult<Vec<String>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select("SELECT partition::text FROM audit_partitions('audit_log')", None, &[])? {
+            out.push(r.get::<String>(1)?.unwrap_or_default());
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })
+    .map_err(AuditError::from)
+}
+
+/// Replaces `principal` by its pseudonym in every audit_log row, partition by
+/// partition (one statement each, so locks and undo stay per partition), together
+/// with the configured personal `details` keys; marks each row pseudonymized.
+pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<i64> {
+    let p = pseudonymize(principal, strategy)?;
+    let keys = personal_details_keys();
+    let mut changed = 0i64;
+    for part in partitions_of_audit_log()? {
+        changed += Spi::get_one_with_args::<i64>(
+            &format!(
+                "WITH u AS (
+                   UPDATE {part} a
+                      SET principal_id = $2,
+                          details = coalesce((
+                              SELECT pg_catalog.jsonb_object_agg(e.key,
+                                       CASE WHEN e.key = ANY($3) AND pg_catalog.jsonb_typeof(e.value) = 'string'
+                                            THEN pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{{}}', $4))
+                                            ELSE e.value END)
+                                FROM pg_catalog.jsonb_each(a.details) e), '{{}}'::jsonb)
+                                || pg_catalog.jsonb_build_object('pseudonymized', true,
+                                                                 'pseudonymizedAt', pg_catalog.now())
+                    WHERE a.principal_id = $1
+                   RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM u"
+            ),
+            &[principal.into(), p.as_str().into(), keys.clone().into(), strategy.name().into()],
+        )?
+        .unwrap_or(0);
+    }
+    log_event("gdpr.data.pseudonymize", Some(&p), "success", &format!("{changed} audit_log rows pseudonymized"))?;
+    Ok(changed)
+}
+
+pub fn export_subject(principal: &str) -> AuditResult<pgrx::JsonB> {
+    let ring = key_ring()?;
+    let mut names = subject_pseudonyms(&ring, principal)?;
+    names.push(principal.to_string());
+    let rows = Spi::get_one_with_args::<pgrx::JsonB>(
+        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) ORDER BY a.\"timestamp\", a.id), '[]'::jsonb)
+           FROM audit_log a WHERE a.principal_id = ANY($1)",
+        &[names.into()],
+    )?
+    .unwrap_or(pgrx::JsonB(serde_json::json!([])));
+    let count = rows.0.as_array().map(|a| a.len()).unwrap_or(0);
+    log_event(
+        "gdpr.data.export",
+        Some(&pseudonym::hash_pseudonym(ring.current(), principal)),
+        "success",
+        &format!("{count} audit_log rows exported"),
+    )?;
+    Ok(rows)
+}
+
+pub fn forget_subject(principal: &str) -> AuditResult<i64> {
+    let ring = key_ring()?;
+    let deleted = Spi::get_one_with_args::<i64>(
+        "WITH d AS (DELETE FROM pseudonym_mapping WHERE blind_index = ANY($1) RETURNING 1)
+         SELECT pg_catalog.count(*) FROM d",
+        &[blind_indexes(&ring, principal).into()],
+    )?
+    .unwrap_or(0);
+    log_event(
+        "gdpr.data.delete",
+        Some(&pseudonym::hash_pseudonym(ring.current(), principal)),
+        "success",
+        &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"),
+    )?;
+    Ok(deleted)
+}
+
+pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)> {
+    let ring = key_ring()?;
+    let hashed = pseudonym::hash_pseudonym(ring.current(), principal);
+    let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
+    let mut deleted = 0i64;
+    let mut preserved = 0i64;
+    for part in partitions_of_audit_log()? {
+        deleted += Spi::get_one_with_args::<i64>(
+            &format!(
+                "WITH d AS (DELETE FROM {part} WHERE principal_id = $1 AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM d"
+            ),
+            &[principal.into(), preserve.into(), actions.clone().into()],
+        )?
+        .unwrap_or(0);
+        if preserve {
+            preserved += Spi::get_one_with_args::<i64>(
+                &format!(
+                    "WITH u AS (UPDATE {part} SET principal_id = $2,
+                                      details = coalesce(details, '{{}}'::jsonb)
+                                                || pg_catalog.jsonb_build_object('pseudonymized', true,
+                                                                                 'pseudonymizedAt', pg_catalog.now())
+                                 WHERE principal_id = $1 RETURNING 1)
+                     SELECT pg_catalog.count(*) FROM u"
+                ),
+                &[principal.into(), hashed.as_str().into()],
+            )?
+            .unwrap_or(0);
+        }
+    }
+    log_event(
+        "gdpr.data.delete",
+        Some(&hashed),
+        "success",
+        &format!("{deleted} audit_log rows deleted, {preserved} compliance rows kept pseudonymized"),
+    )?;
+    Ok((deleted, preserved))
+}
+
+pub fn rotate_key(old_key_id: &str) -> AuditResult<i64> {
+    let ring = key_ring()?;
+    let current = ring.current();
+    if ring.get(old_key_id).is_none() {
+        return Err(AuditError::invalid_parameter(format!("the key file has no key \"{old_key_id}\""))
+            .hint("Rotation needs the old key line (to decrypt) and a newer last line (the current key)."));
+    }
+    if old_key_id == current.id {
+        return Err(AuditError::invalid_parameter(format!("\"{old_key_id}\" is the current key"))
+            .hint("Append the new key as the last line of the key file first."));
+    }
+    let rows: Vec<(i32, String)> = Spi::connect_mut(|client| {
+        let mut out = Vec::new();
+        for r in client.update(
+            "SELECT id, original_id FROM pseudonym_mapping WHERE key_id = $1 ORDER BY id FOR UPDATE",
+            None,
+            &[old_key_id.into()],
+        )? {
+            out.push((r.get::<i32>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+    let mut done = 0i64;
+    for (id, sealed) in rows {
+        let original = zeroize::Zeroizing::new(pseudonym::open_original(&ring, &sealed).map_err(crypto_error)?);
+        Spi::run_with_args(
+            "UPDATE pseudonym_mapping SET original_id = $2, key_id = $3, blind_index = $4 WHERE id = $1",
+            &[
+                id.into(),
+                pseudonym::seal_original(current, &original).into(),
+                current.id.as_str().into(),
+                pseudonym::blind_index(current, &original).into(),
+            ],
+        )?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
+    let policies: Vec<(String, String, i32, Option<i32>, Option<i32>)> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(
+            "SELECT policy_name::text, data_classification::text, retention_days, archive_after_days, delete_after_days
+               FROM audit_retention_policy WHERE is_active = 'true' ORDER BY policy_name",
+            None,
+            &[],
+        )? {
+            out.push((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<String>(2)?.unwrap_or_default(),
+                r.get::<i32>(3)?.unwrap_or(0),
+                r.get::<i32>(4)?,
+                r.get::<i32>(5)?,
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+    let mut out = Vec::new();
+    for (name, class, retention_days, archive_after, delete_after) in policies {
+        let archive_days = archive_after.unwrap_or(retention_days);
+        let archived = Spi::get_one_with_args::<i64>(
+            "WITH u AS (UPDATE audit_log SET archived_at = pg_catalog.now()
+                         WHERE data_classification = $1 AND archived_at IS NULL
+                           AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
+                        RETURNING 1)
+             SELECT pg_catalog.count(*) FROM u",
+            &[class.as_str().into(), archive_days.into()],
+        )?
+        .unwrap_or(0);
+        let deleted = match delete_after {
+            Some(days) => Spi::get_one_with_args::<i64>(
+                "WITH d AS (DELETE FROM audit_log
+                             WHERE data_classification = $1 AND archived_at IS NOT NULL
+                               AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
+                            RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM d",
+                &[class.as_str().into(), days.into()],
+            )?
+            .unwrap_or(0),
+            None => 0,
+        };
+        out.push((name, archived, deleted));
+    }
+    let total_archived: i64 = out.iter().map(|r| r.1).sum();
+    let total_deleted: i64 = out.iter().map(|r| r.2).sum();
+    Spi::run_with_args(
+        "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
+         VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')",
+        &[format!("{} policies: {total_archived} rows archived, {total_deleted} deleted", out.len()).into()],
+    )?;
+    Ok(out)
+}
+
+// ------------------------------------------------------------------ SQL surface
+
+/// `audit_pseudonymize(original, strategy)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_pseudonymize(original: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> Option<String> {
+    let strategy = parse_strategy(strategy).or_report();
+    original.map(|o| pseudonymize(o, strategy).or_report())
+}
+
+/// `audit_depseudonymize(pseudonym)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_depseudonymize(pseudonym: Option<&str>) -> Option<String> {
+    pseudonym.map(|p| depseudonymize(p).or_report())
+}
+
+fn principal_arg(principal_id: Option<&str>) -> &str {
+    principal_id.ok_or_else(|| AuditError::null_argument("principal_id")).or_report()
+}
+
+/// `audit_pseudonymize_subject(principal_id, strategy)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_pseudonymize_subject(principal_id: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> i64 {
+    let strategy = parse_strategy(strategy).or_report();
+    pseudonymize_subject(principal_arg(principal_id), strategy).or_report()
+}
+
+/// `audit_export_subject(principal_id)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_export_subject(principal_id: Option<&str>) -> pgrx::JsonB {
+    export_subject(principal_arg(principal_id)).or_report()
+}
+
+/// `audit_forget_subject(principal_id)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_forget_subject(principal_id: Option<&str>) -> i64 {
+    forget_subject(principal_arg(principal_id)).or_report()
+}
+
+/// `audit_delete_subject(principal_id, preserve_compliance)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_delete_subject(
+    principal_id: Option<&str>,
+    preserve_compliance: default!(Option<bool>, "true"),
+) -> TableIterator<'static, (name!(records_deleted, i64), name!(compliance_records_preserved, i64))> {
+    let preserve = preserve_compliance
+        .ok_or_else(|| AuditError::null_argument("preserve_compliance"))
+        .or_report();
+    TableIterator::once(delete_subject(principal_arg(principal_id), preserve).or_report())
+}
+
+/// `audit_apply_retention_policies()`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_apply_retention_policies() -> TableIterator<
+    'static,
+    (name!(policy, String), name!(records_archived, i64), name!(records_deleted, i64)),
+> {
+    TableIterator::new(apply_retention_policies().or_report())
+}
+
+/// `audit_rotate_pseudonym_key(old_key_id)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_rotate_pseudonym_key(old_key_id: Option<&str>) -> i64 {
+    let old = old_key_id.ok_or_else(|| AuditError::null_argument("old_key_id")).or_report();
+    rotate_key(old).or_report()
+}

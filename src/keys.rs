@@ -1,0 +1,162 @@
+//! The root key: read by the server from `audit_db.key_file` (or the output of
+//! `audit_db.key_command`), never through SQL. Both settings are PGC_SIGHUP and
+//! superuser-only; the library must be in `shared_preload_libraries`.
+//!
+//! A file that group or others can access is refused, as PostgreSQL refuses such an
+//! SSL key. Each backend caches the parsed key ring and re-reads the file when its
+//! modification or change time, size, inode or mode changes; the command is run once per backend and
+//! again when the setting changes. Errors name the setting, never key material.
+
+use crate::error::{AuditError, AuditResult};
+use audit_db_core::crypto::{check_key_file_mode, KeyError, KeyRing};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::os::unix::fs::MetadataExt;
+use std::rc::Rc;
+
+pub static KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static KEY_COMMAND: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static PERSONAL_DETAILS_KEYS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"email,ipAddress,userAgent,name,phone"));
+
+pub fn register_gucs() {
+    GucRegistry::define_string_guc(
+        c"audit_db.key_file",
+        c"Path of the audit_db root key file (lines \"<key_id> <64 hex>\", last = current).",
+        c"Must be readable by the server's OS user only. Set in postgresql.conf; reload to change.",
+        &KEY_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"audit_db.key_command",
+        c"Program whose output is the audit_db key file contents (for a KMS); used when key_file is empty.",
+        c"Run by the server through /bin/sh once per backend. Set in postgresql.conf; reload to change.",
+        &KEY_COMMAND,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"audit_db.personal_details_keys",
+        c"Comma-separated keys of audit_log.details whose string values are personal data.",
+        c"audit_pseudonymize_subject() pseudonymizes them together with the principal.",
+        &PERSONAL_DETAILS_KEYS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// The details keys that hold personal data.
+pub fn personal_details_keys() -> Vec<String> {
+    PERSONAL_DETAILS_KEYS
+        .get()
+        .and_then(|c| c.into_string().ok())
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[derive(PartialEq, Eq, Clone)]
+enum Source {
+    File { path: String, mtime: i64, mtime_ns: i64, ctime_ns: i64, size: u64, ino: u64, mode: u32 },
+    Command(String),
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<(Source, Rc<KeyRing>)>> = const { RefCell::new(None) };
+}
+
+fn key_error(e: KeyError, what: &str) -> AuditError {
+    AuditError::object_not_in_prerequisite_state(format!("audit_db key {what} refused: {e}"))
+        .hint("Fix the file named by audit_db.key_file (chmod 600, lines \"<key_id> <64 hex characters>\").")
+}
+
+fn preloaded() -> bool {
+    // SAFETY: a plain read of a PostgreSQL global.
+    let in_progress = unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress };
+    in_progress
+        || pgrx::spi::Spi::get_one::<String>("SELECT pg_catalog.current_setting('shared_preload_libraries')")
+            .ok()
+            .flatten()
+            .map(|s| s.split(',').any(|l| l.trim().trim_matches('"') == "audit_db"))
+            .unwrap_or(false)
+}
+
+/// The key ring, loaded or from this backend's cache.
+pub fn key_ring() -> AuditResult<Rc<KeyRing>> {
+    let path = KEY_FILE.get().and_then(|c| c.into_string().ok()).filter(|s| !s.is_empty());
+    let command = KEY_COMMAND.get().and_then(|c| c.into_string().ok()).filter(|s| !s.is_empty());
+    let source = match (&path, &command) {
+        (Some(path), _) => {
+            let meta = std::fs::metadata(path).map_err(|e| {
+                AuditError::object_not_in_prerequisite_state(format!(
+                    "audit_db key file \"{path}\" cannot be read: {e}"
+                ))
+                .hint("Point audit_db.key_file at a file the server can read, with lines \"<key_id> <64 hex characters>\".")
+            })?;
+            Source::File {
+                path: path.clone(),
+                mtime: meta.mtime(),
+                mtime_ns: meta.mtime_nsec(),
+                ctime_ns: meta.ctime_nsec(),
+                size: meta.size(),
+                ino: meta.ino(),
+                mode: meta.mode(),
+            }
+        }
+        (None, Some(cmd)) => Source::Command(cmd.clone()),
+        (None, None) => {
+            if !preloaded() {
+                return Err(AuditError::object_not_in_prerequisite_state(
+                    "audit_db is not loaded through shared_preload_libraries",
+                )
+                .hint("Add audit_db to shared_preload_libraries, set audit_db.key_file in postgresql.conf and restart."));
+            }
+            return Err(AuditError::object_not_in_prerequisite_state("no audit_db root key is configured")
+                .hint("Set audit_db.key_file (or audit_db.key_command) in postgresql.conf and reload."));
+        }
+    };
+    if let Some(ring) = CACHE.with(|c| {
+        c.borrow().as_ref().filter(|(s, _)| *s == source).map(|(_, r)| Rc::clone(r))
+    }) {
+        return Ok(ring);
+    }
+    let text = match &source {
+        Source::File { path, .. } => {
+            let meta = std::fs::metadata(path).map_err(|e| {
+                AuditError::object_not_in_prerequisite_state(format!("audit_db key file \"{path}\" cannot be read: {e}"))
+                    .hint("Check audit_db.key_file.")
+            })?;
+            check_key_file_mode(meta.mode()).map_err(|e| key_error(e, "file"))?;
+            zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                AuditError::object_not_in_prerequisite_state(format!("audit_db key file \"{path}\" cannot be read: {e}"))
+                    .hint("Check audit_db.key_file.")
+            })?)
+        }
+        Source::Command(cmd) => {
+            let out = std::process::Command::new("/bin/sh").arg("-c").arg(cmd).output().map_err(|e| {
+                AuditError::object_not_in_prerequisite_state(format!("audit_db.key_command could not be run: {e}"))
+                    .hint("Check audit_db.key_command.")
+            })?;
+            if !out.status.success() {
+                return Err(AuditError::object_not_in_prerequisite_state(format!(
+                    "audit_db.key_command failed with {}",
+                    out.status
+                ))
+                .hint("Check audit_db.key_command; its standard output must be lines \"<key_id> <64 hex characters>\"."));
+            }
+            zeroize::Zeroizing::new(String::from_utf8(out.stdout).map_err(|_| {
+                AuditError::object_not_in_prerequisite_state("audit_db.key_command printed non-UTF-8 output")
+                    .hint("Check audit_db.key_command.")
+            })?)
+        }
+    };
+    let ring = Rc::new(KeyRing::parse(&text).map_err(|e| {
+        key_error(e, if matches!(source, Source::File { .. }) { "file" } else { "command output" })
+    })?);
+    CACHE.with(|c| *c.borrow_mut() = Some((source, Rc::clone(&ring))));
+    Ok(ring)
+}
