@@ -87,10 +87,41 @@ SELECT 'only in fresh install', * FROM (SELECT * FROM fresh_catalog EXCEPT SELEC
 -- The journal's checksums are those of the installed scripts.
 SELECT version, checksum = encode(sha256(pg_read_binary_file(
            (SELECT setting FROM pg_config() WHERE name = 'SHAREDIR') || '/extension/' ||
-           CASE version WHEN '0.1.0' THEN 'audit_db--0.1.0.sql' WHEN '0.2.0' THEN 'audit_db--0.1.0--0.2.0.sql' END)), 'hex')
+           CASE version WHEN '0.1.0' THEN 'audit_db--0.1.0.sql' WHEN '0.2.0' THEN 'audit_db--0.1.0--0.2.0.sql'
+                        WHEN '0.3.0' THEN 'audit_db--0.2.0--0.3.0.sql' END)), 'hex')
        AS checksum_matches
   FROM audit_migrations();
+-- ------------------------------------------------- 0.2.0, filled, then updated
+CREATE DATABASE audit_upgrade_020;
+\c audit_upgrade_020
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db VERSION '0.2.0';
+CREATE EXTENSION dblink;
+RESET client_min_messages;
+INSERT INTO audit_log ("timestamp", action, status) SELECT now(), 'u020', 'ok' FROM generate_series(1, 10);
+-- A mapping row as the original service wrote it (plaintext original, no strategy).
+INSERT INTO pseudonym_mapping ("timestamp", pseudonym_id, original_id) VALUES (now(), 'pseudo-legacy', 'legacy-user');
+SELECT * FROM audit_pending_migrations();
+ALTER EXTENSION audit_db UPDATE;
+SELECT audit_schema_version(), (SELECT count(*) FROM audit_log WHERE action = 'u020') AS rows_kept,
+       (SELECT strategy IS NULL AND original_id = 'legacy-user' FROM pseudonym_mapping) AS legacy_mapping_kept;
+SELECT * FROM audit_verify_schema();
+SELECT version, name FROM audit_migrations();
+CREATE TEMP TABLE cat AS
+SELECT 'member' AS kind, pg_describe_object(d.classid, d.objid, d.objsubid) AS object, '' AS definition
+  FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db' WHERE d.deptype = 'e'
+UNION ALL SELECT object_type, object_name, definition FROM audit_schema_snapshot();
+CREATE TEMP TABLE fresh AS
+SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
+    SELECT 'member', pg_describe_object(d.classid, d.objid, d.objsubid), ''
+      FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db' WHERE d.deptype = 'e'
+    UNION ALL SELECT object_type, object_name, definition FROM audit_schema_snapshot()$$)
+    AS f(kind text, object text, definition text);
+SELECT (SELECT count(*) FROM (SELECT * FROM cat EXCEPT SELECT * FROM fresh) a) AS only_after_upgrade,
+       (SELECT count(*) FROM (SELECT * FROM fresh EXCEPT SELECT * FROM cat) b) AS only_in_fresh_install,
+       (SELECT count(*) FROM cat) = (SELECT count(*) FROM fresh) AS same_size;
 \c audit_regress
 DROP DATABASE audit_upgrade_fresh;
 DROP DATABASE audit_upgrade_010;
+DROP DATABASE audit_upgrade_020;
 DROP EXTENSION dblink;
