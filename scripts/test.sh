@@ -4,7 +4,8 @@
 #   1. plain `cargo test` of the pure-Rust core (no PostgreSQL),
 #   2. `cargo pgrx test` (#[pg_test] functions inside a pgrx-managed cluster),
 #   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron),
-#   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips).
+#   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips) and
+#      pg_test/key_sources.sh (key command, missing key, not preloaded).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,14 +56,18 @@ p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql.
 f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql.log")
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 
-echo "== tier 4: pg_dump / pg_restore"
-pg_test/dump_restore.sh >"$logdir/dump.log" 2>&1
-[ "$?" = 0 ] || status=1
-grep -E '^(ok|not ok) - |^    ' "$logdir/dump.log"
-p=$(sed -nE 's/^dump\/restore tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/dump.log")
-f=$(sed -nE 's/^dump\/restore tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/dump.log")
-passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
-tail -1 "$logdir/dump.log"
+echo "== tier 4: cluster-level tests (pg_dump / pg_restore, key sources)"
+for t in pg_test/dump_restore.sh pg_test/key_sources.sh; do
+    log="$logdir/$(basename "$t" .sh).log"
+    "$t" >"$log" 2>&1
+    [ "$?" = 0 ] || status=1
+    grep -E '^(ok|not ok) - |^    ' "$log"
+    summary=$(grep -E '^[a-z/ ]+ tests: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+    echo "$summary"
+    p=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\1/p')
+    f=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\2/p')
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+done
 
 [ "$failed" -gt 0 ] && status=1
 echo "logs: $logdir"
