@@ -30,3 +30,9 @@ SELECT total_partitions, total_rows, recommendations FROM audit_analyze_partitio
 \echo '== the migration journal, and a schema exactly as shipped'
 SELECT version, name, left(checksum, 16) AS checksum, execution_ms FROM audit_migrations();
 SELECT count(*) AS drifts FROM audit_verify_schema();
+
+\echo '== GDPR: pseudonyms from the server-side key file (never through SQL)'
+SELECT audit_pseudonymize('alice@example.com') AS hash,
+       audit_pseudonymize('alice@example.com', 'token') AS token;
+SELECT audit_depseudonymize(audit_pseudonymize('alice@example.com', 'encryption')) AS reversed;
+SELECT strategy, key_id, left(original_id, 24) || '...' AS original_id_is_ciphertext FROM pseudonym_mapping;
