@@ -94,6 +94,10 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Purpose::PseudonymHmac => "pseudonym-hmac",
@@ -106,10 +110,14 @@ impl Purpose {
     }
 }
 
-/// One root key: an id and 32 secret bytes.
+const PURPOSES: usize = 6;
+
+/// One root key: an id and 32 secret bytes, and its derived keys once computed (a
+/// key ring lives for a backend, so each HKDF expansion runs once per purpose).
 pub struct RootKey {
     pub id: String,
     secret: Zeroizing<[u8; 32]>,
+    derived: [std::cell::OnceCell<Zeroizing<[u8; 32]>>; PURPOSES],
 }
 
 impl fmt::Debug for RootKey {
@@ -120,16 +128,20 @@ impl fmt::Debug for RootKey {
 
 impl RootKey {
     pub fn new(id: &str, secret: [u8; 32]) -> RootKey {
-        RootKey { id: id.to_string(), secret: Zeroizing::new(secret) }
+        RootKey { id: id.to_string(), secret: Zeroizing::new(secret), derived: Default::default() }
     }
 
     /// The per-purpose key: HKDF-SHA256(ikm = root, salt = none, info = "audit_db/v1/<label>").
     pub fn derive(&self, purpose: Purpose) -> Zeroizing<[u8; 32]> {
-        let hk = Hkdf::<Sha256>::new(None, self.secret.as_ref());
-        let mut out = Zeroizing::new([0u8; 32]);
-        let info = format!("audit_db/v1/{}", purpose.label());
-        hk.expand(info.as_bytes(), out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
-        out
+        self.derived[purpose.index()]
+            .get_or_init(|| {
+                let hk = Hkdf::<Sha256>::new(None, self.secret.as_ref());
+                let mut out = Zeroizing::new([0u8; 32]);
+                let info = format!("audit_db/v1/{}", purpose.label());
+                hk.expand(info.as_bytes(), out.as_mut()).expect("32 bytes is a valid HKDF-SHA256 length");
+                out
+            })
+            .clone()
     }
 }
 
@@ -166,7 +178,7 @@ impl KeyRing {
             if keys.iter().any(|k| k.id == id) {
                 return Err(KeyError::DuplicateId { line: i + 1 });
             }
-            keys.push(RootKey { id: id.to_string(), secret });
+            keys.push(RootKey { id: id.to_string(), secret, derived: Default::default() });
         }
         if keys.is_empty() {
             return Err(KeyError::Empty);

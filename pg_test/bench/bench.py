@@ -14,8 +14,11 @@ installs pg_partman); prints a Markdown table of medians and ratios. Comparisons
       (time; the table is locked ACCESS EXCLUSIVE for the whole call in both modes),
       with the backend's peak RSS
 
-1, 2 and 6 (pseudonymization, insert triggers, integrity verification) wait for the
-functions they measure.
+  1.  audit_pseudonymize(x, 'hash') vs pgcrypto encode(hmac(x, key, 'sha256'), 'hex')
+      vs md5(x) over 1M values; token and encryption strategies over new and repeated
+      originals (rows per second)
+
+2 and 6 (insert triggers, integrity verification) wait for the functions they measure.
 """
 import os
 import re
@@ -79,6 +82,30 @@ def median(xs):
 
 def month_start():
     return psql("SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date").strip()
+
+
+# ------------------------------------------------------------------- 1
+def pseudonymization():
+    psql("CREATE EXTENSION IF NOT EXISTS pgcrypto")
+    gen = f"FROM generate_series(1, {ROWS}) i"
+    ours, peer, md5 = [], [], []
+    for _ in range(BIG_RUNS):
+        ours.append(timed(f"SELECT count(audit_pseudonymize(i::text, 'hash')) {gen}")[0])
+        peer.append(timed(f"SELECT count(encode(hmac(i::text, 'bench-key-0123456789abcdef0123456789', 'sha256'), 'hex')) {gen}")[0])
+        md5.append(timed(f"SELECT count(md5(i::text)) {gen}")[0])
+    results.append((f"1. pseudonymize {ROWS:,} values, hash strategy", "audit_pseudonymize(x, 'hash')", median(ours),
+                    "pgcrypto encode(hmac(x, key, 'sha256'), 'hex')", median(peer),
+                    f"md5(x): {median(md5):,.1f} ms, audit_db / md5 = {median(ours) / median(md5):.2f}x"))
+    n = max(ROWS // 10, 1000)
+    for strategy in ("token", "encryption"):
+        new, again = [], []
+        for run in range(BIG_RUNS):
+            src = f"FROM generate_series(1, {n}) i"
+            new.append(timed(f"SELECT count(audit_pseudonymize('{strategy}-{run}-' || i, '{strategy}')) {src}")[0])
+            again.append(timed(f"SELECT count(audit_pseudonymize('{strategy}-{run}-' || i, '{strategy}')) {src}")[0])
+        results.append((f"1. {strategy} strategy, {n:,} values", "new originals (mapping written)", median(new),
+                        "repeated originals (blind index lookup)", median(again),
+                        f"{n / median(new) * 1000:,.0f} rows/s new, {n / median(again) * 1000:,.0f} rows/s repeated"))
 
 
 # ---------------------------------------------------------------- 3a / 3b
@@ -151,6 +178,7 @@ def conversion():
 
 
 def main():
+    pseudonymization()
     partition_upkeep()
     retention()
     conversion()
@@ -160,8 +188,7 @@ def main():
         print(f"| {name} | {ours_label} | {ours:,.1f} | {peer_label} | {peer:,.1f} | {peer / ours:,.2f}x | {note} |")
     print()
     print(f"runs: {RUNS} (3a, 3b), {BIG_RUNS} ({ROWS:,}-row comparisons); times are psql \\timing, round trip included")
-    print("not yet measured: 1 (pseudonymization), 2 (insert triggers), 6 (integrity verification): "
-          "their functions are not built yet")
+    print("not yet measured: 2 (insert triggers), 6 (integrity verification): their functions are not built yet")
 
 
 if __name__ == "__main__":
