@@ -66,6 +66,33 @@ GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject
                           audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
    TO audit_db_gdpr;
 
+-- Integrity: writers append through the trigger (which calls audit_chain_append);
+-- verification and the digest are for admins and readers.
+REVOKE ALL ON FUNCTION audit_chain_append(text, text), audit_verify_integrity(timestamptz, timestamptz),
+                       audit_integrity_digest(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_chain_append(text, text) TO audit_db_writer, audit_db_admin, audit_db_gdpr;
+GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
+   TO audit_db_admin, audit_db_reader;
+GRANT SELECT ON audit_chain_head, audit_chain_retired TO audit_db_reader, audit_db_admin;
+
+-- ----------------------------------------------------------- integrity triggers
+CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_integrity_trigger();
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_append_only_trigger();
+CREATE FUNCTION audit_log_no_truncate() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'audit_log is append-only'
+          USING ERRCODE = 'insufficient_privilege',
+                HINT = 'Rows leave audit_log only through retention (audit_drop_expired_partitions) and the GDPR functions.';
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_log_no_truncate() FROM PUBLIC;
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_log_no_truncate();
+
 -- -------------------------------------------------------- documentation
 COMMENT ON FUNCTION audit_create_partitions(regclass, integer, timestamptz) IS
 'Creates the partitions of a range-partitioned audit table for the period containing reference_time (default now()) and premake periods ahead (NULL = the parent''s audit_partition_config row, else 6), with the row''s interval (daily, weekly or monthly; default monthly) and UTC midnight bounds, named <parent>_YYYY_MM, <parent>_YYYY_MM_DD or <parent>_IYYY_wIW. Rows already in the DEFAULT partition for a new range are moved into it. Never takes ACCESS EXCLUSIVE on the parent. Idempotent: returns the names it created, none on a second call.';
@@ -107,6 +134,19 @@ COMMENT ON FUNCTION audit_apply_retention_policies() IS
 'Applies the active audit_retention_policy rows: archives (archived_at) rows of each data_classification older than archive_after_days (or retention_days) and deletes archived rows older than delete_after_days; logs gdpr.retention.apply.';
 COMMENT ON FUNCTION audit_rotate_pseudonym_key(text) IS
 'Re-encrypts every mapping row made under old_key_id with the current (last) key of audit_db.key_file and recomputes its blind index; returns the rows rotated.';
+
+COMMENT ON FUNCTION audit_chain_append(text, text) IS
+'Internal to the audit_log_integrity trigger: appends a link to an organization''s hash chain (locks its head until commit).';
+COMMENT ON FUNCTION audit_log_integrity_trigger() IS
+'BEFORE INSERT on audit_log: recomputes hash (audit_db.event.v1 canonical encoding, SHA-256), signs it (HMAC-SHA256 under the integrity key of audit_db.key_file; NULL without a key) and links it into its organization''s chain.';
+COMMENT ON FUNCTION audit_log_append_only_trigger() IS
+'BEFORE UPDATE OR DELETE on audit_log: refuses (42501) every change except those made by audit_db''s own retention and GDPR functions.';
+COMMENT ON FUNCTION audit_log_no_truncate() IS
+'BEFORE TRUNCATE on audit_log: refused (42501).';
+COMMENT ON FUNCTION audit_verify_integrity(timestamptz, timestamptz) IS
+'Recomputes hash, signature and chain of every audit_log row in the range; counts mismatches and chain breaks (edited, deleted, forged or reordered rows), returns the first bad id and records the run in audit_integrity_log.';
+COMMENT ON FUNCTION audit_integrity_digest(timestamptz) IS
+'Chain heads and row counts up to a time, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
 
 -- ------------------------------------------------------- pg_dump support
 -- Extension member tables are not dumped unless registered: every table that holds
@@ -235,6 +275,12 @@ BEGIN
             -- audit_convert_to_partitioned (attach mode: no row copy) and its history
             -- becomes the partition <table>_legacy; anything else is copied.
             same_columns := false;
+            IF t = 'audit_log' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = old) = 'r' THEN
+                -- The integrity columns (0.4.0) are new: empty on the adopted history.
+                EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS signature text,
+                                           ADD COLUMN IF NOT EXISTS chain_seq bigint,
+                                           ADD COLUMN IF NOT EXISTS chain_hash varchar(64)', old);
+            END IF;
             IF t IN ('audit_log', 'error_log')
                AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = old) = 'r' THEN
                 SELECT NOT EXISTS (

@@ -433,6 +433,64 @@ ALTER TABLE pseudonym_mapping
 CREATE UNIQUE INDEX pseudonym_mapping_strategy_blind_index_key
     ON pseudonym_mapping USING btree (strategy, blind_index);
 
+-- ------------------------------------------------------------- integrity
+-- audit_db 0.4.0: every audit_log row is hashed, signed and chained by the trigger
+-- audit_log_integrity (finalize.sql); see README "Tamper evidence".
+ALTER TABLE audit_log
+    ADD COLUMN signature text,
+    ADD COLUMN chain_seq bigint,
+    ADD COLUMN chain_hash varchar(64);
+CREATE INDEX audit_log_chain_idx ON audit_log USING btree ((coalesce(organization_id, '')), chain_seq);
+
+-- The head of each organization's chain; locked by an insert until it commits.
+CREATE TABLE audit_chain_head (
+    chain_key text PRIMARY KEY,
+    seq bigint NOT NULL,
+    hash varchar(64) NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE audit_chain_head IS
+'Head of each audit_log hash chain (one per organization_id, '''' for none): last sequence number and chain hash.';
+
+-- Runs of chain links whose rows left audit_log legitimately (retention, erasure):
+-- verification accepts exactly these gaps and continues from last_hash.
+CREATE TABLE audit_chain_retired (
+    chain_key text NOT NULL,
+    from_seq bigint NOT NULL,
+    to_seq bigint NOT NULL,
+    last_hash varchar(64) NOT NULL,
+    rows bigint NOT NULL,
+    reason text NOT NULL,
+    retired_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (chain_key, from_seq)
+);
+COMMENT ON TABLE audit_chain_retired IS
+'Chain runs whose audit_log rows were removed by retention or erasure, with the last chain hash of each run, so the chain still verifies across them.';
+
+-- Appends one link: locks the chain head until the inserting transaction ends.
+CREATE FUNCTION audit_chain_append(p_chain_key text, p_hash text, OUT seq bigint, OUT chain_hash text)
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    prev text;
+BEGIN
+    SELECT h.seq, h.hash INTO seq, prev FROM @extschema@.audit_chain_head h
+     WHERE h.chain_key = p_chain_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO @extschema@.audit_chain_head (chain_key, seq, hash)
+        VALUES (p_chain_key, 0, repeat('0', 64)) ON CONFLICT (chain_key) DO NOTHING;
+        SELECT h.seq, h.hash INTO seq, prev FROM @extschema@.audit_chain_head h
+         WHERE h.chain_key = p_chain_key FOR UPDATE;
+    END IF;
+    seq := seq + 1;
+    chain_hash := encode(sha256(convert_to(prev || p_hash, 'UTF8')), 'hex');
+    UPDATE @extschema@.audit_chain_head h SET seq = audit_chain_append.seq, hash = audit_chain_append.chain_hash,
+           updated_at = now()
+     WHERE h.chain_key = p_chain_key;
+END
+$fn$;
+
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.
 -- retention NULL = keep every partition; lock_timeout bounds every lock wait of

@@ -55,10 +55,17 @@ fn at_most_one<T>(r: Result<Option<T>, pgrx::spi::Error>) -> AuditResult<Option<
 }
 
 fn existing_mapping(strategy: Strategy, blinds: &[String]) -> AuditResult<Option<String>> {
-    at_most_one(Spi::get_one_with_args::<String>(
-        "SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy = $1 AND blind_index = ANY($2) LIMIT 1",
-        &[strategy.name().into(), blinds.to_vec().into()],
-    ))
+    // One equality lookup per key (usually one): a unique-index probe each.
+    for blind in blinds {
+        let found = at_most_one(Spi::get_one_with_args::<String>(
+            "SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy = $1 AND blind_index = $2",
+            &[strategy.name().into(), blind.as_str().into()],
+        ))?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
 }
 
 /// Records a mapping once per (strategy, original); returns the pseudonym that is
@@ -187,6 +194,7 @@ pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<
     let p = pseudonymize(principal, strategy)?;
     let keys = personal_details_keys();
     let mut changed = 0i64;
+    let _internal = crate::internal::guard();
     for part in partitions_of_audit_log()? {
         changed += Spi::get_one_with_args::<i64>(
             &format!(
@@ -256,6 +264,18 @@ pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)
     let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
     let mut deleted = 0i64;
     let mut preserved = 0i64;
+    let _internal = crate::internal::guard();
+    // The erased rows' chain links are retired first, so the chain still verifies.
+    let quoted_actions: Vec<String> = actions.iter().map(|a| pgrx::spi::quote_literal(a)).collect();
+    crate::integrity::retire(
+        &format!(
+            "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
+              WHERE principal_id = {} AND (NOT {preserve} OR action <> ALL(ARRAY[{}]::text[]))",
+            pgrx::spi::quote_literal(principal),
+            quoted_actions.join(", ")
+        ),
+        "erasure (audit_delete_subject)",
+    )?;
     for part in partitions_of_audit_log()? {
         deleted += Spi::get_one_with_args::<i64>(
             &format!(
@@ -348,6 +368,7 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
         Ok::<_, pgrx::spi::Error>(out)
     })?;
     let mut out = Vec::new();
+    let _internal = crate::internal::guard();
     for (name, class, retention_days, archive_after, delete_after) in policies {
         let archive_days = archive_after.unwrap_or(retention_days);
         let archived = Spi::get_one_with_args::<i64>(
@@ -359,6 +380,17 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
             &[class.as_str().into(), archive_days.into()],
         )?
         .unwrap_or(0);
+        if let Some(days) = delete_after {
+            crate::integrity::retire(
+                &format!(
+                    "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
+                      WHERE data_classification = {} AND archived_at IS NOT NULL
+                        AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => {days})",
+                    pgrx::spi::quote_literal(&class)
+                ),
+                &format!("retention policy {name}"),
+            )?;
+        }
         let deleted = match delete_after {
             Some(days) => Spi::get_one_with_args::<i64>(
                 "WITH d AS (DELETE FROM audit_log

@@ -10,6 +10,8 @@ pub mod analyze;
 pub mod convert;
 pub mod error;
 pub mod gdpr;
+pub mod integrity;
+pub mod internal;
 pub mod keys;
 pub mod maintenance;
 pub mod partition;

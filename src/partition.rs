@@ -223,7 +223,8 @@ pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
     if let Some(default_name) = &parent.default_partition {
         let default_rel = qualified(&parent.schema, default_name);
         let cols = parent.column_list();
-        moved = Spi::connect_mut(|client| {
+        // An internal write: the append-only trigger lets audit_db move its own rows.
+        moved = crate::internal::internal(|| Spi::connect_mut(|client| {
             client
                 .update(
                     &format!(
@@ -234,7 +235,7 @@ pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
                     &[],
                 )
                 .map(|t| t.len() as i64)
-        })?;
+        }))?;
     }
     Spi::run(&format!(
         "ALTER TABLE {} ATTACH PARTITION {part} FOR VALUES FROM ('{from}') TO ('{to}')",
@@ -371,6 +372,7 @@ pub fn expired_partitions(
 
 /// Detaches `name` from `parent` and renames it `<name>_detached`. Returns the new name.
 pub fn detach_and_keep(parent: &Parent, name: &str) -> AuditResult<String> {
+    crate::integrity::checkpoint_partition(&parent.schema, name, "detached")?;
     let part = qualified(&parent.schema, name);
     let kept = detached_name(name);
     Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
@@ -384,6 +386,10 @@ pub fn detach_and_keep(parent: &Parent, name: &str) -> AuditResult<String> {
 pub fn drop_tables(tables: &[(String, String)]) -> AuditResult<()> {
     if tables.is_empty() {
         return Ok(());
+    }
+    // audit_log partitions leave a sealed checkpoint so the chain verifies across them.
+    for (schema, name) in tables {
+        crate::integrity::checkpoint_partition(schema, name, "dropped")?;
     }
     let list: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
     Spi::run(&format!("DROP TABLE {}", list.join(", ")))?;

@@ -6,6 +6,7 @@
 
 pub mod calendar;
 pub mod crypto;
+pub mod integrity;
 pub mod manifest;
 pub mod partition;
 pub mod pseudonym;

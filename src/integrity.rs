@@ -1,0 +1,605 @@
+//! Tamper evidence for `audit_log` (see `audit_db_core::integrity` for the encoding):
+//! a BEFORE INSERT trigger that hashes, signs and chains every event, the append-only
+//! trigger, `audit_verify_integrity()`, `audit_integrity_digest()`, and the retirement
+//! records that let the chain verify across rows removed by retention or erasure.
+//!
+//! Chains are per organization (`coalesce(organization_id, '')`): the chain head row of
+//! an organization is locked from the insert to the commit of its transaction, so
+//! writers of one organization commit one after another while organizations proceed in
+//! parallel, and an aborted insert leaves no gap (its head update rolls back with it).
+
+use crate::error::{AuditError, AuditResult, OrReport};
+use crate::keys::{key_ring, personal_details_keys, KEY_COMMAND, KEY_FILE};
+use audit_db_core::crypto::KeyRing;
+use audit_db_core::integrity::{
+    chain_hash, encoded_details, event_hash, personal_ref, sign, Field, GENESIS, HASH_ALGORITHM,
+};
+use audit_db_core::pseudonym;
+use pgrx::prelude::*;
+use std::rc::Rc;
+
+/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
+const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// The fields of an audit event that the hash covers, as read from a row.
+#[derive(Debug, Default, Clone)]
+pub struct EventRow {
+    pub id: Option<i32>,
+    pub timestamp: Option<TimestampWithTimeZone>,
+    pub ttl: Option<String>,
+    pub principal_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub action: Option<String>,
+    pub target_resource_type: Option<String>,
+    pub target_resource_id: Option<String>,
+    pub status: Option<String>,
+    pub outcome_description: Option<String>,
+    pub event_version: Option<String>,
+    pub correlation_id: Option<String>,
+    pub data_classification: Option<String>,
+    pub retention_policy: Option<String>,
+    pub processing_latency: Option<i32>,
+    pub details: Option<serde_json::Value>,
+}
+
+fn text(v: &Option<String>) -> Field {
+    v.as_ref().map(|s| Field::Text(s.clone())).unwrap_or(Field::Null)
+}
+
+fn timestamp(v: &Option<TimestampWithTimeZone>) -> Field {
+    match v {
+        None => Field::Null,
+        Some(ts) => {
+            let raw = pg_sys::TimestampTz::from(*ts);
+            match raw {
+                i64::MAX => Field::Text("infinity".into()),
+                i64::MIN => Field::Text("-infinity".into()),
+                us => Field::Timestamp(us + UNIX_TO_PG_EPOCH_US),
+            }
+        }
+    }
+}
+
+/// The encoded fields, personal values replaced by `reference`.
+pub fn event_fields(row: &EventRow, personal: &[String], reference: &dyn Fn(&str) -> String) -> Vec<(&'static str, Field)> {
+    vec![
+        ("id", row.id.map(|i| Field::Int(i64::from(i))).unwrap_or(Field::Null)),
+        ("timestamp", timestamp(&row.timestamp)),
+        ("ttl", text(&row.ttl)),
+        ("principal", row.principal_id.as_ref().map(|p| Field::Text(reference(p))).unwrap_or(Field::Null)),
+        ("organization_id", text(&row.organization_id)),
+        ("action", text(&row.action)),
+        ("target_resource_type", text(&row.target_resource_type)),
+        ("target_resource_id", text(&row.target_resource_id)),
+        ("status", text(&row.status)),
+        ("outcome_description", text(&row.outcome_description)),
+        ("event_version", text(&row.event_version)),
+        ("correlation_id", text(&row.correlation_id)),
+        ("data_classification", text(&row.data_classification)),
+        ("retention_policy", text(&row.retention_policy)),
+        ("processing_latency", row.processing_latency.map(|i| Field::Int(i64::from(i))).unwrap_or(Field::Null)),
+        // NULL details count as {}: pseudonymizing a subject adds its markers to them.
+        (
+            "details",
+            Field::Json(encoded_details(
+                row.details.as_ref().unwrap_or(&serde_json::Value::Object(Default::default())),
+                personal,
+                reference,
+            )),
+        ),
+    ]
+}
+
+/// The key ring for signing, or None when no key is configured. A configured but
+/// unusable key (permissions, format) does not block the insert: it is reported.
+fn signing_ring() -> Option<Rc<KeyRing>> {
+    let configured = KEY_FILE.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false)
+        || KEY_COMMAND.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false);
+    if !configured {
+        return None;
+    }
+    match key_ring() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            pgrx::warning!("audit_db: event not signed: {}", e.message);
+            None
+        }
+    }
+}
+
+fn field<'t, T>(t: &'t PgHeapTuple<'_, impl WhoAllocated>, name: &str) -> AuditResult<Option<T>>
+where
+    T: FromDatum + IntoDatum + pgrx::datum::UnboxDatum<As<'t> = T> + 't,
+{
+    t.get_by_name::<T>(name).map_err(|e| AuditError::internal(format!("audit_log.{name}: {e}")))
+}
+
+fn row_from_tuple(t: &PgHeapTuple<'_, impl WhoAllocated>) -> AuditResult<EventRow> {
+    Ok(EventRow {
+        id: field(t, "id")?,
+        timestamp: field(t, "timestamp")?,
+        ttl: field(t, "ttl")?,
+        principal_id: field(t, "principal_id")?,
+        organization_id: field(t, "organization_id")?,
+        action: field(t, "action")?,
+        target_resource_type: field(t, "target_resource_type")?,
+        target_resource_id: field(t, "target_resource_id")?,
+        status: field(t, "status")?,
+        outcome_description: field(t, "outcome_description")?,
+        event_version: field(t, "event_version")?,
+        correlation_id: field(t, "correlation_id")?,
+        data_classification: field(t, "data_classification")?,
+        retention_policy: field(t, "retention_policy")?,
+        processing_latency: field(t, "processing_latency")?,
+        details: field::<pgrx::JsonB>(t, "details")?.map(|j| j.0),
+    })
+}
+
+/// BEFORE INSERT on audit_log (cloned to every partition): hash, signature, chain.
+#[pg_trigger]
+fn audit_log_integrity_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let mut new = trigger
+        .new()
+        .ok_or_else(|| AuditError::internal("audit_log_integrity_trigger fired without a new row"))
+        .or_report()
+        .into_owned();
+    // A row audit_db moves (DEFAULT -> new partition) keeps its hash and link.
+    if crate::internal::active() && field::<i64>(&new, "chain_seq").or_report().is_some() {
+        return Ok(Some(new));
+    }
+    let row = row_from_tuple(&new).or_report();
+    let ring = signing_ring();
+    let key = ring.as_ref().map(|r| r.current());
+    let personal = personal_details_keys();
+    let hash = event_hash(&event_fields(&row, &personal, &|v| personal_ref(key, v)));
+    let signature = key.map(|k| sign(k, &hash));
+    let chain_key = row.organization_id.clone().unwrap_or_default();
+    let append = format!(
+        "SELECT seq, chain_hash FROM {}.audit_chain_append($1, $2)",
+        crate::spi_util::ext_schema().or_report()
+    );
+    let link = Spi::connect_mut(|client| {
+        let mut t = client.update(
+            append.as_str(),
+            Some(1),
+            &[chain_key.as_str().into(), hash.as_str().into()],
+        )?;
+        let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
+        Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
+    })
+    .map_err(AuditError::from)
+    .or_report();
+    new.set_by_name("hash", hash)?;
+    new.set_by_name("hash_algorithm", HASH_ALGORITHM.to_string())?;
+    new.set_by_name("signature", signature)?;
+    new.set_by_name("chain_seq", link.0)?;
+    new.set_by_name("chain_hash", link.1)?;
+    Ok(Some(new))
+}
+
+/// BEFORE UPDATE OR DELETE on audit_log: append-only, except audit_db's own writes.
+#[pg_trigger]
+fn audit_log_append_only_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    if !crate::internal::active() {
+        AuditError::insufficient_privilege("audit_log is append-only")
+            .detail("UPDATE and DELETE are refused for every role; rows leave only through retention (audit_drop_expired_partitions) and the GDPR functions.")
+            .hint("Use audit_pseudonymize_subject(), audit_delete_subject() or audit_apply_retention_policies().")
+            .report();
+    }
+    Ok(trigger.new().or_else(|| trigger.old()))
+}
+
+// --------------------------------------------------------------- retirement
+
+/// Records the chain runs of rows about to leave audit_log (a dropped or detached
+/// partition, erased or expired rows) in `audit_chain_retired`, so verification
+/// accepts those gaps, and returns (rows, runs). `rows_sql` selects
+/// `chain_key, chain_seq, chain_hash` of the rows that go (no parameters).
+pub fn retire(rows_sql: &str, reason: &str) -> AuditResult<(i64, i64)> {
+    let schema = crate::spi_util::ext_schema()?;
+    let sql = format!(
+        "WITH r AS ({rows_sql}),
+              islands AS (
+                SELECT chain_key, chain_seq, chain_hash,
+                       chain_seq - pg_catalog.row_number() OVER (PARTITION BY chain_key ORDER BY chain_seq) AS grp
+                  FROM r WHERE chain_seq IS NOT NULL),
+              runs AS (
+                SELECT chain_key, pg_catalog.min(chain_seq) AS from_seq, pg_catalog.max(chain_seq) AS to_seq,
+                       (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS last_hash,
+                       pg_catalog.count(*) AS n
+                  FROM islands GROUP BY chain_key, grp),
+              ins AS (
+                INSERT INTO {schema}.audit_chain_retired (chain_key, from_seq, to_seq, last_hash, rows, reason)
+                SELECT chain_key, from_seq, to_seq, last_hash, n, $1 FROM runs
+                ON CONFLICT (chain_key, from_seq) DO NOTHING
+                RETURNING rows)
+         SELECT coalesce(pg_catalog.sum(rows), 0)::int8, pg_catalog.count(*)::int8 FROM ins"
+    );
+    Spi::connect_mut(|client| {
+        let mut t = client.update(sql.as_str(), Some(1), &[reason.into()])?;
+        let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
+        Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0)))
+    })
+    .map_err(AuditError::from)
+}
+
+/// Before a partition of audit_log is dropped or detached: retire its rows and write
+/// a sealed checkpoint (range, rows, last chain hash per organization) to
+/// audit_integrity_log. A no-op for other parents.
+pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResult<()> {
+    let ext = crate::spi_util::ext_schema()?;
+    let part = crate::spi_util::qualified(schema, name);
+    let is_audit_log = Spi::get_one::<bool>(&format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits
+                         WHERE inhrelid = '{part}'::regclass AND inhparent = '{ext}.audit_log'::regclass)"
+    ))?
+    .unwrap_or(false);
+    if !is_audit_log {
+        return Ok(());
+    }
+    let (rows, runs) = retire(
+        &format!("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM {part}"),
+        &format!("partition {name} {action}"),
+    )?;
+    Spi::run_with_args(
+        &format!(
+            "INSERT INTO {ext}.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
+                                                    verification_details, verified_by, hash_verified)
+             SELECT 0, pg_catalog.now(), 'CHECKPOINT',
+                    pg_catalog.jsonb_build_object(
+                        'kind', 'partition ' || $2, 'partition', $1::text, 'rows', $3::int8, 'runs', $4::int8,
+                        'range', (SELECT pg_catalog.jsonb_build_object('from', p.range_from, 'to', p.range_to)
+                                    FROM {ext}.audit_partitions('{ext}.audit_log') p
+                                   WHERE p.partition = '{part}'::regclass),
+                        'chains', (SELECT coalesce(pg_catalog.jsonb_object_agg(k, pg_catalog.jsonb_build_object(
+                                              'last_seq', s, 'last_chain_hash', h, 'rows', n)), '{{}}'::jsonb)
+                                     FROM (SELECT coalesce(organization_id, '') AS k, pg_catalog.max(chain_seq) AS s,
+                                                  (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS h,
+                                                  pg_catalog.count(*) AS n
+                                             FROM {part} WHERE chain_seq IS NOT NULL GROUP BY 1) c)),
+                    session_user, NULL"
+        ),
+        &[name.into(), action.into(), rows.into(), runs.into()],
+    )?;
+    Ok(())
+}
+
+// ------------------------------------------------------------- verification
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub checked: i64,
+    pub hash_mismatches: i64,
+    pub signature_mismatches: i64,
+    pub chain_breaks: i64,
+    pub first_bad_id: Option<i64>,
+    pub unsigned: i64,
+    pub unchained: i64,
+    pub unverifiable: i64,
+}
+
+impl Report {
+    fn bad(&mut self, id: Option<i32>) {
+        let id = id.map(i64::from).unwrap_or(0);
+        self.first_bad_id = Some(self.first_bad_id.map_or(id, |f| f.min(id)));
+    }
+}
+
+/// The original behind a pseudonym found in a row, to rebuild its reference; None
+/// when it cannot be known (a forgotten subject).
+fn reference_candidates(ring: Option<&KeyRing>, value: &str) -> AuditResult<Option<Vec<String>>> {
+    // Already a hash pseudonym: it is the reference itself.
+    if pseudonym::classify(value) == Some(pseudonym::Strategy::Hash) || value.starts_with("sha256:") {
+        return Ok(Some(vec![value.to_string()]));
+    }
+    let original = if matches!(
+        pseudonym::classify(value),
+        Some(pseudonym::Strategy::Token) | Some(pseudonym::Strategy::Encryption)
+    ) {
+        let Some(ring) = ring else { return Ok(None) };
+        let sealed = Spi::get_one_with_args::<String>(
+            &format!(
+                "SELECT (SELECT original_id FROM {}.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)",
+                crate::spi_util::ext_schema()?
+            ),
+            &[value.into()],
+        )?;
+        match sealed.and_then(|s| pseudonym::open_original(ring, &s).ok()) {
+            Some(o) => o,
+            None => return Ok(None),
+        }
+    } else {
+        value.to_string()
+    };
+    let mut out: Vec<String> = ring.map(|r| r.keys().iter().map(|k| personal_ref(Some(k), &original)).collect()).unwrap_or_default();
+    out.push(personal_ref(None, &original));
+    Ok(Some(out))
+}
+
+/// Recomputes the hash of a stored row; Some(true/false) or None if a personal value
+/// cannot be resolved any more.
+fn row_hash_matches(row: &EventRow, stored: &str, ring: Option<&KeyRing>, personal: &[String]) -> AuditResult<Option<bool>> {
+    // Personal values present in the row.
+    let mut values: Vec<String> = Vec::new();
+    if let Some(p) = &row.principal_id {
+        values.push(p.clone());
+    }
+    if let Some(serde_json::Value::Object(map)) = &row.details {
+        for k in personal {
+            if let Some(serde_json::Value::String(s)) = map.get(k) {
+                values.push(s.clone());
+            }
+        }
+    }
+    let mut refs: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+    for v in values {
+        match reference_candidates(ring, &v)? {
+            Some(c) => {
+                refs.insert(v, c);
+            }
+            None => return Ok(None),
+        }
+    }
+    // One key signed the whole row: try each key's references (and the unkeyed ones).
+    let mut variants: Vec<Option<usize>> = ring.map(|r| (0..r.keys().len()).map(Some).collect()).unwrap_or_default();
+    variants.push(None);
+    for variant in variants {
+        let reference = |v: &str| -> String {
+            let c = &refs[v];
+            if c.len() == 1 {
+                return c[0].clone();
+            }
+            match variant {
+                Some(i) => c[i].clone(),
+                None => c[c.len() - 1].clone(),
+            }
+        };
+        if event_hash(&event_fields(row, personal, &reference)) == stored {
+            return Ok(Some(true));
+        }
+    }
+    Ok(Some(false))
+}
+
+const ROW_COLUMNS: &str = "id, \"timestamp\", ttl, principal_id, organization_id, action, target_resource_type,
+    target_resource_id, status, outcome_description, event_version, correlation_id, data_classification,
+    retention_policy, processing_latency, details, hash, signature, chain_seq, chain_hash";
+
+pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<Report> {
+    let ext = crate::spi_util::ext_schema()?;
+    let ring = signing_ring();
+    let ring_ref = ring.as_deref();
+    let personal = personal_details_keys();
+    let mut report = Report::default();
+    // Retired runs, per chain: gaps they cover are expected.
+    let retired: Vec<(String, i64, i64, String)> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(
+            &format!("SELECT chain_key, from_seq, to_seq, last_hash FROM {ext}.audit_chain_retired ORDER BY 1, 2"),
+            None,
+            &[],
+        )? {
+            out.push((
+                r.get::<String>(1)?.unwrap_or_default(),
+                r.get::<i64>(2)?.unwrap_or(0),
+                r.get::<i64>(3)?.unwrap_or(0),
+                r.get::<String>(4)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+    // The chain hash just before `seq`, if the link before it is accounted for.
+    let predecessor = |chain: &str, seq: i64| -> AuditResult<Option<String>> {
+        if seq == 1 {
+            return Ok(Some(GENESIS.to_string()));
+        }
+        let found = Spi::get_one_with_args::<String>(
+            &format!(
+                "SELECT (SELECT chain_hash FROM {ext}.audit_log WHERE coalesce(organization_id, '') = $1
+                           AND chain_seq = $2 LIMIT 1)"
+            ),
+            &[chain.into(), (seq - 1).into()],
+        )?;
+        if found.is_some() {
+            return Ok(found);
+        }
+        // Retired runs ending right before `seq`; walk back through adjacent runs only
+        // to make sure the whole gap is accounted for (the hash is the last one's).
+        Ok(retired
+            .iter()
+            .find(|(c, _, to, _)| c == chain && *to == seq - 1)
+            .map(|(_, _, _, h)| h.clone()))
+    };
+    Spi::connect(|client| {
+        let mut cursor = client.open_cursor(
+            &format!(
+                "SELECT {ROW_COLUMNS} FROM {ext}.audit_log
+                  WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2
+                  ORDER BY coalesce(organization_id, ''), chain_seq NULLS FIRST, id"
+            ),
+            &[from.into(), to.into()],
+        );
+        let mut last: Option<(String, i64, String)> = None;
+        loop {
+            let batch = cursor.fetch(1000)?;
+            if batch.is_empty() {
+                break;
+            }
+            for r in batch {
+                let row = EventRow {
+                    id: r.get::<i32>(1)?,
+                    timestamp: r.get::<TimestampWithTimeZone>(2)?,
+                    ttl: r.get::<String>(3)?,
+                    principal_id: r.get::<String>(4)?,
+                    organization_id: r.get::<String>(5)?,
+                    action: r.get::<String>(6)?,
+                    target_resource_type: r.get::<String>(7)?,
+                    target_resource_id: r.get::<String>(8)?,
+                    status: r.get::<String>(9)?,
+                    outcome_description: r.get::<String>(10)?,
+                    event_version: r.get::<String>(11)?,
+                    correlation_id: r.get::<String>(12)?,
+                    data_classification: r.get::<String>(13)?,
+                    retention_policy: r.get::<String>(14)?,
+                    processing_latency: r.get::<i32>(15)?,
+                    details: r.get::<pgrx::JsonB>(16)?.map(|j| j.0),
+                };
+                let stored_hash = r.get::<String>(17)?;
+                let signature = r.get::<String>(18)?;
+                let seq = r.get::<i64>(19)?;
+                let stored_chain = r.get::<String>(20)?;
+                report.checked += 1;
+                let mut bad = false;
+                let Some(stored_hash) = stored_hash else {
+                    report.unchained += 1;
+                    continue;
+                };
+                match row_hash_matches(&row, &stored_hash, ring_ref, &personal).map_err(|e| pgrx::spi::Error::from(e))? {
+                    Some(true) => {}
+                    Some(false) => {
+                        report.hash_mismatches += 1;
+                        bad = true;
+                    }
+                    None => report.unverifiable += 1,
+                }
+                match (&signature, ring_ref) {
+                    (None, _) => report.unsigned += 1,
+                    (Some(sig), Some(ring)) => {
+                        let ok = sig
+                            .split_once(':')
+                            .and_then(|(id, _)| ring.get(id))
+                            .map(|k| sign(k, &stored_hash) == *sig)
+                            .unwrap_or(false);
+                        if !ok {
+                            report.signature_mismatches += 1;
+                            bad = true;
+                        }
+                    }
+                    (Some(_), None) => report.unverifiable += 1,
+                }
+                let chain = row.organization_id.clone().unwrap_or_default();
+                match (seq, stored_chain) {
+                    (Some(seq), Some(stored_chain)) => {
+                        let prev = match &last {
+                            Some((c, s, h)) if *c == chain && *s == seq - 1 => Some(h.clone()),
+                            Some((c, s, _)) if *c == chain && *s == seq => None, // duplicate link
+                            _ => predecessor(&chain, seq).map_err(|e| pgrx::spi::Error::from(e))?,
+                        };
+                        let ok = prev.map(|p| chain_hash(&p, &stored_hash) == stored_chain).unwrap_or(false);
+                        if !ok {
+                            report.chain_breaks += 1;
+                            bad = true;
+                        }
+                        last = Some((chain, seq, stored_chain));
+                    }
+                    _ => report.unchained += 1,
+                }
+                if bad {
+                    report.bad(row.id);
+                }
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })?;
+    // A chain whose head is ahead of its last surviving (or retired) link lost its tail.
+    let tails = Spi::get_one::<i64>(&format!(
+        "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
+          WHERE h.seq > 0
+            AND NOT EXISTS (SELECT 1 FROM {ext}.audit_log a WHERE coalesce(a.organization_id, '') = h.chain_key
+                               AND a.chain_seq = h.seq)
+            AND NOT EXISTS (SELECT 1 FROM {ext}.audit_chain_retired r WHERE r.chain_key = h.chain_key
+                               AND h.seq BETWEEN r.from_seq AND r.to_seq)"
+    ))?
+    .unwrap_or(0);
+    if from == TimestampWithTimeZone::negative_infinity() && to == TimestampWithTimeZone::positive_infinity() {
+        report.chain_breaks += tails;
+    }
+    Ok(report)
+}
+
+impl From<AuditError> for pgrx::spi::Error {
+    fn from(e: AuditError) -> Self {
+        e.report()
+    }
+}
+
+/// `audit_verify_integrity(from_ts, to_ts)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_verify_integrity(
+    from_ts: default!(Option<TimestampWithTimeZone>, "'-infinity'"),
+    to_ts: default!(Option<TimestampWithTimeZone>, "'infinity'"),
+) -> TableIterator<
+    'static,
+    (
+        name!(checked, i64),
+        name!(hash_mismatches, i64),
+        name!(signature_mismatches, i64),
+        name!(chain_breaks, i64),
+        name!(first_bad_id, Option<i64>),
+    ),
+> {
+    let from = from_ts.ok_or_else(|| AuditError::null_argument("from_ts")).or_report();
+    let to = to_ts.ok_or_else(|| AuditError::null_argument("to_ts")).or_report();
+    let r = verify(from, to).or_report();
+    let failed = r.hash_mismatches + r.signature_mismatches + r.chain_breaks > 0;
+    Spi::run_with_args(
+        "INSERT INTO audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
+                                          verification_details, verified_by)
+         VALUES (coalesce($1::int8, 0)::int4, pg_catalog.now(), $2,
+                 pg_catalog.jsonb_build_object('from', $3::timestamptz, 'to', $4::timestamptz,
+                     'checked', $5::int8, 'hash_mismatches', $6::int8, 'signature_mismatches', $7::int8,
+                     'chain_breaks', $8::int8, 'unsigned', $9::int8, 'unchained', $10::int8,
+                     'unverifiable', $11::int8), session_user)",
+        &[
+            r.first_bad_id.into(),
+            (if failed { "FAILED" } else { "PASSED" }).into(),
+            from.into(),
+            to.into(),
+            r.checked.into(),
+            r.hash_mismatches.into(),
+            r.signature_mismatches.into(),
+            r.chain_breaks.into(),
+            r.unsigned.into(),
+            r.unchained.into(),
+            r.unverifiable.into(),
+        ],
+    )
+    .map_err(AuditError::from)
+    .or_report();
+    if r.unsigned > 0 {
+        pgrx::notice!("audit_db: {} of {} rows carry no signature (no key was configured when they were written)", r.unsigned, r.checked);
+    }
+    if r.unverifiable > 0 {
+        pgrx::notice!("audit_db: {} rows could not be fully verified (forgotten subjects or no key)", r.unverifiable);
+    }
+    TableIterator::once((r.checked, r.hash_mismatches, r.signature_mismatches, r.chain_breaks, r.first_bad_id))
+}
+
+/// `audit_integrity_digest(upto)`: see README.
+#[pg_extern(stable, parallel_safe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_integrity_digest(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
+    let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();
+    Spi::get_one_with_args::<pgrx::JsonB>(
+        "SELECT pg_catalog.jsonb_build_object(
+                    'format', 'audit_db.digest.v1', 'upto', $1::timestamptz,
+                    'chains', coalesce((SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.jsonb_build_object(
+                                                'head_seq', s, 'head_chain_hash', h, 'rows', n))
+                                          FROM (SELECT coalesce(organization_id, '') AS k, pg_catalog.max(chain_seq) AS s,
+                                                       (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS h,
+                                                       pg_catalog.count(*) AS n
+                                                  FROM audit_log
+                                                 WHERE \"timestamp\" <= $1 AND chain_seq IS NOT NULL
+                                                 GROUP BY 1) c), '{}'::jsonb),
+                    'retired', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM audit_chain_retired))",
+        &[upto.into()],
+    )
+    .map_err(AuditError::from)
+    .or_report()
+    .unwrap_or(pgrx::JsonB(serde_json::json!({})))
+}
