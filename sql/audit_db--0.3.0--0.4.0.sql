@@ -110,7 +110,8 @@ AS 'MODULE_PATHNAME', 'audit_integrity_digest_wrapper';
 -- Integrity: writers append through the trigger (which calls audit_chain_append);
 -- verification and the digest are for admins and readers.
 REVOKE ALL ON FUNCTION audit_chain_append(text, text), audit_verify_integrity(timestamptz, timestamptz),
-                       audit_integrity_digest(timestamptz) FROM PUBLIC;
+                       audit_integrity_digest(timestamptz), audit_log_integrity_trigger(),
+                       audit_log_append_only_trigger() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit_chain_append(text, text) TO audit_db_writer, audit_db_admin, audit_db_gdpr;
 GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
    TO audit_db_admin, audit_db_reader;
