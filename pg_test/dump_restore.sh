@@ -52,6 +52,7 @@ SELECT 'error_log_default', count(*) FROM error_log_default;
 SELECT 'alerts', count(*) FROM alerts;
 SELECT 'pseudonym_mapping', count(*), sum(id) FROM pseudonym_mapping;
 SELECT 'sequences', (SELECT last_value FROM audit_log_id_seq), (SELECT last_value FROM pseudonym_mapping_id_seq);
+SELECT 'chains', audit_integrity_digest('infinity')->'chains', (SELECT count(*) FROM audit_chain_retired);
 SQL
 }
 expected=$(state src)
@@ -70,6 +71,8 @@ for db in restored_custom restored_plain; do
     check "$db: journal, config, partitions, rows, ids and sequences as in the source" "$expected" "$(state $db)"
     check "$db: the event trigger put the parents' indexes back: audit_finish_restore() has nothing to do" "0" "$(psql -d $db -At -c 'SELECT count(*) FROM audit_finish_restore()')"
     check "$db: audit_verify_schema() returns no rows" "0" "$(psql -d $db -At -c 'SELECT count(*) FROM audit_verify_schema()')"
+    check "$db: audit_verify_integrity() finds every row and chain intact" "0|0|0" \
+        "$(psql -d $db -At -c "SELECT hash_mismatches || '|' || signature_mismatches || '|' || chain_breaks FROM audit_verify_integrity()")"
     check "$db: the next id follows the source's" \
         "$(psql -d src -At -c "SELECT last_value + 1 FROM audit_log_id_seq")" \
         "$(psql -d $db -At -c "INSERT INTO audit_log (\"timestamp\", action, status) VALUES (now(), 'after restore', 'ok') RETURNING id")"
@@ -84,9 +87,9 @@ check "audit_db.restoring = on: no config rows, partitions or journal entry at i
         -c 'CREATE EXTENSION audit_db' \
         -c "SELECT (SELECT count(*) FROM audit_partition_config) || ' ' || (SELECT count(*) FROM audit_partitions() WHERE NOT is_default) || ' ' || (SELECT count(*) FROM audit_schema_migrations)")"
 # A dump without partitions has no ALTER INDEX for the trigger: audit_finish_restore().
-check "restoring_flag: the parents and DEFAULT partitions lack their 28 + 28 indexes" "56" \
+check "restoring_flag: the parents and DEFAULT partitions lack their 29 + 29 indexes" "58" \
     "$(psql -d restoring_flag -At -c "SELECT count(*) FROM audit_verify_schema() WHERE object_type = 'index' AND problem = 'missing'")"
-check "restoring_flag: audit_finish_restore() recreates the parents' 28" "28" \
+check "restoring_flag: audit_finish_restore() recreates the parents' 29" "29" \
     "$(psql -d restoring_flag -At -c 'SELECT count(*) FROM audit_finish_restore()')"
 check "restoring_flag: audit_verify_schema() returns no rows then" "0" \
     "$(psql -d restoring_flag -At -c 'SELECT count(*) FROM audit_verify_schema()')"

@@ -5,7 +5,8 @@
 #   2. `cargo pgrx test` (#[pg_test] functions inside a pgrx-managed cluster),
 #   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron),
 #   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips) and
-#      pg_test/key_sources.sh (key command, missing key, not preloaded).
+#      pg_test/key_sources.sh (key command, missing key, not preloaded),
+#      pg_test/integrity_cluster.sh (pgbench inserts, then verification; no key).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -56,8 +57,8 @@ p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql.
 f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql.log")
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 
-echo "== tier 4: cluster-level tests (pg_dump / pg_restore, key sources)"
-for t in pg_test/dump_restore.sh pg_test/key_sources.sh; do
+echo "== tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency)"
+for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh; do
     log="$logdir/$(basename "$t" .sh).log"
     "$t" >"$log" 2>&1
     [ "$?" = 0 ] || status=1
