@@ -618,3 +618,40 @@ fn audit_integrity_digest(upto: default!(Option<TimestampWithTimeZone>, "now()")
     .or_report()
     .unwrap_or(pgrx::JsonB(serde_json::json!({})))
 }
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn inserts_are_hashed_signed_chained_and_verify() {
+        Spi::run(
+            "INSERT INTO audit_log (\"timestamp\", organization_id, action, status, hash)
+             SELECT now(), 'pg-test-org', 'a' || i, 'ok', 'client' FROM generate_series(1, 3) i",
+        )
+        .expect("insert");
+        assert_eq!(
+            Spi::get_one::<String>(
+                "SELECT string_agg(chain_seq::text, ',' ORDER BY chain_seq) FROM audit_log
+                  WHERE organization_id = 'pg-test-org' AND signature LIKE 'test-1:%' AND hash <> 'client'"
+            )
+            .expect("runs")
+            .as_deref(),
+            Some("1,2,3")
+        );
+        assert_eq!(
+            Spi::get_one::<i64>(
+                "SELECT hash_mismatches + signature_mismatches + chain_breaks FROM audit_verify_integrity()"
+            )
+            .expect("runs"),
+            Some(0)
+        );
+    }
+
+    #[pg_test(error = "audit_log is append-only")]
+    fn updates_are_refused() {
+        Spi::run("INSERT INTO audit_log (\"timestamp\", action, status) VALUES (now(), 'x', 'ok')").expect("insert");
+        Spi::run("UPDATE audit_log SET status = 'changed'").expect("refused");
+    }
+}
