@@ -16,5 +16,6 @@ install: prereqs ## build and install into the system PostgreSQL 15
 sqltest: install ## only the SQL tests (pg_test/), e.g. make sqltest T=partitions
 	bash pg_test/run.sh $(T)
 
-bench: install   ## side-by-side benchmarks vs pg_partman and plain SQL (docs/benchmarks.md)
+bench: prereqs   ## side-by-side benchmarks vs pg_partman and plain SQL (docs/benchmarks.md), release build
+	bash scripts/install.sh --release
 	bash pg_test/bench/run.sh

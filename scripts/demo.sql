@@ -36,3 +36,9 @@ SELECT audit_pseudonymize('alice@example.com') AS hash,
        audit_pseudonymize('alice@example.com', 'token') AS token;
 SELECT audit_depseudonymize(audit_pseudonymize('alice@example.com', 'encryption')) AS reversed;
 SELECT strategy, key_id, left(original_id, 24) || '...' AS original_id_is_ciphertext FROM pseudonym_mapping;
+
+\echo '== tamper evidence: every event hashed, signed, chained; the trail verifies'
+SELECT id, action, left(hash, 16) AS hash, left(signature, 16) AS signature, chain_seq FROM audit_log ORDER BY id LIMIT 3;
+SELECT * FROM audit_verify_integrity();
+\echo '== and it is append-only, even for a superuser'
+UPDATE audit_log SET status = 'tampered';

@@ -135,6 +135,38 @@ fn row_from_tuple(t: &PgHeapTuple<'_, impl WhoAllocated>) -> AuditResult<EventRo
     })
 }
 
+thread_local! {
+    /// `SELECT ... FROM <schema>.audit_chain_append($1, $2)`, prepared once per backend
+    /// (per installation of the extension, by its OID).
+    static APPEND: std::cell::RefCell<Option<(pg_sys::Oid, pgrx::spi::OwnedPreparedStatement)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Appends `hash` to the chain of `chain_key`: (sequence number, chain hash).
+fn append_link(chain_key: &str, hash: &str) -> AuditResult<(i64, String)> {
+    // SAFETY: a syscache lookup by name; InvalidOid when the extension is absent.
+    let ext_oid = unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) };
+    APPEND.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(o, _)| *o != ext_oid).unwrap_or(true) {
+            let sql = format!(
+                "SELECT seq, chain_hash FROM {}.audit_chain_append($1, $2)",
+                crate::spi_util::ext_schema()?
+            );
+            let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+            let stmt = Spi::connect(|client| client.prepare_mut(sql.as_str(), &[text, text]).map(|p| p.keep()))?;
+            *slot = Some((ext_oid, stmt));
+        }
+        let stmt = &slot.as_ref().expect("prepared above").1;
+        Spi::connect_mut(|client| {
+            let mut t = client.update(stmt, Some(1), &[chain_key.into(), hash.into()])?;
+            let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
+            Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
+        })
+        .map_err(AuditError::from)
+    })
+}
+
 /// True in a session that pg_dump's output or pg_restore drives (row_security = off).
 fn restoring() -> bool {
     // SAFETY: reads a GUC value by name; NULL when unknown (missing_ok).
@@ -171,21 +203,7 @@ fn audit_log_integrity_trigger<'a>(
     let hash = event_hash(&event_fields(&row, &personal, &|v| personal_ref(key, v)));
     let signature = key.map(|k| sign(k, &hash));
     let chain_key = row.organization_id.clone().unwrap_or_default();
-    let append = format!(
-        "SELECT seq, chain_hash FROM {}.audit_chain_append($1, $2)",
-        crate::spi_util::ext_schema().or_report()
-    );
-    let link = Spi::connect_mut(|client| {
-        let mut t = client.update(
-            append.as_str(),
-            Some(1),
-            &[chain_key.as_str().into(), hash.as_str().into()],
-        )?;
-        let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
-        Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
-    })
-    .map_err(AuditError::from)
-    .or_report();
+    let link = append_link(&chain_key, &hash).or_report();
     new.set_by_name("hash", hash)?;
     new.set_by_name("hash_algorithm", HASH_ALGORITHM.to_string())?;
     new.set_by_name("signature", signature)?;

@@ -8,6 +8,7 @@
 //! again when the setting changes. Errors name the setting, never key material.
 
 use crate::error::{AuditError, AuditResult};
+use pgrx::pg_sys;
 use audit_db_core::crypto::{check_key_file_mode, KeyError, KeyRing};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::cell::RefCell;
@@ -67,6 +68,15 @@ enum Source {
 
 thread_local! {
     static CACHE: RefCell<Option<(Source, Rc<KeyRing>)>> = const { RefCell::new(None) };
+    /// The statement that last validated CACHE: within one statement the settings
+    /// cannot change (SIGHUP is processed between statements) and the file is stat()ed
+    /// once, not once per row.
+    static CHECKED_AT: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
+}
+
+fn statement_stamp() -> i64 {
+    // SAFETY: plain reads of backend state.
+    unsafe { pg_sys::GetCurrentStatementStartTimestamp() ^ (i64::from(pg_sys::GetCurrentCommandId(false)) << 1) }
 }
 
 fn key_error(e: KeyError, what: &str) -> AuditError {
@@ -87,6 +97,18 @@ fn preloaded() -> bool {
 
 /// The key ring, loaded or from this backend's cache.
 pub fn key_ring() -> AuditResult<Rc<KeyRing>> {
+    let stamp = statement_stamp();
+    if CHECKED_AT.with(|c| c.get()) == stamp {
+        if let Some(ring) = CACHE.with(|c| c.borrow().as_ref().map(|(_, r)| Rc::clone(r))) {
+            return Ok(ring);
+        }
+    }
+    let ring = load_key_ring()?;
+    CHECKED_AT.with(|c| c.set(stamp));
+    Ok(ring)
+}
+
+fn load_key_ring() -> AuditResult<Rc<KeyRing>> {
     let path = KEY_FILE.get().and_then(|c| c.into_string().ok()).filter(|s| !s.is_empty());
     let command = KEY_COMMAND.get().and_then(|c| c.into_string().ok()).filter(|s| !s.is_empty());
     let source = match (&path, &command) {

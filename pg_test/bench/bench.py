@@ -18,7 +18,10 @@ installs pg_partman); prints a Markdown table of medians and ratios. Comparisons
       vs md5(x) over 1M values; token and encryption strategies over new and repeated
       originals (rows per second)
 
-2 and 6 (insert triggers, integrity verification) wait for the functions they measure.
+  2.  insert throughput (pgbench, prepared single-row inserts, 1 and 4 clients):
+      audit_log with hashing, signing and chaining vs the same partitioned table with
+      no trigger vs a PL/pgSQL trigger computing pgcrypto digest()
+  6.  audit_verify_integrity() rows per second
 """
 import os
 import re
@@ -108,6 +111,67 @@ def pseudonymization():
                         f"{n / median(new) * 1000:,.0f} rows/s new, {n / median(again) * 1000:,.0f} rows/s repeated"))
 
 
+# ------------------------------------------------------------------- 2
+SECONDS = int(os.environ.get("BENCH_PGBENCH_SECONDS", "30"))
+
+
+def pgbench(script, clients):
+    path = f"/tmp/audit_db_bench_{abs(hash(script))}.sql"
+    with open(path, "w") as f:
+        f.write(script)
+    os.chmod(path, 0o644)
+    out = subprocess.run(["pgbench", "-h", SOCK, "-p", PORT, "-U", "postgres", "-n", "-M", "prepared",
+                          "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(SECONDS), "-f", path, DB],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"pgbench failed: {out.stderr}")
+    return float(re.search(r"tps = ([0-9.]+)", out.stdout).group(1))
+
+
+def insert_throughput():
+    psql("CREATE EXTENSION IF NOT EXISTS pgcrypto",
+         "CREATE TABLE plain_log (LIKE audit_log INCLUDING ALL) PARTITION BY RANGE (\"timestamp\")",
+         "CREATE TABLE plain_log_default PARTITION OF plain_log DEFAULT",
+         "SELECT count(*) FROM audit_create_partitions('plain_log', 1)",
+         "CREATE TABLE pgcrypto_log (LIKE audit_log INCLUDING ALL) PARTITION BY RANGE (\"timestamp\")",
+         "CREATE TABLE pgcrypto_log_default PARTITION OF pgcrypto_log DEFAULT",
+         "SELECT count(*) FROM audit_create_partitions('pgcrypto_log', 1)",
+         """CREATE FUNCTION pgcrypto_hash() RETURNS trigger LANGUAGE plpgsql AS $f$
+            BEGIN
+              NEW.hash := encode(digest(concat_ws('|', NEW.id, NEW."timestamp", NEW.principal_id, NEW.organization_id,
+                                  NEW.action, NEW.status, NEW.details::text), 'sha256'), 'hex');
+              RETURN NEW;
+            END $f$""",
+         "CREATE TRIGGER pgcrypto_hash BEFORE INSERT ON pgcrypto_log FOR EACH ROW EXECUTE FUNCTION pgcrypto_hash()")
+    row = """INSERT INTO {t} ("timestamp", principal_id, organization_id, action, status, details)
+VALUES (now(), 'user-' || :u, 'org-' || :o, 'bench.insert', 'ok', '{{"ip": "203.0.113.7"}}');
+"""
+    for clients in (1, 4):
+        rates = {}
+        for t in ("audit_log", "plain_log", "pgcrypto_log"):
+            script = "\\set u random(1, 1000)\n\\set o random(1, 50)\n" + row.format(t=t)
+            rates[t] = pgbench(script, clients)
+        results.append((f"2. inserts/s, {clients} client(s), {SECONDS} s, 50 organizations",
+                        "audit_log (hash + sign + chain)", 1000.0 / rates["audit_log"],
+                        "same table, no trigger", 1000.0 / rates["plain_log"],
+                        f"tps: audit_db {rates['audit_log']:,.0f}, no trigger {rates['plain_log']:,.0f} "
+                        f"({rates['audit_log'] / rates['plain_log']:.0%}), PL/pgSQL pgcrypto digest "
+                        f"{rates['pgcrypto_log']:,.0f}"))
+
+
+# ------------------------------------------------------------------- 6
+def verification():
+    n = int(psql("SELECT count(*) FROM audit_log").strip())
+    times, hwm = [], []
+    for _ in range(BIG_RUNS):
+        ms, _, h = timed("SELECT * FROM audit_verify_integrity()")
+        times.append(ms)
+        hwm.append(h)
+    results.append((f"6. audit_verify_integrity over {n:,} rows", "audit_verify_integrity()", median(times),
+                    "(no peer)", median(times),
+                    f"{n / median(times) * 1000:,.0f} rows/s; backend VmHWM {median(hwm) / 1024:,.0f} MB"))
+
+
 # ---------------------------------------------------------------- 3a / 3b
 def partition_upkeep():
     start = month_start()
@@ -179,6 +243,8 @@ def conversion():
 
 def main():
     pseudonymization()
+    insert_throughput()
+    verification()
     partition_upkeep()
     retention()
     conversion()
@@ -188,7 +254,7 @@ def main():
         print(f"| {name} | {ours_label} | {ours:,.1f} | {peer_label} | {peer:,.1f} | {peer / ours:,.2f}x | {note} |")
     print()
     print(f"runs: {RUNS} (3a, 3b), {BIG_RUNS} ({ROWS:,}-row comparisons); times are psql \\timing, round trip included")
-    print("not yet measured: 2 (insert triggers), 6 (integrity verification): their functions are not built yet")
+    print("ratios for 2 are time per insert (1/tps): peer / audit_db below 1 means audit_db is slower")
 
 
 if __name__ == "__main__":

@@ -16,4 +16,4 @@ psql -h "$dir/sock" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 -d bench \
     -c "SET client_min_messages = warning" -c "CREATE EXTENSION audit_db" \
     -c "CREATE SCHEMA partman" -c "CREATE EXTENSION pg_partman SCHEMA partman"
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(psql -h "$dir/sock" -p "$port" -U postgres -X -At -c 'SELECT version()' | cut -d, -f1)"
-BENCH_SOCK="$dir/sock" BENCH_PORT="$port" python3 pg_test/bench/bench.py
+PATH="$(/usr/bin/pg_config --bindir):$PATH" BENCH_SOCK="$dir/sock" BENCH_PORT="$port" python3 pg_test/bench/bench.py
