@@ -447,20 +447,37 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
             .find(|(c, _, to, _)| c == chain && *to == seq - 1)
             .map(|(_, _, _, h)| h.clone()))
     };
-    Spi::connect(|client| {
-        let mut cursor = client.open_cursor(
-            &format!(
-                "SELECT {ROW_COLUMNS} FROM {ext}.audit_log
-                  WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2
-                  ORDER BY coalesce(organization_id, ''), chain_seq NULLS FIRST, id"
-            ),
-            &[from.into(), to.into()],
-        );
-        let mut last: Option<(String, i64, String)> = None;
-        loop {
-            let batch = cursor.fetch(1000)?;
+    // Rows written before 0.4.0 carry no hash: counted, not verified.
+    let unchained = Spi::get_one_with_args::<i64>(
+        &format!(
+            "SELECT pg_catalog.count(*) FROM {ext}.audit_log
+              WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL"
+        ),
+        &[from.into(), to.into()],
+    )?
+    .unwrap_or(0);
+    report.checked += unchained;
+    report.unchained += unchained;
+    // Keyset pagination in chain order, one SPI connection per batch of 1,000 rows, so
+    // each batch's rows are freed before the next: memory stays flat whatever the count.
+    let batch_sql = format!(
+        "SELECT {ROW_COLUMNS} FROM {ext}.audit_log
+          WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NOT NULL
+            AND (coalesce(organization_id, ''), chain_seq, id) > ($3, $4, $5)
+          ORDER BY coalesce(organization_id, ''), chain_seq, id
+          LIMIT 1000"
+    );
+    let mut last: Option<(String, i64, String)> = None;
+    let mut position: (String, i64, i32) = (String::new(), 0, 0);
+    loop {
+        let done = Spi::connect(|client| {
+            let batch = client.select(
+                batch_sql.as_str(),
+                None,
+                &[from.into(), to.into(), position.0.as_str().into(), position.1.into(), position.2.into()],
+            )?;
             if batch.is_empty() {
-                break;
+                return Ok::<_, pgrx::spi::Error>(true);
             }
             for r in batch {
                 let row = EventRow {
@@ -485,6 +502,11 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
                 let signature = r.get::<String>(18)?;
                 let seq = r.get::<i64>(19)?;
                 let stored_chain = r.get::<String>(20)?;
+                position = (
+                    row.organization_id.clone().unwrap_or_default(),
+                    seq.unwrap_or(0),
+                    row.id.unwrap_or(0),
+                );
                 report.checked += 1;
                 let mut bad = false;
                 let Some(stored_hash) = stored_hash else {
@@ -535,9 +557,12 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
                     report.bad(row.id);
                 }
             }
+            Ok(false)
+        })?;
+        if done {
+            break;
         }
-        Ok::<_, pgrx::spi::Error>(())
-    })?;
+    }
     // A chain whose head is ahead of its last surviving (or retired) link lost its tail.
     let tails = Spi::get_one::<i64>(&format!(
         "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
