@@ -6,21 +6,9 @@
 # Assumes the extension is installed (scripts/install.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-dir=${AUDIT_DB_DUMP_DIR:-/tmp/audit_db_dumptest}
-port=${AUDIT_DB_DUMP_PORT:-55434}
-bindir=$(/usr/bin/pg_config --bindir)
-scripts/cluster.sh start "$dir" "$port" >/dev/null || exit 1
-trap 'scripts/cluster.sh stop "$dir"' EXIT
+source pg_test/lib.sh
+start_cluster "${AUDIT_DB_DUMP_DIR:-/tmp/audit_db_dumptest}" "${AUDIT_DB_DUMP_PORT:-55434}"
 psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
-passed=0
-failed=0
-check() { # name, expected, actual
-    if [ "$2" = "$3" ]; then
-        passed=$((passed + 1)); echo "ok - $1"
-    else
-        failed=$((failed + 1)); echo "not ok - $1"; diff <(echo "$2") <(echo "$3") | head -20
-    fi
-}
 
 psql -c "CREATE DATABASE src" || exit 1
 psql -d src <<'SQL' || exit 1
@@ -94,5 +82,4 @@ check "restoring_flag: audit_finish_restore() recreates the parents' 29" "29" \
 check "restoring_flag: audit_verify_schema() returns no rows then" "0" \
     "$(psql -d restoring_flag -At -c 'SELECT count(*) FROM audit_verify_schema()')"
 
-echo "dump/restore tests: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish "dump/restore"

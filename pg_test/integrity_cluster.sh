@@ -5,18 +5,9 @@
 # verification reports them. Prints "integrity cluster tests: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-dir=${AUDIT_DB_INTEGRITY_DIR:-/tmp/audit_db_integritytest}
-port=${AUDIT_DB_INTEGRITY_PORT:-55437}
-bindir=$(/usr/bin/pg_config --bindir)
-scripts/cluster.sh start "$dir" "$port" >/dev/null || exit 1
-trap 'scripts/cluster.sh stop "$dir"' EXIT
+source pg_test/lib.sh
+start_cluster "${AUDIT_DB_INTEGRITY_DIR:-/tmp/audit_db_integritytest}" "${AUDIT_DB_INTEGRITY_PORT:-55437}"
 psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At "$@" 2>&1; }
-passed=0
-failed=0
-check() { # name, expected, actual
-    if [ "$2" = "$3" ]; then passed=$((passed + 1)); echo "ok - $1"
-    else failed=$((failed + 1)); echo "not ok - $1"; echo "    expected: $2"; echo "    actual:   $3"; fi
-}
 psql -c "CREATE EXTENSION audit_db" >/dev/null
 cat > "$dir/three_orgs.sql" <<'SQL'
 \set org random(1, 3)
@@ -43,5 +34,4 @@ out=$(psql -c "SELECT signature_mismatches || '|' || chain_breaks FROM audit_ver
 check "verification reports the unsigned row (and, keyless, the signed ones it cannot check); nothing wrong" \
     "NOTICE:  audit_db: 1 of 2001 rows carry no signature (no key was configured when they were written)|NOTICE:  audit_db: 2000 rows could not be fully verified (forgotten subjects or no key)|0|0" \
     "$(echo "$out" | paste -sd'|')"
-echo "integrity cluster tests: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish "integrity cluster"

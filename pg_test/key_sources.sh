@@ -5,19 +5,10 @@
 # restart), so it runs outside pg_regress. Prints "key source tests: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-dir=${AUDIT_DB_KEYS_DIR:-/tmp/audit_db_keytest}
-port=${AUDIT_DB_KEYS_PORT:-55436}
-bindir=$(/usr/bin/pg_config --bindir)
-scripts/cluster.sh start "$dir" "$port" "audit_db.key_file = ''" \
-    "audit_db.key_command = 'cat $dir/audit_db.keys'" >/dev/null || exit 1
-trap 'scripts/cluster.sh stop "$dir"' EXIT
+source pg_test/lib.sh
+start_cluster "${AUDIT_DB_KEYS_DIR:-/tmp/audit_db_keytest}" "${AUDIT_DB_KEYS_PORT:-55436}" "audit_db.key_file = ''" \
+    "audit_db.key_command = 'cat ${AUDIT_DB_KEYS_DIR:-/tmp/audit_db_keytest}/audit_db.keys'"
 psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At "$@" 2>&1; }
-passed=0
-failed=0
-check() { # name, expected, actual
-    if [ "$2" = "$3" ]; then passed=$((passed + 1)); echo "ok - $1"
-    else failed=$((failed + 1)); echo "not ok - $1"; echo "    expected: $2"; echo "    actual:   $3"; fi
-}
 psql -c "CREATE EXTENSION audit_db" >/dev/null
 known=pseudo-35aa47d4c7a84b7a84f2ad0f3f22b8f9946671f6db9437ddb688c4a247133f4a
 check "audit_db.key_command supplies the key (known answer for test-1)" "$known" \
@@ -40,5 +31,4 @@ runuser -u postgres -- "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w s
 out=$(psql -c "SELECT audit_pseudonymize('alice')")
 check "not preloaded: refused, telling how to load it" \
     "ERROR:  audit_db is not loaded through shared_preload_libraries" "$(echo "$out" | head -1)"
-echo "key source tests: $passed passed, $failed failed"
-[ "$failed" = 0 ]
+finish "key source"

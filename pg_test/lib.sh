@@ -1,0 +1,28 @@
+# Shared by the cluster-level test scripts (dump_restore.sh, key_sources.sh,
+# integrity_cluster.sh): a throwaway cluster, ok/not ok lines and a summary line.
+#   source pg_test/lib.sh; start_cluster DIR PORT [postgresql.conf line ...]
+#   check NAME EXPECTED ACTUAL; ...; finish "what tests"
+bindir=$(/usr/bin/pg_config --bindir)
+passed=0
+failed=0
+
+start_cluster() { # dir port [conf lines]: sets $dir and $port, stops the cluster on exit
+    dir=$1
+    port=$2
+    shift 2
+    scripts/cluster.sh start "$dir" "$port" "$@" >/dev/null || exit 1
+    trap 'scripts/cluster.sh stop "$dir"' EXIT
+}
+
+check() { # name, expected, actual
+    if [ "$2" = "$3" ]; then
+        passed=$((passed + 1)); echo "ok - $1"
+    else
+        failed=$((failed + 1)); echo "not ok - $1"; diff <(echo "$2") <(echo "$3") | head -20
+    fi
+}
+
+finish() { # "<what> tests: N passed, M failed"; exit status 1 on any failure
+    echo "$1 tests: $passed passed, $failed failed"
+    [ "$failed" = 0 ]
+}
