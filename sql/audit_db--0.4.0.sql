@@ -481,29 +481,34 @@ CREATE TABLE audit_chain_retired (
 COMMENT ON TABLE audit_chain_retired IS
 'Chain runs whose audit_log rows were removed by retention or erasure, with the last chain hash of each run, so the chain still verifies across them.';
 
--- Appends one link: locks the chain head until the inserting transaction ends.
-CREATE FUNCTION audit_chain_append(p_chain_key text, p_hash text, OUT seq bigint, OUT chain_hash text)
+-- The integrity trigger keeps each chain's head in backend memory for the rest of the
+-- transaction after locking it here once, and writes it back once before commit
+-- (audit_chain_store): a bulk load into one organization then costs one head update,
+-- not one per row.
+CREATE FUNCTION audit_chain_lock(p_chain_key text, OUT seq bigint, OUT chain_hash text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = @extschema@, pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    prev text;
 BEGIN
-    SELECT h.seq, h.hash INTO seq, prev FROM @extschema@.audit_chain_head h
+    SELECT h.seq, h.hash INTO seq, chain_hash FROM @extschema@.audit_chain_head h
      WHERE h.chain_key = p_chain_key FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO @extschema@.audit_chain_head (chain_key, seq, hash)
         VALUES (p_chain_key, 0, repeat('0', 64)) ON CONFLICT (chain_key) DO NOTHING;
-        SELECT h.seq, h.hash INTO seq, prev FROM @extschema@.audit_chain_head h
+        SELECT h.seq, h.hash INTO seq, chain_hash FROM @extschema@.audit_chain_head h
          WHERE h.chain_key = p_chain_key FOR UPDATE;
     END IF;
-    seq := seq + 1;
-    chain_hash := encode(sha256(convert_to(prev || p_hash, 'UTF8')), 'hex');
-    UPDATE @extschema@.audit_chain_head h SET seq = audit_chain_append.seq, hash = audit_chain_append.chain_hash,
-           updated_at = now()
-     WHERE h.chain_key = p_chain_key;
 END
 $fn$;
+
+CREATE FUNCTION audit_chain_store(p_chain_key text, p_seq bigint, p_hash text) RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    UPDATE @extschema@.audit_chain_head SET seq = p_seq, hash = p_hash, updated_at = now()
+     WHERE chain_key = p_chain_key AND seq < p_seq
+$fn$;
+
 
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.
@@ -762,7 +767,7 @@ AS 'MODULE_PATHNAME', 'audit_forget_subject_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/integrity.rs:599
+-- src/integrity.rs:731
 -- audit_db::integrity::audit_integrity_digest
 CREATE  FUNCTION "audit_integrity_digest"(
 	"upto" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
@@ -843,7 +848,7 @@ AS 'MODULE_PATHNAME', 'audit_schema_snapshot_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/integrity.rs:546
+-- src/integrity.rs:678
 -- audit_db::integrity::audit_verify_integrity
 CREATE  FUNCTION "audit_verify_integrity"(
 	"from_ts" timestamp with time zone DEFAULT '-infinity', /* Option < TimestampWithTimeZone > */
@@ -876,7 +881,7 @@ AS 'MODULE_PATHNAME', 'audit_verify_schema_wrapper';
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/integrity.rs:198
+-- src/integrity.rs:305
 -- audit_db::integrity::audit_log_append_only_trigger
 CREATE FUNCTION "audit_log_append_only_trigger"()
 	RETURNS TRIGGER
@@ -885,7 +890,7 @@ CREATE FUNCTION "audit_log_append_only_trigger"()
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/integrity.rs:148
+-- src/integrity.rs:269
 -- audit_db::integrity::audit_log_integrity_trigger
 CREATE FUNCTION "audit_log_integrity_trigger"()
 	RETURNS TRIGGER
@@ -964,12 +969,14 @@ GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject
                           audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
    TO audit_db_gdpr;
 
--- Integrity: writers append through the trigger (which calls audit_chain_append);
+-- Integrity: writers append through the trigger (which calls audit_chain_lock/store);
 -- verification and the digest are for admins and readers.
-REVOKE ALL ON FUNCTION audit_chain_append(text, text), audit_verify_integrity(timestamptz, timestamptz),
+REVOKE ALL ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text)
+   TO audit_db_writer, audit_db_admin, audit_db_gdpr;
+REVOKE ALL ON FUNCTION audit_verify_integrity(timestamptz, timestamptz),
                        audit_integrity_digest(timestamptz), audit_log_integrity_trigger(),
                        audit_log_append_only_trigger() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_chain_append(text, text) TO audit_db_writer, audit_db_admin, audit_db_gdpr;
 GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
    TO audit_db_admin, audit_db_reader;
 GRANT SELECT ON audit_chain_head, audit_chain_retired TO audit_db_reader, audit_db_admin;
@@ -1034,8 +1041,10 @@ COMMENT ON FUNCTION audit_apply_retention_policies() IS
 COMMENT ON FUNCTION audit_rotate_pseudonym_key(text) IS
 'Re-encrypts every mapping row made under old_key_id with the current (last) key of audit_db.key_file and recomputes its blind index; returns the rows rotated.';
 
-COMMENT ON FUNCTION audit_chain_append(text, text) IS
-'Internal to the audit_log_integrity trigger: appends a link to an organization''s hash chain (locks its head until commit).';
+COMMENT ON FUNCTION audit_chain_lock(text) IS
+'Internal to the audit_log_integrity trigger: locks an organization''s chain head until commit and returns it.';
+COMMENT ON FUNCTION audit_chain_store(text, bigint, text) IS
+'Internal to the audit_log_integrity trigger: writes an organization''s chain head back before commit.';
 COMMENT ON FUNCTION audit_log_integrity_trigger() IS
 'BEFORE INSERT on audit_log: recomputes hash (audit_db.event.v1 canonical encoding, SHA-256), signs it (HMAC-SHA256 under the integrity key of audit_db.key_file; NULL without a key) and links it into its organization''s chain.';
 COMMENT ON FUNCTION audit_log_append_only_trigger() IS

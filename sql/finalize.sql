@@ -66,12 +66,14 @@ GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject
                           audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
    TO audit_db_gdpr;
 
--- Integrity: writers append through the trigger (which calls audit_chain_append);
+-- Integrity: writers append through the trigger (which calls audit_chain_lock/store);
 -- verification and the digest are for admins and readers.
-REVOKE ALL ON FUNCTION audit_chain_append(text, text), audit_verify_integrity(timestamptz, timestamptz),
+REVOKE ALL ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text)
+   TO audit_db_writer, audit_db_admin, audit_db_gdpr;
+REVOKE ALL ON FUNCTION audit_verify_integrity(timestamptz, timestamptz),
                        audit_integrity_digest(timestamptz), audit_log_integrity_trigger(),
                        audit_log_append_only_trigger() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_chain_append(text, text) TO audit_db_writer, audit_db_admin, audit_db_gdpr;
 GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
    TO audit_db_admin, audit_db_reader;
 GRANT SELECT ON audit_chain_head, audit_chain_retired TO audit_db_reader, audit_db_admin;
@@ -136,8 +138,10 @@ COMMENT ON FUNCTION audit_apply_retention_policies() IS
 COMMENT ON FUNCTION audit_rotate_pseudonym_key(text) IS
 'Re-encrypts every mapping row made under old_key_id with the current (last) key of audit_db.key_file and recomputes its blind index; returns the rows rotated.';
 
-COMMENT ON FUNCTION audit_chain_append(text, text) IS
-'Internal to the audit_log_integrity trigger: appends a link to an organization''s hash chain (locks its head until commit).';
+COMMENT ON FUNCTION audit_chain_lock(text) IS
+'Internal to the audit_log_integrity trigger: locks an organization''s chain head until commit and returns it.';
+COMMENT ON FUNCTION audit_chain_store(text, bigint, text) IS
+'Internal to the audit_log_integrity trigger: writes an organization''s chain head back before commit.';
 COMMENT ON FUNCTION audit_log_integrity_trigger() IS
 'BEFORE INSERT on audit_log: recomputes hash (audit_db.event.v1 canonical encoding, SHA-256), signs it (HMAC-SHA256 under the integrity key of audit_db.key_file; NULL without a key) and links it into its organization''s chain.';
 COMMENT ON FUNCTION audit_log_append_only_trigger() IS

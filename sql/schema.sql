@@ -467,29 +467,34 @@ CREATE TABLE audit_chain_retired (
 COMMENT ON TABLE audit_chain_retired IS
 'Chain runs whose audit_log rows were removed by retention or erasure, with the last chain hash of each run, so the chain still verifies across them.';
 
--- Appends one link: locks the chain head until the inserting transaction ends.
-CREATE FUNCTION audit_chain_append(p_chain_key text, p_hash text, OUT seq bigint, OUT chain_hash text)
+-- The integrity trigger keeps each chain's head in backend memory for the rest of the
+-- transaction after locking it here once, and writes it back once before commit
+-- (audit_chain_store): a bulk load into one organization then costs one head update,
+-- not one per row.
+CREATE FUNCTION audit_chain_lock(p_chain_key text, OUT seq bigint, OUT chain_hash text)
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = @extschema@, pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    prev text;
 BEGIN
-    SELECT h.seq, h.hash INTO seq, prev FROM @extschema@.audit_chain_head h
+    SELECT h.seq, h.hash INTO seq, chain_hash FROM @extschema@.audit_chain_head h
      WHERE h.chain_key = p_chain_key FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO @extschema@.audit_chain_head (chain_key, seq, hash)
         VALUES (p_chain_key, 0, repeat('0', 64)) ON CONFLICT (chain_key) DO NOTHING;
-        SELECT h.seq, h.hash INTO seq, prev FROM @extschema@.audit_chain_head h
+        SELECT h.seq, h.hash INTO seq, chain_hash FROM @extschema@.audit_chain_head h
          WHERE h.chain_key = p_chain_key FOR UPDATE;
     END IF;
-    seq := seq + 1;
-    chain_hash := encode(sha256(convert_to(prev || p_hash, 'UTF8')), 'hex');
-    UPDATE @extschema@.audit_chain_head h SET seq = audit_chain_append.seq, hash = audit_chain_append.chain_hash,
-           updated_at = now()
-     WHERE h.chain_key = p_chain_key;
 END
 $fn$;
+
+CREATE FUNCTION audit_chain_store(p_chain_key text, p_seq bigint, p_hash text) RETURNS void
+LANGUAGE sql SECURITY DEFINER
+SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    UPDATE @extschema@.audit_chain_head SET seq = p_seq, hash = p_hash, updated_at = now()
+     WHERE chain_key = p_chain_key AND seq < p_seq
+$fn$;
+
 
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.

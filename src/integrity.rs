@@ -135,36 +135,125 @@ fn row_from_tuple(t: &PgHeapTuple<'_, impl WhoAllocated>) -> AuditResult<EventRo
     })
 }
 
-thread_local! {
-    /// `SELECT ... FROM <schema>.audit_chain_append($1, $2)`, prepared once per backend
-    /// (per installation of the extension, by its OID).
-    static APPEND: std::cell::RefCell<Option<(pg_sys::Oid, pgrx::spi::OwnedPreparedStatement)>> =
-        const { std::cell::RefCell::new(None) };
+/// A chain head as this transaction sees it.
+#[derive(Clone)]
+struct Head {
+    seq: i64,
+    hash: String,
 }
 
-/// Appends `hash` to the chain of `chain_key`: (sequence number, chain hash).
+/// One chain's state in this transaction: the head (locked in the database since it
+/// was loaded) and, per subtransaction that changed it, the state to restore if that
+/// subtransaction rolls back (None = not loaded before it: forget the chain, its row
+/// lock went with the subtransaction).
+struct ChainState {
+    head: Head,
+    saves: Vec<(pg_sys::SubTransactionId, Option<Head>)>,
+}
+
+thread_local! {
+    static HEADS: std::cell::RefCell<std::collections::HashMap<String, ChainState>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// Whether this transaction's commit callbacks are registered.
+    static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether the (backend-lifetime) subtransaction callback is registered.
+    static SUB_REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn clear_heads() {
+    HEADS.with(|h| h.borrow_mut().clear());
+    REGISTERED.with(|r| r.set(false));
+}
+
+/// Before commit: write every head this transaction advanced (one UPDATE per chain).
+fn flush_heads() {
+    let heads: Vec<(String, Head)> =
+        HEADS.with(|h| h.borrow().iter().map(|(k, c)| (k.clone(), c.head.clone())).collect());
+    if heads.is_empty() {
+        return;
+    }
+    // Pre-commit runs outside any statement: give SPI a snapshot, as deferred
+    // triggers get one at this point.
+    // SAFETY: balanced push/pop around the queries below; an error aborts the
+    // transaction, which discards the snapshot stack anyway.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    let schema = crate::spi_util::ext_schema().or_report();
+    let sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
+    for (key, head) in heads {
+        Spi::run_with_args(&sql, &[key.as_str().into(), head.seq.into(), head.hash.as_str().into()])
+            .map_err(AuditError::from)
+            .or_report();
+    }
+    unsafe { pg_sys::PopActiveSnapshot() };
+}
+
+fn ensure_callbacks() {
+    if !REGISTERED.with(|r| r.get()) {
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, flush_heads);
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, clear_heads);
+        pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, clear_heads);
+        REGISTERED.with(|r| r.set(true));
+    }
+    if !SUB_REGISTERED.with(|r| r.get()) {
+        pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, |my_subid, _parent| {
+            HEADS.with(|h| {
+                let mut heads = h.borrow_mut();
+                let mut forget = Vec::new();
+                for (key, chain) in heads.iter_mut() {
+                    // The state before the earliest change made at or below this level.
+                    if let Some(pos) = chain.saves.iter().position(|(sub, _)| *sub >= my_subid) {
+                        match chain.saves[pos].1.clone() {
+                            Some(head) => chain.head = head,
+                            None => forget.push(key.clone()),
+                        }
+                        chain.saves.truncate(pos);
+                    }
+                }
+                for key in forget {
+                    heads.remove(&key);
+                }
+            });
+        });
+        SUB_REGISTERED.with(|r| r.set(true));
+    }
+}
+
+/// Appends `hash` to the chain of `chain_key`: (sequence number, chain hash). The head
+/// is locked and loaded once per transaction, then kept here; `flush_heads` writes it
+/// back before commit. A rolled-back subtransaction restores the head it found.
 fn append_link(chain_key: &str, hash: &str) -> AuditResult<(i64, String)> {
-    // SAFETY: a syscache lookup by name; InvalidOid when the extension is absent.
-    let ext_oid = unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) };
-    APPEND.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(o, _)| *o != ext_oid).unwrap_or(true) {
+    ensure_callbacks();
+    // SAFETY: reads backend state.
+    let subid = unsafe { pg_sys::GetCurrentSubTransactionId() };
+    let known = HEADS.with(|h| h.borrow().get(chain_key).map(|c| c.head.clone()));
+    let (previous, saved) = match known {
+        Some(head) => (head.clone(), Some(head)),
+        None => {
             let sql = format!(
-                "SELECT seq, chain_hash FROM {}.audit_chain_append($1, $2)",
+                "SELECT seq, chain_hash FROM {}.audit_chain_lock($1)",
                 crate::spi_util::ext_schema()?
             );
-            let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
-            let stmt = Spi::connect(|client| client.prepare_mut(sql.as_str(), &[text, text]).map(|p| p.keep()))?;
-            *slot = Some((ext_oid, stmt));
+            let (seq, hash) = Spi::connect_mut(|client| {
+                let mut t = client.update(sql.as_str(), Some(1), &[chain_key.into()])?;
+                let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
+                Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
+            })
+            .map_err(AuditError::from)?;
+            (Head { seq, hash }, None)
         }
-        let stmt = &slot.as_ref().expect("prepared above").1;
-        Spi::connect_mut(|client| {
-            let mut t = client.update(stmt, Some(1), &[chain_key.into(), hash.into()])?;
-            let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
-            Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
-        })
-        .map_err(AuditError::from)
-    })
+    };
+    let next = Head { seq: previous.seq + 1, hash: chain_hash(&previous.hash, hash) };
+    HEADS.with(|h| {
+        let mut heads = h.borrow_mut();
+        let chain = heads
+            .entry(chain_key.to_string())
+            .or_insert_with(|| ChainState { head: previous.clone(), saves: Vec::new() });
+        if chain.saves.last().map(|(sub, _)| *sub != subid).unwrap_or(true) {
+            chain.saves.push((subid, saved));
+        }
+        chain.head = next.clone();
+    });
+    Ok((next.seq, next.hash))
 }
 
 /// True in a session that pg_dump's output or pg_restore drives (row_security = off).
