@@ -156,8 +156,6 @@ thread_local! {
         std::cell::RefCell::new(std::collections::HashMap::new());
     /// Whether this transaction's commit callbacks are registered.
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Whether the (backend-lifetime) subtransaction callback is registered.
-    static SUB_REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 fn clear_heads() {
@@ -187,14 +185,13 @@ fn flush_heads() {
     unsafe { pg_sys::PopActiveSnapshot() };
 }
 
+/// pgrx's transaction and subtransaction callbacks last one transaction: registered
+/// at the transaction's first append.
 fn ensure_callbacks() {
     if !REGISTERED.with(|r| r.get()) {
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::PreCommit, flush_heads);
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Commit, clear_heads);
         pgrx::register_xact_callback(pgrx::PgXactCallbackEvent::Abort, clear_heads);
-        REGISTERED.with(|r| r.set(true));
-    }
-    if !SUB_REGISTERED.with(|r| r.get()) {
         pgrx::register_subxact_callback(pgrx::PgSubXactCallbackEvent::AbortSub, |my_subid, _parent| {
             HEADS.with(|h| {
                 let mut heads = h.borrow_mut();
@@ -214,7 +211,7 @@ fn ensure_callbacks() {
                 }
             });
         });
-        SUB_REGISTERED.with(|r| r.set(true));
+        REGISTERED.with(|r| r.set(true));
     }
 }
 

@@ -42,6 +42,27 @@ SELECT 900001 + i, '2026-01-02'::timestamptz + i * interval '1 minute', 'user-' 
   FROM generate_series(1, 5) i;
 SELECT string_agg(chain_seq::text, ',' ORDER BY id) AS seqs FROM audit_log WHERE organization_id = 'org-int';
 SELECT * FROM audit_verify_integrity('2026-01-01', '2026-01-03');
+-- A transaction keeps the chain head in memory: savepoints rolled back leave no gap,
+-- and a bulk load is one contiguous run.
+BEGIN;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-sp', 'sp.1', 'ok');
+SAVEPOINT s1;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-sp', 'sp.gone', 'ok');
+SAVEPOINT s2;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-sp', 'sp.gone.too', 'ok');
+ROLLBACK TO s1;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-sp', 'sp.2', 'ok');
+SAVEPOINT s3;
+INSERT INTO audit_log ("timestamp", organization_id, action, status)
+SELECT '2026-01-05', 'org-sp', 'sp.bulk', 'ok' FROM generate_series(1, 500);
+RELEASE s3;
+COMMIT;
+SELECT count(*) AS rows, min(chain_seq), max(chain_seq),
+       (SELECT seq FROM audit_chain_head WHERE chain_key = 'org-sp') AS head_seq,
+       string_agg(action, ',' ORDER BY chain_seq) FILTER (WHERE action <> 'sp.bulk') AS kept
+  FROM audit_log WHERE organization_id = 'org-sp';
+SELECT hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity('2026-01-05', '2026-01-06');
+
 -- ------------------------------------------------------------------ tampering
 -- Each case runs as a superuser bypassing the triggers, then rolls back.
 BEGIN;
