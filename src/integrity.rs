@@ -154,8 +154,39 @@ struct ChainState {
 thread_local! {
     static HEADS: std::cell::RefCell<std::collections::HashMap<String, ChainState>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
+    /// `audit_chain_lock($1)` and `audit_chain_store($1, $2, $3)`, prepared once per
+    /// backend (per installation of the extension, by its OID).
+    static STMTS: std::cell::RefCell<Option<(pg_sys::Oid, pgrx::spi::OwnedPreparedStatement, pgrx::spi::OwnedPreparedStatement)>> =
+        const { std::cell::RefCell::new(None) };
     /// Whether this transaction's commit callbacks are registered.
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the prepared (lock, store) statements, preparing them if needed.
+fn with_statements<R>(
+    f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement, &pgrx::spi::OwnedPreparedStatement) -> AuditResult<R>,
+) -> AuditResult<R> {
+    // SAFETY: a syscache lookup by name; InvalidOid when the extension is absent.
+    let ext_oid = unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) };
+    STMTS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().map(|(o, _, _)| *o != ext_oid).unwrap_or(true) {
+            let schema = crate::spi_util::ext_schema()?;
+            let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
+            let int8 = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
+            let lock_sql = format!("SELECT seq, chain_hash FROM {schema}.audit_chain_lock($1)");
+            let store_sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
+            let (lock, store) = Spi::connect(|client| {
+                Ok::<_, pgrx::spi::Error>((
+                    client.prepare_mut(lock_sql.as_str(), &[text])?.keep(),
+                    client.prepare_mut(store_sql.as_str(), &[text, int8, text])?.keep(),
+                ))
+            })?;
+            *slot = Some((ext_oid, lock, store));
+        }
+        let (_, lock, store) = slot.as_ref().expect("prepared above");
+        f(lock, store)
+    })
 }
 
 fn clear_heads() {
@@ -175,13 +206,16 @@ fn flush_heads() {
     // SAFETY: balanced push/pop around the queries below; an error aborts the
     // transaction, which discards the snapshot stack anyway.
     unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    let schema = crate::spi_util::ext_schema().or_report();
-    let sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
-    for (key, head) in heads {
-        Spi::run_with_args(&sql, &[key.as_str().into(), head.seq.into(), head.hash.as_str().into()])
-            .map_err(AuditError::from)
-            .or_report();
-    }
+    with_statements(|_, store| {
+        Spi::connect_mut(|client| {
+            for (key, head) in &heads {
+                client.update(store, None, &[key.as_str().into(), head.seq.into(), head.hash.as_str().into()])?;
+            }
+            Ok::<_, pgrx::spi::Error>(())
+        })
+        .map_err(AuditError::from)
+    })
+    .or_report();
     unsafe { pg_sys::PopActiveSnapshot() };
 }
 
@@ -226,16 +260,14 @@ fn append_link(chain_key: &str, hash: &str) -> AuditResult<(i64, String)> {
     let (previous, saved) = match known {
         Some(head) => (head.clone(), Some(head)),
         None => {
-            let sql = format!(
-                "SELECT seq, chain_hash FROM {}.audit_chain_lock($1)",
-                crate::spi_util::ext_schema()?
-            );
-            let (seq, hash) = Spi::connect_mut(|client| {
-                let mut t = client.update(sql.as_str(), Some(1), &[chain_key.into()])?;
-                let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
-                Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
-            })
-            .map_err(AuditError::from)?;
+            let (seq, hash) = with_statements(|lock, _| {
+                Spi::connect_mut(|client| {
+                    let mut t = client.update(lock, Some(1), &[chain_key.into()])?;
+                    let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
+                    Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<String>(2)?.unwrap_or_default()))
+                })
+                .map_err(AuditError::from)
+            })?;
             (Head { seq, hash }, None)
         }
     };
