@@ -595,7 +595,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
                 &[from.into(), to.into(), position.0.as_str().into(), position.1.into(), position.2.into()],
             )?;
             if batch.is_empty() {
-                return Ok::<_, pgrx::spi::Error>(true);
+                return Ok::<_, AuditError>(true);
             }
             for r in batch {
                 let row = EventRow {
@@ -631,7 +631,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
                     report.unchained += 1;
                     continue;
                 };
-                match row_hash_matches(&row, &stored_hash, ring_ref, &personal).map_err(|e| pgrx::spi::Error::from(e))? {
+                match row_hash_matches(&row, &stored_hash, ring_ref, &personal)? {
                     Some(true) => {}
                     Some(false) => {
                         report.hash_mismatches += 1;
@@ -660,7 +660,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
                         let prev = match &last {
                             Some((c, s, h)) if *c == chain && *s == seq - 1 => Some(h.clone()),
                             Some((c, s, _)) if *c == chain && *s == seq => None, // duplicate link
-                            _ => predecessor(&chain, seq).map_err(|e| pgrx::spi::Error::from(e))?,
+                            _ => predecessor(&chain, seq)?,
                         };
                         let ok = prev.map(|p| chain_hash(&p, &stored_hash) == stored_chain).unwrap_or(false);
                         if !ok {
@@ -695,12 +695,6 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
         report.chain_breaks += tails;
     }
     Ok(report)
-}
-
-impl From<AuditError> for pgrx::spi::Error {
-    fn from(e: AuditError) -> Self {
-        e.report()
-    }
 }
 
 /// `audit_verify_integrity(from_ts, to_ts)`: see README.

@@ -147,12 +147,9 @@ fn load_key_ring() -> AuditResult<Rc<KeyRing>> {
         return Ok(ring);
     }
     let text = match &source {
-        Source::File { path, .. } => {
-            let meta = std::fs::metadata(path).map_err(|e| {
-                AuditError::object_not_in_prerequisite_state(format!("audit_db key file \"{path}\" cannot be read: {e}"))
-                    .hint("Check audit_db.key_file.")
-            })?;
-            check_key_file_mode(meta.mode()).map_err(|e| key_error(e, "file"))?;
+        Source::File { path, mode, .. } => {
+            // The mode was read with the rest of the file's identity above.
+            check_key_file_mode(*mode).map_err(|e| key_error(e, "file"))?;
             zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
                 AuditError::object_not_in_prerequisite_state(format!("audit_db key file \"{path}\" cannot be read: {e}"))
                     .hint("Check audit_db.key_file.")
