@@ -32,7 +32,8 @@ p=$(sed -nE 's/^release checks: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir
 f=$(sed -nE 's/^release checks: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/release.log")
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 
-echo "== tier 1: cargo test -p audit_db_core"
+echo "== tier 1: cargo test -p audit_db_core (unit tests; property tests at PROPTEST_CASES=${PROPTEST_CASES:=2000} cases each)"
+export PROPTEST_CASES
 cargo test -p audit_db_core 2>&1 | tee "$logdir/core.log" | grep -E '^test result|FAILED|panicked'
 [ "${PIPESTATUS[0]}" = 0 ] || { status=1; grep -q failed "$logdir/core.log" || failed=$((failed + 1)); }
 count_cargo "$logdir/core.log"
