@@ -176,47 +176,34 @@ fn subject_pseudonyms(ring: &KeyRing, principal: &str) -> AuditResult<Vec<String
     Ok(out)
 }
 
-fn partitions_of_audit_log() -> AuditResult<Vec<String>> {
-    Spi::connect(|client| {
-        let mut out = Vec::new();
-        for r in client.select("SELECT partition::text FROM audit_partitions('audit_log')", None, &[])? {
-            out.push(r.get::<String>(1)?.unwrap_or_default());
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })
-    .map_err(AuditError::from)
-}
-
-/// Replaces `principal` by its pseudonym in every audit_log row, partition by
-/// partition (one statement each, so locks and undo stay per partition), together
-/// with the configured personal `details` keys; marks each row pseudonymized.
+/// Replaces `principal` by its pseudonym in every audit_log row, together with the
+/// configured personal `details` keys, and marks each row pseudonymized. One statement
+/// on the parent: it locks every partition for its duration, so maintenance cannot
+/// drop or fill a partition under it (a list of partitions read first would go stale).
 pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<i64> {
     let p = pseudonymize(principal, strategy)?;
     let keys = personal_details_keys();
-    let mut changed = 0i64;
     let _internal = crate::internal::guard();
-    for part in partitions_of_audit_log()? {
-        changed += Spi::get_one_with_args::<i64>(
-            &format!(
-                "WITH u AS (
-                   UPDATE {part} a
-                      SET principal_id = $2,
-                          details = coalesce((
-                              SELECT pg_catalog.jsonb_object_agg(e.key,
-                                       CASE WHEN e.key = ANY($3) AND pg_catalog.jsonb_typeof(e.value) = 'string'
-                                            THEN pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{{}}', $4))
-                                            ELSE e.value END)
-                                FROM pg_catalog.jsonb_each(a.details) e), '{{}}'::jsonb)
-                                || pg_catalog.jsonb_build_object('pseudonymized', true,
-                                                                 'pseudonymizedAt', pg_catalog.now())
-                    WHERE a.principal_id = $1
-                   RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM u"
-            ),
-            &[principal.into(), p.as_str().into(), keys.clone().into(), strategy.name().into()],
-        )?
-        .unwrap_or(0);
-    }
+    let changed = Spi::get_one_with_args::<i64>(
+        &format!(
+            "WITH u AS (
+               UPDATE audit_log a
+                  SET principal_id = $2,
+                      details = coalesce((
+                          SELECT pg_catalog.jsonb_object_agg(e.key,
+                                   CASE WHEN e.key = ANY($3) AND pg_catalog.jsonb_typeof(e.value) = 'string'
+                                        THEN pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{{}}', $4))
+                                        ELSE e.value END)
+                            FROM pg_catalog.jsonb_each(a.details) e), '{{}}'::jsonb)
+                            || pg_catalog.jsonb_build_object('pseudonymized', true,
+                                                             'pseudonymizedAt', pg_catalog.now())
+                WHERE a.principal_id = $1
+               RETURNING 1)
+             SELECT pg_catalog.count(*) FROM u"
+        ),
+        &[principal.into(), p.as_str().into(), keys.clone().into(), strategy.name().into()],
+    )?
+    .unwrap_or(0);
     log_event("gdpr.data.pseudonymize", Some(&p), "success", &format!("{changed} audit_log rows pseudonymized"))?;
     Ok(changed)
 }
@@ -262,9 +249,11 @@ pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)
     let ring = key_ring()?;
     let hashed = pseudonym::hash_pseudonym(ring.current(), principal);
     let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
-    let mut deleted = 0i64;
-    let mut preserved = 0i64;
     let _internal = crate::internal::guard();
+    // No insert may come between retiring the links and deleting the rows (an event of
+    // this subject committed in between would be deleted with its link unretired):
+    // writers wait for the erasure, readers do not.
+    Spi::run("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
     // The erased rows' chain links are retired first, so the chain still verifies.
     let quoted_actions: Vec<String> = actions.iter().map(|a| pgrx::spi::quote_literal(a)).collect();
     crate::integrity::retire(
@@ -276,30 +265,26 @@ pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)
         ),
         "erasure (audit_delete_subject)",
     )?;
-    for part in partitions_of_audit_log()? {
-        deleted += Spi::get_one_with_args::<i64>(
-            &format!(
-                "WITH d AS (DELETE FROM {part} WHERE principal_id = $1 AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM d"
-            ),
-            &[principal.into(), preserve.into(), actions.clone().into()],
+    let deleted = Spi::get_one_with_args::<i64>(
+        "WITH d AS (DELETE FROM audit_log WHERE principal_id = $1 AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
+         SELECT pg_catalog.count(*) FROM d",
+        &[principal.into(), preserve.into(), actions.clone().into()],
+    )?
+    .unwrap_or(0);
+    let preserved = if preserve {
+        Spi::get_one_with_args::<i64>(
+            "WITH u AS (UPDATE audit_log SET principal_id = $2,
+                              details = coalesce(details, '{}'::jsonb)
+                                        || pg_catalog.jsonb_build_object('pseudonymized', true,
+                                                                         'pseudonymizedAt', pg_catalog.now())
+                         WHERE principal_id = $1 RETURNING 1)
+             SELECT pg_catalog.count(*) FROM u",
+            &[principal.into(), hashed.as_str().into()],
         )?
-        .unwrap_or(0);
-        if preserve {
-            preserved += Spi::get_one_with_args::<i64>(
-                &format!(
-                    "WITH u AS (UPDATE {part} SET principal_id = $2,
-                                      details = coalesce(details, '{{}}'::jsonb)
-                                                || pg_catalog.jsonb_build_object('pseudonymized', true,
-                                                                                 'pseudonymizedAt', pg_catalog.now())
-                                 WHERE principal_id = $1 RETURNING 1)
-                     SELECT pg_catalog.count(*) FROM u"
-                ),
-                &[principal.into(), hashed.as_str().into()],
-            )?
-            .unwrap_or(0);
-        }
-    }
+        .unwrap_or(0)
+    } else {
+        0
+    };
     log_event(
         "gdpr.data.delete",
         Some(&hashed),

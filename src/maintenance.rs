@@ -226,8 +226,10 @@ struct Locked {
 }
 
 /// Drops or detaches the expired partitions of every parent, in three steps:
-/// 1. each expired partition is locked on its own (under its parent's lock_timeout),
-///    so a reader of one partition makes maintenance skip only that partition;
+/// 1. a parent with expired partitions is locked ACCESS EXCLUSIVE (under its
+///    lock_timeout; if busy, its drops are skipped for this run), then each expired
+///    partition on its own, so a reader of one partition alone makes maintenance skip
+///    only that partition;
 /// 2. all the locked partitions that are to be dropped go in ONE `DROP TABLE`
 ///    statement, the only one here that takes ACCESS EXCLUSIVE on the parents (falling
 ///    back to one statement per parent if it cannot get a lock in time);
@@ -253,6 +255,17 @@ fn drop_phase(
                     continue;
                 }
             };
+        if expired.is_empty() {
+            continue;
+        }
+        // The parent first, as PostgreSQL's DROP and every statement through the parent
+        // lock it (parent, then partitions): locking the partitions first would deadlock
+        // with a reader or writer of the parent waiting for one of them.
+        let lock_parent = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", parent.qualified());
+        if let Err(caught) = try_in_subtransaction(|| Spi::run(&lock_parent).map_err(AuditError::from).or_report()) {
+            steps.extend(expired.iter().map(|e| failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms)));
+            continue;
+        }
         for e in expired {
             let part = qualified(&parent.schema, &e.name);
             let sql = format!("LOCK TABLE {part} IN ACCESS EXCLUSIVE MODE");

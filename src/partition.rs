@@ -207,6 +207,19 @@ pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
 /// (so ATTACH skips the validation scan), then attached, which takes only SHARE UPDATE
 /// EXCLUSIVE on the parent. Returns the number of rows moved out of DEFAULT.
 pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
+    // With a DEFAULT partition, rows of the new range may sit in it or arrive in it
+    // while we work. Writers are held off first (SHARE ROW EXCLUSIVE on the parent:
+    // readers are not blocked), then DEFAULT is locked, in the order PostgreSQL's own
+    // DDL and every INSERT take them (parent, then partition), so no writer deadlocks
+    // with us, none slips a row into DEFAULT between the move and the ATTACH, and none
+    // routes a row with a partition map from before the ATTACH.
+    if let Some(default_name) = &parent.default_partition {
+        Spi::run(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", parent.qualified()))?;
+        Spi::run(&format!(
+            "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+            qualified(&parent.schema, default_name)
+        ))?;
+    }
     let part = qualified(&parent.schema, &period.name);
     let key = quote_identifier(&parent.key_column);
     let (from, to) = (period.from_literal(), period.to_literal());

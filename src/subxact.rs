@@ -20,6 +20,11 @@ impl Caught {
     pub fn is_lock_timeout(&self) -> bool {
         self.sqlstate == "55P03"
     }
+
+    /// `query_canceled`: a cancel request or `statement_timeout`.
+    pub fn is_cancel(&self) -> bool {
+        self.sqlstate == "57014"
+    }
 }
 
 /// Decodes PostgreSQL's MAKE_SQLSTATE packing (6 bits per character) into text.
@@ -30,6 +35,11 @@ pub fn sqlstate_text(code: i32) -> String {
 }
 
 /// Runs `f` in a subtransaction; commits it on success, rolls it back on error.
+///
+/// A cancel (`pg_cancel_backend`, `statement_timeout`: SQLSTATE 57014) is never turned
+/// into a value: like PL/pgSQL's `EXCEPTION WHEN OTHERS`, which does not catch
+/// `query_canceled`, the subtransaction is rolled back and the cancel raised again, so
+/// the whole statement stops as the user asked.
 pub fn try_in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
     let (old_context, old_owner) =
         unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
@@ -43,10 +53,11 @@ pub fn try_in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
                 CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r,
                 CaughtError::RustPanic { ereport, .. } => ereport,
             };
-            Err(Caught {
+            let caught = Caught {
                 sqlstate: sqlstate_text(report.sql_error_code() as i32),
                 message: report.message().to_string(),
-            })
+            };
+            Err((caught, e))
         })
         .execute();
     unsafe {
@@ -58,7 +69,11 @@ pub fn try_in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::CurrentResourceOwner = old_owner;
     }
-    outcome
+    match outcome {
+        Ok(r) => Ok(r),
+        Err((caught, e)) if caught.is_cancel() => e.rethrow(),
+        Err((caught, _)) => Err(caught),
+    }
 }
 
 #[cfg(any(test, feature = "pg_test"))]
