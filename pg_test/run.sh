@@ -38,5 +38,11 @@ if [ "$rc" != 0 ] && [ -f "$out/regression.diffs" ]; then
     cat "$out/regression.diffs"
     [ "$failed" = 0 ] && failed=1
 fi
+# A backend killed by a signal (a crash) restarts the whole cluster; the tests would
+# still pass afterwards, so the server log is the witness.
+if grep -q 'terminated by signal' "$dir/server.log"; then
+    grep -B2 -A2 'terminated by signal' "$dir/server.log"
+    failed=$((failed + 1)); rc=1
+fi
 echo "sql tests: $((total - failed)) passed, $failed failed"
 exit "$rc"

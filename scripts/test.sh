@@ -6,7 +6,11 @@
 #   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron),
 #   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips) and
 #      pg_test/key_sources.sh (key command, missing key, not preloaded),
-#      pg_test/integrity_cluster.sh (pgbench inserts, then verification; no key).
+#      pg_test/integrity_cluster.sh (pgbench inserts, then verification; no key),
+#      pg_test/load.sh (4 writers for AUDIT_DB_LOAD_SECONDS=60 s against maintenance and
+#      pseudonymization; nothing acknowledged is lost) and
+#      pg_test/faults.sh (crash, cancel, statement timeout in the middle of conversion,
+#      maintenance and pseudonymization; nothing half-done, reruns complete).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,12 +62,12 @@ p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql.
 f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql.log")
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
 
-echo "== tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency)"
-for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh; do
+echo "== tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults)"
+for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh; do
     log="$logdir/$(basename "$t" .sh).log"
     "$t" >"$log" 2>&1
     [ "$?" = 0 ] || status=1
-    grep -E '^(ok|not ok) - |^    ' "$log"
+    grep -E '^(ok|not ok) - |^    |^figures: ' "$log"
     summary=$(grep -E '^[a-z/ ]+ tests: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
     echo "$summary"
     p=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\1/p')

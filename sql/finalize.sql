@@ -66,11 +66,11 @@ GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject
                           audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
    TO audit_db_gdpr;
 
--- Integrity: writers append through the trigger (which calls audit_chain_lock/store);
--- verification and the digest are for admins and readers.
+-- Integrity: writers append through the trigger, which calls audit_chain_lock/store as
+-- the extension's owner (audit_db 0.5.0: no role holds EXECUTE on them, so no session
+-- can move a chain head except by inserting an event); verification and the digest
+-- are for admins and readers.
 REVOKE ALL ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text)
-   TO audit_db_writer, audit_db_admin, audit_db_gdpr;
 REVOKE ALL ON FUNCTION audit_verify_integrity(timestamptz, timestamptz),
                        audit_integrity_digest(timestamptz), audit_log_integrity_trigger(),
                        audit_log_append_only_trigger() FROM PUBLIC;

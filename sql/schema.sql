@@ -520,6 +520,32 @@ CREATE TABLE audit_partition_config (
 );
 COMMENT ON TABLE audit_partition_config IS
 'Partition upkeep per parent: interval (daily, weekly, monthly), premake periods ahead, retention (NULL = keep all), keep_table (detach and keep instead of drop), auto_create/auto_drop switches, lock_timeout for maintenance, and the last maintenance run.';
+
+-- audit_db 0.5.0: a config row must name a table maintenance can keep, checked when
+-- the row is written rather than reported as a failure by every maintenance run.
+CREATE FUNCTION audit_partition_config_check() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1
+          FROM pg_catalog.pg_partitioned_table pt
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+         WHERE pt.partrelid = NEW.parent AND pt.partstrat = 'r' AND pt.partnatts = 1
+           AND a.atttypid = 'pg_catalog.timestamptz'::pg_catalog.regtype) THEN
+        RAISE EXCEPTION '% is not a table partitioned by range on one timestamptz column', NEW.parent
+              USING ERRCODE = 'wrong_object_type',
+                    DETAIL = 'audit_partition_config names tables that audit_partition_maintenance() keeps.',
+                    HINT = 'Declare the table PARTITION BY RANGE on its timestamptz column, or convert it with audit_convert_to_partitioned().';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_partition_config_check() FROM PUBLIC;
+COMMENT ON FUNCTION audit_partition_config_check() IS
+'BEFORE INSERT OR UPDATE OF parent on audit_partition_config: refuses (42809) a parent that is not partitioned by range on one timestamptz column.';
+CREATE TRIGGER audit_partition_config_check BEFORE INSERT OR UPDATE OF parent ON audit_partition_config
+    FOR EACH ROW EXECUTE FUNCTION audit_partition_config_check();
 -- Its rows for audit_log and error_log are inserted by finalize.sql (not while
 -- pg_restore recreates the extension: the dump brings them).
 

@@ -333,6 +333,9 @@ pub fn rotate_key(old_key_id: &str) -> AuditResult<i64> {
     Ok(done)
 }
 
+/// About 5,475 years: the largest number of days a retention cutoff may go back.
+const MAX_RETENTION_DAYS: i32 = 2_000_000;
+
 pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
     let policies: Vec<(String, String, i32, Option<i32>, Option<i32>)> = Spi::connect(|client| {
         let mut out = Vec::new();
@@ -352,10 +355,31 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
         }
         Ok::<_, pgrx::spi::Error>(out)
     })?;
+    // Every active policy is checked before any row is touched: a zero or negative
+    // number of days would put the cutoff at or after now() and archive (and delete)
+    // every row of its classification.
+    for (name, _, retention_days, archive_after, delete_after) in &policies {
+        for (column, days) in [
+            ("retention_days", Some(*retention_days)),
+            ("archive_after_days", *archive_after),
+            ("delete_after_days", *delete_after),
+        ] {
+            if let Some(d) = days.filter(|d| *d <= 0) {
+                return Err(AuditError::invalid_parameter(format!(
+                    "retention policy \"{name}\": {column} must be positive, got {d}"
+                ))
+                .detail("No policy was applied: every active policy is checked first.")
+                .hint("Fix or deactivate the policy (is_active = 'false') in audit_retention_policy."));
+            }
+        }
+    }
     let mut out = Vec::new();
     let _internal = crate::internal::guard();
     for (name, class, retention_days, archive_after, delete_after) in policies {
-        let archive_days = archive_after.unwrap_or(retention_days);
+        // Beyond MAX_RETENTION_DAYS the cutoff would leave timestamptz's range: such a
+        // policy keeps everything, which is what the cap does.
+        let archive_days = archive_after.unwrap_or(retention_days).min(MAX_RETENTION_DAYS);
+        let delete_after = delete_after.map(|d| d.min(MAX_RETENTION_DAYS));
         let archived = Spi::get_one_with_args::<i64>(
             "WITH u AS (UPDATE audit_log SET archived_at = pg_catalog.now()
                          WHERE data_classification = $1 AND archived_at IS NULL
@@ -418,7 +442,15 @@ fn audit_depseudonymize(pseudonym: Option<&str>) -> Option<String> {
 }
 
 fn principal_arg(principal_id: Option<&str>) -> &str {
-    principal_id.ok_or_else(|| AuditError::null_argument("principal_id")).or_report()
+    let principal = principal_id.ok_or_else(|| AuditError::null_argument("principal_id")).or_report();
+    // '' names no data subject: events without one would all be taken for one.
+    if principal.trim().is_empty() {
+        AuditError::invalid_parameter("principal_id must not be empty")
+            .detail("An empty or blank principal_id names no data subject.")
+            .hint("Pass the principal_id of the data subject, as stored in audit_log.principal_id.")
+            .report();
+    }
+    principal
 }
 
 /// `audit_pseudonymize_subject(principal_id, strategy)`: see README.

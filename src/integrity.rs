@@ -155,14 +155,58 @@ thread_local! {
     static HEADS: std::cell::RefCell<std::collections::HashMap<String, ChainState>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
     /// `audit_chain_lock($1)` and `audit_chain_store($1, $2, $3)`, prepared once per
-    /// backend (per installation of the extension, by its OID).
-    static STMTS: std::cell::RefCell<Option<(pg_sys::Oid, pgrx::spi::OwnedPreparedStatement, pgrx::spi::OwnedPreparedStatement)>> =
-        const { std::cell::RefCell::new(None) };
+    /// backend (per installation of the extension, by its OID),
+    /// and the extension's owner, as whom they run.
+    static STMTS: std::cell::RefCell<Option<Statements>> = const { std::cell::RefCell::new(None) };
     /// Whether this transaction's commit callbacks are registered.
     static REGISTERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Runs `f` with the prepared (lock, store) statements, preparing them if needed.
+struct Statements {
+    ext_oid: pg_sys::Oid,
+    owner: pg_sys::Oid,
+    lock: pgrx::spi::OwnedPreparedStatement,
+    store: pgrx::spi::OwnedPreparedStatement,
+}
+
+/// Restores the user id and security context it saved when dropped (also when a
+/// PostgreSQL error unwinds through it; transaction abort would restore them too).
+struct UserSwitch {
+    user: pg_sys::Oid,
+    context: i32,
+}
+
+impl UserSwitch {
+    /// Runs as `owner` from now until the guard is dropped, the way PostgreSQL runs
+    /// foreign-key checks as the table owner: no SET ROLE, nothing the session can see,
+    /// and a restricted context (no temporary objects, no session state changes).
+    fn to(owner: pg_sys::Oid) -> Self {
+        let mut user = pg_sys::InvalidOid;
+        let mut context: i32 = 0;
+        // SAFETY: reads and sets backend globals; the guard puts them back.
+        unsafe {
+            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+            pg_sys::SetUserIdAndSecContext(
+                owner,
+                context
+                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+            );
+        }
+        UserSwitch { user, context }
+    }
+}
+
+impl Drop for UserSwitch {
+    fn drop(&mut self) {
+        // SAFETY: restores what `to` saved.
+        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
+    }
+}
+
+/// Runs `f` with the prepared (lock, store) statements, preparing them if needed, as
+/// the extension's owner: the chain head functions are executable by nobody else, so
+/// a session cannot move a chain head except by inserting an event.
 fn with_statements<R>(
     f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement, &pgrx::spi::OwnedPreparedStatement) -> AuditResult<R>,
 ) -> AuditResult<R> {
@@ -170,22 +214,29 @@ fn with_statements<R>(
     let ext_oid = unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) };
     STMTS.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(o, _, _)| *o != ext_oid).unwrap_or(true) {
+        if slot.as_ref().map(|s| s.ext_oid != ext_oid).unwrap_or(true) {
             let schema = crate::spi_util::ext_schema()?;
             let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
             let int8 = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
             let lock_sql = format!("SELECT seq, chain_hash FROM {schema}.audit_chain_lock($1)");
             let store_sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
-            let (lock, store) = Spi::connect(|client| {
+            let (owner, lock, store) = Spi::connect(|client| {
+                let owner = client
+                    .select("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'", Some(1), &[])?
+                    .first()
+                    .get_one::<pg_sys::Oid>()?
+                    .ok_or(pgrx::spi::Error::InvalidPosition)?;
                 Ok::<_, pgrx::spi::Error>((
+                    owner,
                     client.prepare_mut(lock_sql.as_str(), &[text])?.keep(),
                     client.prepare_mut(store_sql.as_str(), &[text, int8, text])?.keep(),
                 ))
             })?;
-            *slot = Some((ext_oid, lock, store));
+            *slot = Some(Statements { ext_oid, owner, lock, store });
         }
-        let (_, lock, store) = slot.as_ref().expect("prepared above");
-        f(lock, store)
+        let s = slot.as_ref().expect("prepared above");
+        let _owner = UserSwitch::to(s.owner);
+        f(&s.lock, &s.store)
     })
 }
 
@@ -315,6 +366,13 @@ fn audit_log_integrity_trigger<'a>(
         return Ok(Some(new));
     }
     let row = row_from_tuple(&new).or_report();
+    // An event at +/-infinity would sit in DEFAULT forever, past every retention.
+    if row.timestamp.map(|t| t.is_infinity() || t.is_neg_infinity()).unwrap_or(false) {
+        AuditError::datetime_out_of_range("audit event timestamp must be finite")
+            .detail("audit_log refuses events dated infinity or -infinity.")
+            .hint("Record the time the event happened, for example now().")
+            .report();
+    }
     let ring = signing_ring();
     let key = ring.as_ref().map(|r| r.current());
     let personal = personal_details_keys();

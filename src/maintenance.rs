@@ -5,8 +5,10 @@
 //! subtransaction under the row's `lock_timeout`, so a partition it cannot lock in time
 //! is reported as `skipped` and left for the next run, and one failing partition never
 //! undoes the work done on the others. Creation takes SHARE UPDATE EXCLUSIVE on the
-//! parent (ATTACH PARTITION); the drops, which PostgreSQL can only do under ACCESS
-//! EXCLUSIVE on the parent, run last and together in one statement (see `drop_phase`).
+//! parent (ATTACH PARTITION), and SHARE ROW EXCLUSIVE when a DEFAULT partition exists
+//! (see `create_partition`); the drops, which PostgreSQL can only do under ACCESS
+//! EXCLUSIVE on the parent, run last (see `drop_phase`). A cancel or statement timeout
+//! is never taken for a skipped step: it ends the run.
 
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::partition::{
@@ -71,6 +73,8 @@ fn set_lock_timeout(ms: i64) -> AuditResult<()> {
 
 /// Runs one maintenance pass; see the module documentation.
 pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Step>> {
+    // An infinite reference time is a caller's error, not a per-parent failure.
+    crate::partition::utc_date(at)?;
     if Spi::get_one::<bool>("SELECT pg_catalog.pg_is_in_recovery()")?.unwrap_or(false) {
         return Ok(vec![Step::new(None, "skipped")
             .detail("server is a hot standby; maintenance runs on the primary only")]);
@@ -231,8 +235,8 @@ struct Locked {
 ///    partition on its own, so a reader of one partition alone makes maintenance skip
 ///    only that partition;
 /// 2. all the locked partitions that are to be dropped go in ONE `DROP TABLE`
-///    statement, the only one here that takes ACCESS EXCLUSIVE on the parents (falling
-///    back to one statement per parent if it cannot get a lock in time);
+///    statement (falling back to one statement per parent if it cannot get a lock,
+///    of a DEFAULT partition say, in time);
 /// 3. `keep_table` parents detach theirs, one `DETACH PARTITION` each.
 fn drop_phase(
     live: &[(Parent, PartitionConfig)],
@@ -260,8 +264,10 @@ fn drop_phase(
         }
         // The parent first, as PostgreSQL's DROP and every statement through the parent
         // lock it (parent, then partitions): locking the partitions first would deadlock
-        // with a reader or writer of the parent waiting for one of them.
-        let lock_parent = format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", parent.qualified());
+        // with a reader or writer of the parent waiting for one of them. ONLY: LOCK
+        // TABLE would otherwise lock every partition, and a session busy with one that
+        // is not expired would hold up the drops of all of them.
+        let lock_parent = format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", parent.qualified());
         if let Err(caught) = try_in_subtransaction(|| Spi::run(&lock_parent).map_err(AuditError::from).or_report()) {
             steps.extend(expired.iter().map(|e| failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms)));
             continue;

@@ -208,13 +208,14 @@ pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
 /// EXCLUSIVE on the parent. Returns the number of rows moved out of DEFAULT.
 pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
     // With a DEFAULT partition, rows of the new range may sit in it or arrive in it
-    // while we work. Writers are held off first (SHARE ROW EXCLUSIVE on the parent:
-    // readers are not blocked), then DEFAULT is locked, in the order PostgreSQL's own
+    // while we work. Writers are held off first (SHARE ROW EXCLUSIVE on the parent
+    // alone, ONLY: readers are not blocked, and a session holding one of the other
+    // partitions does not hold us up), then DEFAULT is locked, in the order PostgreSQL's own
     // DDL and every INSERT take them (parent, then partition), so no writer deadlocks
     // with us, none slips a row into DEFAULT between the move and the ATTACH, and none
     // routes a row with a partition map from before the ATTACH.
     if let Some(default_name) = &parent.default_partition {
-        Spi::run(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", parent.qualified()))?;
+        Spi::run(&format!("LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE", parent.qualified()))?;
         Spi::run(&format!(
             "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
             qualified(&parent.schema, default_name)
@@ -355,6 +356,8 @@ pub fn expired_partitions(
     retention: Interval,
     at: Option<TimestampWithTimeZone>,
 ) -> AuditResult<Vec<Expired>> {
+    // 'infinity' would expire every partition, the current and future ones included.
+    utc_date(at)?;
     let positive = Spi::get_one_with_args::<bool>(
         "SELECT $1::interval > interval '0'",
         &[retention.into()],

@@ -39,15 +39,18 @@ SELECT dblink_exec('other', 'COMMIT');
 SELECT parent, action, partition FROM audit_partition_maintenance('2021-03-02 00:00:00+00')
  WHERE parent = 'audit_log'::regclass;
 
--- Inserts into other partitions are not blocked while maintenance creates: the
--- parent only gets SHARE UPDATE EXCLUSIVE. Dropping does need ACCESS EXCLUSIVE on
--- the parent, so the open insert makes the drop of 2020_12 wait for the next run.
+-- An open insert transaction holds the parent (ROW EXCLUSIVE). Creating a partition
+-- next to a DEFAULT one holds writers off for a moment (SHARE ROW EXCLUSIVE), and
+-- dropping needs ACCESS EXCLUSIVE: both wait lock_timeout, are skipped, and the next
+-- run does them.
 SELECT dblink_exec('other', 'BEGIN');
 SELECT dblink_exec('other', $$INSERT INTO audit_log ("timestamp", action, status) VALUES ('2021-03-05', 'concurrent', 'ok')$$);
 SELECT parent, action, partition FROM audit_partition_maintenance('2021-04-02 00:00:00+00')
  WHERE parent = 'audit_log'::regclass;
 SELECT dblink_exec('other', 'COMMIT');
 SELECT tableoid::regclass FROM audit_log WHERE action = 'concurrent';
+SELECT parent, action, partition FROM audit_partition_maintenance('2021-04-02 00:00:00+00')
+ WHERE parent = 'audit_log'::regclass;
 
 -- One run at a time: while another session holds the maintenance lock, a run
 -- returns at once, saying so.

@@ -89,7 +89,8 @@ SELECT version, checksum = encode(sha256(pg_read_binary_file(
            (SELECT setting FROM pg_config() WHERE name = 'SHAREDIR') || '/extension/' ||
            CASE version WHEN '0.1.0' THEN 'audit_db--0.1.0.sql' WHEN '0.2.0' THEN 'audit_db--0.1.0--0.2.0.sql'
                         WHEN '0.3.0' THEN 'audit_db--0.2.0--0.3.0.sql'
-                        WHEN '0.4.0' THEN 'audit_db--0.3.0--0.4.0.sql' END)), 'hex')
+                        WHEN '0.4.0' THEN 'audit_db--0.3.0--0.4.0.sql'
+                        WHEN '0.5.0' THEN 'audit_db--0.4.0--0.5.0.sql' END)), 'hex')
        AS checksum_matches
   FROM audit_migrations();
 -- ------------------------------------------------- 0.2.0, filled, then updated
