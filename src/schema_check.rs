@@ -98,6 +98,16 @@ SELECT 'function', p.oid::regprocedure::text,
 UNION ALL
 SELECT 'function privilege', p.oid::regprocedure::text, coalesce(g.acl, 'none')
   FROM procs p LEFT JOIN fgrants g ON g.oid = p.oid
+UNION ALL
+-- audit_db 0.5.0: triggers (the integrity, append-only and config checks), with
+-- whether they fire; clones on partitions are checked by PARTITION_TRIGGER_SQL.
+SELECT 'trigger', c.relname || '.' || t.tgname,
+       pg_catalog.replace(pg_catalog.pg_get_triggerdef(t.oid),
+                          ' ' || (SELECT pg_catalog.quote_ident(nspname) FROM ext) || '.', ' ')
+       || CASE t.tgenabled WHEN 'O' THEN '; enabled' WHEN 'D' THEN '; disabled'
+                           WHEN 'R' THEN '; enabled on replicas only' ELSE '; enabled always' END
+  FROM rels c JOIN pg_catalog.pg_trigger t ON t.tgrelid = c.oid
+ WHERE NOT t.tgisinternal AND t.tgparentid = 0
 "#;
 
 /// Every partition of an extension parent must carry each of the parent's indexes.
@@ -116,6 +126,27 @@ SELECT 'index', part.relname || ': ' || pi.relname, 'missing'
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits ii
                      JOIN pg_catalog.pg_index cx ON cx.indexrelid = ii.inhrelid
                     WHERE ii.inhparent = pi.oid AND cx.indrelid = part.oid)
+ ORDER BY 2
+"#;
+
+/// Every partition of an extension parent must carry each of the parent's row
+/// triggers, firing as the parent's does (a trigger disabled on one partition would
+/// let rows into it unhashed, or let them be edited).
+const PARTITION_TRIGGER_SQL: &str = r#"
+WITH ext AS (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'audit_db')
+SELECT 'trigger', part.relname || ': ' || pt.tgname,
+       CASE WHEN ct.oid IS NULL THEN 'missing' ELSE 'disabled' END
+  FROM pg_catalog.pg_depend d, ext
+  JOIN pg_catalog.pg_class parent ON true
+  JOIN pg_catalog.pg_inherits inh ON inh.inhparent = parent.oid
+  JOIN pg_catalog.pg_class part ON part.oid = inh.inhrelid
+  JOIN pg_catalog.pg_trigger pt ON pt.tgrelid = parent.oid AND NOT pt.tgisinternal
+                               AND pt.tgparentid = 0 AND (pt.tgtype & 1) = 1
+  LEFT JOIN pg_catalog.pg_trigger ct ON ct.tgrelid = part.oid AND ct.tgparentid = pt.oid
+ WHERE d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.refobjid = ext.oid
+   AND d.deptype = 'e' AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = parent.oid
+   AND parent.relkind = 'p'
+   AND (ct.oid IS NULL OR ct.tgenabled <> pt.tgenabled)
  ORDER BY 2
 "#;
 
@@ -189,6 +220,7 @@ pub fn verify() -> AuditResult<Vec<Entry>> {
     let expected = installed_manifest()?;
     let mut drifts = manifest::diff(&expected, &snapshot()?);
     drifts.extend(triples(PARTITION_INDEX_SQL)?);
+    drifts.extend(triples(PARTITION_TRIGGER_SQL)?);
     Ok(drifts)
 }
 

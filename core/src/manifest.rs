@@ -68,8 +68,12 @@ fn problem(object_type: &str, expected: &str, found: &str) -> String {
 /// that is missing, unexpected or different, sorted by type and name.
 pub fn diff(expected: &[Entry], live: &[Entry]) -> Vec<Drift> {
     let key = |e: &Entry| (e.0.clone(), e.1.clone());
+    // Only the kinds of object the manifest describes: a manifest written before the
+    // snapshot learnt a kind (triggers came in 0.5.0) does not make them unexpected.
+    let kinds: std::collections::BTreeSet<&String> = expected.iter().map(|e| &e.0).collect();
     let exp: BTreeMap<(String, String), &String> = expected.iter().map(|e| (key(e), &e.2)).collect();
-    let got: BTreeMap<(String, String), &String> = live.iter().map(|e| (key(e), &e.2)).collect();
+    let got: BTreeMap<(String, String), &String> =
+        live.iter().filter(|e| kinds.contains(&e.0)).map(|e| (key(e), &e.2)).collect();
     let mut out = Vec::new();
     for ((t, n), d) in &exp {
         match got.get(&(t.clone(), n.clone())) {
@@ -93,6 +97,21 @@ mod tests {
 
     fn e(t: &str, n: &str, d: &str) -> Entry {
         (t.to_string(), n.to_string(), d.to_string())
+    }
+
+    #[test]
+    fn kinds_the_manifest_does_not_describe_are_not_compared() {
+        let manifest = vec![e("table", "t", "table")];
+        let live = vec![e("table", "t", "table"), e("trigger", "t.x", "CREATE TRIGGER x")];
+        assert!(diff(&manifest, &live).is_empty());
+        let manifest = vec![e("table", "t", "table"), e("trigger", "t.x", "CREATE TRIGGER x; enabled")];
+        let live = vec![e("table", "t", "table"), e("trigger", "t.x", "CREATE TRIGGER x; disabled")];
+        assert_eq!(diff(&manifest, &live).len(), 1);
+        assert_eq!(diff(&manifest, &[e("table", "t", "table")]), vec![(
+            "trigger".to_string(),
+            "t.x".to_string(),
+            "missing".to_string()
+        )]);
     }
 
     #[test]

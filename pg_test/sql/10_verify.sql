@@ -25,6 +25,14 @@ SELECT count(*) FILTER (WHERE object_name = 'audit_log_only_idx' AND problem = '
          = (SELECT count(*) FROM audit_partitions('audit_log')) AS one_row_per_partition
   FROM audit_verify_schema();
 ROLLBACK;
+-- Triggers (0.5.0): a disabled or dropped integrity trigger is drift, on the parent and
+-- on any one partition.
+BEGIN;
+ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only;
+DROP TRIGGER audit_log_no_truncate ON audit_log;
+ALTER TABLE audit_log_default DISABLE TRIGGER audit_log_integrity;
+SELECT * FROM audit_verify_schema();
+ROLLBACK;
 -- The privilege to run it.
 CREATE ROLE regress_verify_nobody;
 SET ROLE regress_verify_nobody;
