@@ -122,7 +122,33 @@ SELECT * FROM dblink(:'conn' || 'audit_upgrade_fresh', $$
 SELECT (SELECT count(*) FROM (SELECT * FROM cat EXCEPT SELECT * FROM fresh) a) AS only_after_upgrade,
        (SELECT count(*) FROM (SELECT * FROM fresh EXCEPT SELECT * FROM cat) b) AS only_in_fresh_install,
        (SELECT count(*) FROM cat) = (SELECT count(*) FROM fresh) AS same_size;
+-- ------------------------------------- 0.4.0 -> 0.5.0: chain heads owner-only
+CREATE DATABASE audit_upgrade_040;
+\c audit_upgrade_040
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db VERSION '0.4.0';
+RESET client_min_messages;
+CREATE ROLE regress_up_writer IN ROLE audit_db_writer;
+SELECT has_function_privilege('regress_up_writer', 'audit_chain_store(text,bigint,text)', 'EXECUTE') AS writer_may_move_heads;
+INSERT INTO audit_partition_config (parent) VALUES ('audit_integrity_log');
+DELETE FROM audit_partition_config WHERE parent = 'audit_integrity_log'::regclass;
+ALTER EXTENSION audit_db UPDATE TO '0.5.0';
+SELECT has_function_privilege('regress_up_writer', 'audit_chain_store(text,bigint,text)', 'EXECUTE') AS writer_may_move_heads;
+SET ROLE regress_up_writer;
+INSERT INTO audit_log ("timestamp", organization_id, action, status)
+SELECT now(), 'org-up', 'u040', 'ok' FROM generate_series(1, 3);
+SELECT audit_chain_store('org-up', 100, repeat('0', 64));
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT chain_key, seq FROM audit_chain_head WHERE chain_key = 'org-up';
+SELECT checked, hash_mismatches, chain_breaks FROM audit_verify_integrity();
+INSERT INTO audit_partition_config (parent) VALUES ('audit_integrity_log');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM audit_verify_schema();
+SELECT version, name FROM audit_migrations() WHERE version = '0.5.0';
+DROP ROLE regress_up_writer;
 \c audit_regress
+DROP DATABASE audit_upgrade_040;
 DROP DATABASE audit_upgrade_fresh;
 DROP DATABASE audit_upgrade_010;
 DROP DATABASE audit_upgrade_020;
