@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load: 4 writers (one pgbench each) insert audit events for AUDIT_DB_LOAD_SECONDS
+# Load: 4 writers (one pgbench each, as a member of audit_db_writer) insert audit events for AUDIT_DB_LOAD_SECONDS
 # (default 60) with timestamps over the past 6, the current and the next 6 months,
 # while one session runs partition maintenance in a loop (creating partitions, moving
 # rows out of DEFAULT, dropping expired ones) and another pseudonymizes subjects.
@@ -11,8 +11,14 @@ cd "$(dirname "$0")/.."
 source pg_test/lib.sh
 seconds=${AUDIT_DB_LOAD_SECONDS:-60}
 start_cluster "${AUDIT_DB_LOAD_DIR:-/tmp/audit_db_loadtest}" "${AUDIT_DB_LOAD_PORT:-55438}"
-psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At -v ON_ERROR_STOP=1 "$@" 2>&1; }
+psql_as() { local role=$1; shift; "$bindir/psql" -h "$dir/sock" -p "$port" -U "$role" -d postgres -X -q -At -v ON_ERROR_STOP=1 "$@" 2>&1; }
+psql() { psql_as postgres "$@"; }
 psql -c "CREATE EXTENSION audit_db" >/dev/null
+# Each loop runs as a login in the role made for it, as in production: writers insert
+# through the integrity trigger without any privilege on the chain heads.
+psql -c "CREATE ROLE load_writer LOGIN IN ROLE audit_db_writer" \
+     -c "CREATE ROLE load_admin LOGIN IN ROLE audit_db_admin" \
+     -c "CREATE ROLE load_gdpr LOGIN IN ROLE audit_db_gdpr" >/dev/null
 # Expired partitions are those older than 10 years; the writers never go near them.
 psql -c "UPDATE audit_partition_config SET retention = interval '10 years' WHERE parent = 'audit_log'::regclass" >/dev/null
 
@@ -27,7 +33,7 @@ chmod 644 "$dir/writer.sql"
 
 pids=()
 for w in 1 2 3 4; do
-    "$bindir/pgbench" -h "$dir/sock" -p "$port" -U postgres -n -M prepared -c 1 -T "$seconds" -D w="$w" \
+    "$bindir/pgbench" -h "$dir/sock" -p "$port" -U load_writer -n -M prepared -c 1 -T "$seconds" -D w="$w" \
         -f "$dir/writer.sql" postgres >"$dir/writer$w.log" 2>&1 &
     pids+=($!)
 done
@@ -42,7 +48,7 @@ writers_running() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return
     while writers_running; do
         rounds=$((rounds + 1))
         old=$(printf '%04d-%02d-01' $((2001 + RANDOM % 12)) $((1 + RANDOM % 12)))
-        out=$(psql -c "UPDATE audit_partition_config SET premake = $((2 + rounds % 7)) WHERE parent = 'audit_log'::regclass" \
+        out=$(psql_as load_admin -c "UPDATE audit_partition_config SET premake = $((2 + rounds % 7)) WHERE parent = 'audit_log'::regclass" \
                    -c "SELECT 'created ' || count(*) FROM audit_create_partitions('audit_log', 0, '$old')" \
                    -c "SELECT 'created ' || count(*) FROM audit_create_partitions('audit_log', 0, now() - make_interval(months => $((1 + RANDOM % 6))))" \
                    -c "SELECT action || ' ' || count(*) FROM audit_partition_maintenance() GROUP BY action")
@@ -61,7 +67,7 @@ maint=$!
     while writers_running; do
         s=$((1 + calls % 6))
         calls=$((calls + 1))
-        out=$(psql -c "SELECT audit_pseudonymize_subject('subject-$s', 'hash')")
+        out=$(psql_as load_gdpr -c "SELECT audit_pseudonymize_subject('subject-$s', 'hash')")
         if [ $? != 0 ]; then errors=$((errors + 1)); echo "$out" >>"$dir/pseudonymize.err"; continue; fi
         rows=$((rows + out))
     done
