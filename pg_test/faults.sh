@@ -13,7 +13,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source pg_test/lib.sh
 start_cluster "${AUDIT_DB_FAULT_DIR:-/tmp/audit_db_faulttest}" "${AUDIT_DB_FAULT_PORT:-55439}"
-psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At "$@" 2>&1; }
 faults=0
 
 run_bg() { # app_name sql: runs sql in the background as application_name, output in $dir/app.out

@@ -7,7 +7,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 source pg_test/lib.sh
 start_cluster "${AUDIT_DB_INTEGRITY_DIR:-/tmp/audit_db_integritytest}" "${AUDIT_DB_INTEGRITY_PORT:-55437}"
-psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At "$@" 2>&1; }
 psql -c "CREATE EXTENSION audit_db" >/dev/null
 cat > "$dir/three_orgs.sql" <<'SQL'
 \set org random(1, 3)

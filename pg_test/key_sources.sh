@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 source pg_test/lib.sh
 start_cluster "${AUDIT_DB_KEYS_DIR:-/tmp/audit_db_keytest}" "${AUDIT_DB_KEYS_PORT:-55436}" "audit_db.key_file = ''" \
     "audit_db.key_command = 'cat ${AUDIT_DB_KEYS_DIR:-/tmp/audit_db_keytest}/audit_db.keys'"
-psql() { "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At "$@" 2>&1; }
 psql -c "CREATE EXTENSION audit_db" >/dev/null
 known=pseudo-35aa47d4c7a84b7a84f2ad0f3f22b8f9946671f6db9437ddb688c4a247133f4a
 check "audit_db.key_command supplies the key (known answer for test-1)" "$known" \

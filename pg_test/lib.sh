@@ -1,7 +1,8 @@
-# Shared by the cluster-level test scripts (dump_restore.sh, key_sources.sh,
-# integrity_cluster.sh): a throwaway cluster, ok/not ok lines and a summary line.
+# Shared by the cluster-level test scripts (dump_restore.sh, key_sources.sh, load.sh,
+# faults.sh, integrity_cluster.sh): a throwaway cluster, ok/not ok lines and a summary line.
 #   source pg_test/lib.sh; start_cluster DIR PORT [postgresql.conf line ...]
-#   check NAME EXPECTED ACTUAL; ...; finish "what tests"
+#   psql -c SQL (as postgres, -At, stderr inline); check NAME EXPECTED ACTUAL; ...;
+#   finish "what tests"
 bindir=$(/usr/bin/pg_config --bindir)
 passed=0
 failed=0
@@ -12,6 +13,10 @@ start_cluster() { # dir port [conf lines]: sets $dir and $port, stops the cluste
     shift 2
     scripts/cluster.sh start "$dir" "$port" "$@" >/dev/null || exit 1
     trap 'scripts/cluster.sh stop "$dir"' EXIT
+}
+
+psql() { # psql as postgres into the cluster of start_cluster, unaligned, errors inline
+    "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -At "$@" 2>&1
 }
 
 check() { # name, expected, actual
