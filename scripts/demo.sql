@@ -40,5 +40,12 @@ SELECT strategy, key_id, left(original_id, 24) || '...' AS original_id_is_cipher
 \echo '== tamper evidence: every event hashed, signed, chained; the trail verifies'
 SELECT id, action, left(hash, 16) AS hash, left(signature, 16) AS signature, chain_seq FROM audit_log ORDER BY id LIMIT 3;
 SELECT * FROM audit_verify_integrity();
-\echo '== and it is append-only, even for a superuser'
-UPDATE audit_log SET status = 'tampered';
+\echo '== and it is append-only, even for a superuser: the UPDATE is refused (shown, not fatal)'
+DO $$
+BEGIN
+    UPDATE audit_log SET status = 'tampered';
+    RAISE EXCEPTION 'audit_log accepted an UPDATE';
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'refused as expected: % (SQLSTATE %)', SQLERRM, SQLSTATE;
+END
+$$;
