@@ -66,21 +66,21 @@ GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject
                           audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
    TO audit_db_gdpr;
 
--- Integrity: writers append through the trigger, which calls audit_chain_lock/store as
--- the extension's owner (audit_db 0.5.0: no role holds EXECUTE on them, so no session
--- can move a chain head except by inserting an event); verification and the digest
--- are for admins and readers.
-REVOKE ALL ON FUNCTION audit_chain_lock(text), audit_chain_store(text, bigint, text) FROM PUBLIC;
+-- Integrity (0.6.0): writers append through the trigger, which touches no table;
+-- sealing is for admins (and the sealer worker); verification and the digest are
+-- for admins and readers.
 REVOKE ALL ON FUNCTION audit_verify_integrity(timestamptz, timestamptz),
-                       audit_integrity_digest(timestamptz), audit_log_integrity_trigger(),
-                       audit_log_append_only_trigger() FROM PUBLIC;
+                       audit_integrity_digest(timestamptz), audit_log_seal_trigger(),
+                       audit_log_append_only_trigger(), audit_seal(integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
    TO audit_db_admin, audit_db_reader;
-GRANT SELECT ON audit_chain_head, audit_chain_retired TO audit_db_reader, audit_db_admin;
+GRANT EXECUTE ON FUNCTION audit_seal(integer) TO audit_db_admin;
+GRANT SELECT ON audit_chain_head, audit_chain_retired, audit_seal_block, audit_seal_retired
+   TO audit_db_reader, audit_db_admin;
 
 -- ----------------------------------------------------------- integrity triggers
 CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION audit_log_integrity_trigger();
+    FOR EACH ROW EXECUTE FUNCTION audit_log_seal_trigger();
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only_trigger();
 CREATE FUNCTION audit_log_no_truncate() RETURNS trigger
@@ -138,20 +138,18 @@ COMMENT ON FUNCTION audit_apply_retention_policies() IS
 COMMENT ON FUNCTION audit_rotate_pseudonym_key(text) IS
 'Re-encrypts every mapping row made under old_key_id with the current (last) key of audit_db.key_file and recomputes its blind index; returns the rows rotated.';
 
-COMMENT ON FUNCTION audit_chain_lock(text) IS
-'Internal to the audit_log_integrity trigger: locks an organization''s chain head until commit and returns it.';
-COMMENT ON FUNCTION audit_chain_store(text, bigint, text) IS
-'Internal to the audit_log_integrity trigger: writes an organization''s chain head back before commit.';
-COMMENT ON FUNCTION audit_log_integrity_trigger() IS
-'BEFORE INSERT on audit_log: recomputes hash (audit_db.event.v1 canonical encoding, SHA-256), signs it (HMAC-SHA256 under the integrity key of audit_db.key_file; NULL without a key) and links it into its organization''s chain.';
+COMMENT ON FUNCTION audit_log_seal_trigger() IS
+'BEFORE INSERT on audit_log: computes row_hash (audit_db.event.v2 canonical encoding, SHA-256; the application''s hash and hash_algorithm are kept as written and covered), signs it (HMAC-SHA256 under the integrity key of audit_db.key_file; NULL without a key) and tags the row with the open seal epoch. Takes no lock and touches no table.';
 COMMENT ON FUNCTION audit_log_append_only_trigger() IS
 'BEFORE UPDATE OR DELETE on audit_log: refuses (42501) every change except those made by audit_db''s own retention and GDPR functions.';
 COMMENT ON FUNCTION audit_log_no_truncate() IS
 'BEFORE TRUNCATE on audit_log: refused (42501).';
 COMMENT ON FUNCTION audit_verify_integrity(timestamptz, timestamptz) IS
-'Recomputes hash, signature and chain of every audit_log row in the range; counts mismatches and chain breaks (edited, deleted, forged or reordered rows), returns the first bad id and records the run in audit_integrity_log.';
+'Recomputes row hash and signature of every audit_log row in the range with the insert trigger''s code; over the whole range also checks every sealed block (chain, signature, row count and sum, retired rows) and the chains of rows written before 0.6.0. chain_breaks counts broken or mismatched blocks and chain links (deleted, added or moved rows); returns the first bad id, unsealed and legacy counts, and records the run in audit_integrity_log (not on a standby).';
 COMMENT ON FUNCTION audit_integrity_digest(timestamptz) IS
-'Chain heads and row counts up to a time, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
+'The newest sealed block up to a time (epoch, block hash, rows), block and retired counts, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
+COMMENT ON FUNCTION audit_seal(integer) IS
+'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby; one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
 
 -- ------------------------------------------------------- pg_dump support
 -- Extension member tables are not dumped unless registered: every table that holds
@@ -284,7 +282,10 @@ BEGIN
                 -- The integrity columns (0.4.0) are new: empty on the adopted history.
                 EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS signature text,
                                            ADD COLUMN IF NOT EXISTS chain_seq bigint,
-                                           ADD COLUMN IF NOT EXISTS chain_hash varchar(64)', old);
+                                           ADD COLUMN IF NOT EXISTS chain_hash varchar(64),
+                                           ADD COLUMN IF NOT EXISTS row_hash varchar(64),
+                                           ADD COLUMN IF NOT EXISTS seal_epoch bigint,
+                                           ADD COLUMN IF NOT EXISTS personal_keys text[]', old);
             END IF;
             IF t IN ('audit_log', 'error_log')
                AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = old) = 'r' THEN

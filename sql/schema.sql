@@ -467,34 +467,43 @@ CREATE TABLE audit_chain_retired (
 COMMENT ON TABLE audit_chain_retired IS
 'Chain runs whose audit_log rows were removed by retention or erasure, with the last chain hash of each run, so the chain still verifies across them.';
 
--- The integrity trigger keeps each chain's head in backend memory for the rest of the
--- transaction after locking it here once, and writes it back once before commit
--- (audit_chain_store): a bulk load into one organization then costs one head update,
--- not one per row.
-CREATE FUNCTION audit_chain_lock(p_chain_key text, OUT seq bigint, OUT chain_hash text)
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = @extschema@, pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    SELECT h.seq, h.hash INTO seq, chain_hash FROM @extschema@.audit_chain_head h
-     WHERE h.chain_key = p_chain_key FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO @extschema@.audit_chain_head (chain_key, seq, hash)
-        VALUES (p_chain_key, 0, repeat('0', 64)) ON CONFLICT (chain_key) DO NOTHING;
-        SELECT h.seq, h.hash INTO seq, chain_hash FROM @extschema@.audit_chain_head h
-         WHERE h.chain_key = p_chain_key FOR UPDATE;
-    END IF;
-END
-$fn$;
+-- audit_db 0.6.0: tamper evidence without shared state on the insert path. The
+-- trigger audit_log_integrity (finalize.sql, function audit_log_seal_trigger) writes
+-- row_hash (audit_db.event.v2), signature and seal_epoch, and personal_keys (the
+-- details keys that were personal when the row was written); the application's own
+-- hash and hash_algorithm are kept as written. The sealer writes one signed block per
+-- epoch. Rows of 0.4.0/0.5.0 keep their chain_seq / chain_hash and are verified
+-- through audit_chain_head / audit_chain_retired, which no longer move.
+ALTER TABLE audit_log
+    ADD COLUMN row_hash varchar(64),
+    ADD COLUMN seal_epoch bigint,
+    ADD COLUMN personal_keys text[];
+CREATE INDEX audit_log_seal_epoch_idx ON audit_log USING btree (seal_epoch);
 
-CREATE FUNCTION audit_chain_store(p_chain_key text, p_seq bigint, p_hash text) RETURNS void
-LANGUAGE sql SECURITY DEFINER
-SET search_path = @extschema@, pg_catalog, pg_temp
-AS $fn$
-    UPDATE @extschema@.audit_chain_head SET seq = p_seq, hash = p_hash, updated_at = now()
-     WHERE chain_key = p_chain_key AND seq < p_seq
-$fn$;
+CREATE TABLE audit_seal_block (
+    epoch bigint PRIMARY KEY,
+    rows bigint NOT NULL,
+    sum text NOT NULL,
+    prev_hash varchar(64) NOT NULL,
+    block_hash varchar(64) NOT NULL,
+    signature text,
+    legacy_heads jsonb,
+    sealed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE audit_seal_block IS
+'One signed block per sealed epoch of audit_log: row count, MSet-Add-Hash sum of the rows'' signatures, hash chained to the previous block. legacy_heads (epoch 0 only) ties the chain to the per-organization chains written before 0.6.0.';
 
+CREATE TABLE audit_seal_retired (
+    id bigserial PRIMARY KEY,
+    epoch bigint NOT NULL,
+    rows bigint NOT NULL,
+    sum text NOT NULL,
+    reason text NOT NULL,
+    retired_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX audit_seal_retired_epoch_idx ON audit_seal_retired USING btree (epoch);
+COMMENT ON TABLE audit_seal_retired IS
+'Rows that left audit_log through audit_db (retention, erasure, dropped or detached partitions), per epoch: count and sum, so present + retired = sealed still holds for each block.';
 
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.

@@ -116,6 +116,16 @@ impl AuditError {
         )
     }
 
+    /// 0A000: something PostgreSQL allows that audit_db cannot support safely.
+    pub fn feature_not_supported(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, message)
+    }
+
+    /// 25006: a write attempted on a hot standby.
+    pub fn read_only_transaction(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION, message)
+    }
+
     /// XX000: an SPI call failed in a way that is a bug of ours, not of the input.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message)

@@ -265,12 +265,14 @@ pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)
         ),
         "erasure (audit_delete_subject)",
     )?;
-    let deleted = Spi::get_one_with_args::<i64>(
-        "WITH d AS (DELETE FROM audit_log WHERE principal_id = $1 AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
-         SELECT pg_catalog.count(*) FROM d",
-        &[principal.into(), preserve.into(), actions.clone().into()],
-    )?
-    .unwrap_or(0);
+    let deleted = crate::seal::retiring("erasure (audit_delete_subject)", || {
+        Ok(Spi::get_one_with_args::<i64>(
+            "WITH d AS (DELETE FROM audit_log WHERE principal_id = $1 AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
+             SELECT pg_catalog.count(*) FROM d",
+            &[principal.into(), preserve.into(), actions.clone().into()],
+        )?
+        .unwrap_or(0))
+    })?;
     let preserved = if preserve {
         Spi::get_one_with_args::<i64>(
             "WITH u AS (UPDATE audit_log SET principal_id = $2,
@@ -401,15 +403,17 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
             )?;
         }
         let deleted = match delete_after {
-            Some(days) => Spi::get_one_with_args::<i64>(
-                "WITH d AS (DELETE FROM audit_log
-                             WHERE data_classification = $1 AND archived_at IS NOT NULL
-                               AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
-                            RETURNING 1)
-                 SELECT pg_catalog.count(*) FROM d",
-                &[class.as_str().into(), days.into()],
-            )?
-            .unwrap_or(0),
+            Some(days) => crate::seal::retiring(&format!("retention policy {name}"), || {
+                Ok(Spi::get_one_with_args::<i64>(
+                    "WITH d AS (DELETE FROM audit_log
+                                 WHERE data_classification = $1 AND archived_at IS NOT NULL
+                                   AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
+                                RETURNING 1)
+                     SELECT pg_catalog.count(*) FROM d",
+                    &[class.as_str().into(), days.into()],
+                )?
+                .unwrap_or(0))
+            })?,
             None => 0,
         };
         out.push((name, archived, deleted));

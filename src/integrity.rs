@@ -171,7 +171,7 @@ struct Statements {
 
 /// Restores the user id and security context it saved when dropped (also when a
 /// PostgreSQL error unwinds through it; transaction abort would restore them too).
-struct UserSwitch {
+pub struct UserSwitch {
     user: pg_sys::Oid,
     context: i32,
 }
@@ -180,7 +180,7 @@ impl UserSwitch {
     /// Runs as `owner` from now until the guard is dropped, the way PostgreSQL runs
     /// foreign-key checks as the table owner: no SET ROLE, nothing the session can see,
     /// and a restricted context (no temporary objects, no session state changes).
-    fn to(owner: pg_sys::Oid) -> Self {
+    pub fn to(owner: pg_sys::Oid) -> Self {
         let mut user = pg_sys::InvalidOid;
         let mut context: i32 = 0;
         // SAFETY: reads and sets backend globals; the guard puts them back.
@@ -345,8 +345,9 @@ fn restoring() -> bool {
     }
 }
 
-/// BEFORE INSERT on audit_log (cloned to every partition): hash, signature, chain.
-#[pg_trigger]
+/// BEFORE INSERT on audit_log in versions 0.4.0 and 0.5.0 (their frozen scripts still
+/// name this symbol): hash, signature, chain. 0.6.0 uses `seal::audit_log_seal_trigger`.
+#[pg_trigger(sql = false)]
 fn audit_log_integrity_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
@@ -399,6 +400,13 @@ fn audit_log_append_only_trigger<'a>(
             .hint("Use audit_pseudonymize_subject(), audit_delete_subject() or audit_apply_retention_policies().")
             .report();
     }
+    if let (None, Some(old)) = (trigger.new(), trigger.old()) {
+        // 0.6.0 columns; absent on older schemas (then nothing to note).
+        let epoch = old.get_by_name::<i64>("seal_epoch").ok().flatten();
+        let hash = old.get_by_name::<String>("row_hash").ok().flatten();
+        let signature = old.get_by_name::<String>("signature").ok().flatten();
+        crate::seal::note_deleted(epoch, hash.as_deref(), signature.as_deref());
+    }
     Ok(trigger.new().or_else(|| trigger.old()))
 }
 
@@ -436,24 +444,25 @@ pub fn retire(rows_sql: &str, reason: &str) -> AuditResult<(i64, i64)> {
     .map_err(AuditError::from)
 }
 
-/// Before a partition of audit_log is dropped or detached: retire its rows and write
-/// a sealed checkpoint (range, rows, last chain hash per organization) to
-/// audit_integrity_log. A no-op for other parents.
+/// Before a partition of audit_log is dropped or detached: retire its rows (legacy
+/// chain links and 0.6.0 epochs) and write a checkpoint (range, rows, last chain hash
+/// per organization) to audit_integrity_log. A no-op for other parents. The partition
+/// is bound as a regclass parameter, its name quoted only as an identifier.
 pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResult<()> {
     let ext = crate::spi_util::ext_schema()?;
     let part = crate::spi_util::qualified(schema, name);
-    let is_audit_log = Spi::get_one::<bool>(&format!(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits
-                         WHERE inhrelid = '{part}'::regclass AND inhparent = '{ext}.audit_log'::regclass)"
-    ))?
-    .unwrap_or(false);
-    if !is_audit_log {
-        return Ok(());
-    }
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
+        "SELECT (SELECT h.inhrelid FROM pg_catalog.pg_inherits h
+                  WHERE h.inhrelid = pg_catalog.to_regclass($1) AND h.inhparent = pg_catalog.to_regclass($2))",
+        &[part.as_str().into(), format!("{ext}.audit_log").into()],
+    )?;
+    let Some(oid) = oid else { return Ok(()) };
     let (rows, runs) = retire(
         &format!("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM {part}"),
         &format!("partition {name} {action}"),
     )?;
+    let sealed_rows = crate::seal::retire_partition(oid, &format!("partition {name} {action}"))?;
+    let regclass = crate::regclass::Regclass(oid);
     Spi::run_with_args(
         &format!(
             "INSERT INTO {ext}.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
@@ -461,9 +470,10 @@ pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResu
              SELECT 0, pg_catalog.now(), 'CHECKPOINT',
                     pg_catalog.jsonb_build_object(
                         'kind', 'partition ' || $2, 'partition', $1::text, 'rows', $3::int8, 'runs', $4::int8,
+                        'sealed_rows', $6::int8,
                         'range', (SELECT pg_catalog.jsonb_build_object('from', p.range_from, 'to', p.range_to)
-                                    FROM {ext}.audit_partitions('{ext}.audit_log') p
-                                   WHERE p.partition = '{part}'::regclass),
+                                    FROM {ext}.audit_partitions(pg_catalog.to_regclass($7)) p
+                                   WHERE p.partition = $5),
                         'chains', (SELECT coalesce(pg_catalog.jsonb_object_agg(k, pg_catalog.jsonb_build_object(
                                               'last_seq', s, 'last_chain_hash', h, 'rows', n)), '{{}}'::jsonb)
                                      FROM (SELECT coalesce(organization_id, '') AS k, pg_catalog.max(chain_seq) AS s,
@@ -472,7 +482,8 @@ pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResu
                                              FROM {part} WHERE chain_seq IS NOT NULL GROUP BY 1) c)),
                     session_user, NULL"
         ),
-        &[name.into(), action.into(), rows.into(), runs.into()],
+        &[name.into(), action.into(), rows.into(), runs.into(), regclass.into(), sealed_rows.into(),
+          format!("{ext}.audit_log").into()],
     )?;
     Ok(())
 }
@@ -578,7 +589,13 @@ const ROW_COLUMNS: &str = "id, \"timestamp\", ttl, principal_id, organization_id
     target_resource_id, status, outcome_description, event_version, correlation_id, data_classification,
     retention_policy, processing_latency, details, hash, signature, chain_seq, chain_hash";
 
-pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<Report> {
+/// Rows written before 0.6.0 (no `seal_epoch`): their per-organization chains.
+pub fn verify_legacy(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<Report> {
+    verify(from, to, true)
+}
+
+/// The 0.4.0/0.5.0 check; `legacy_only` leaves out 0.6.0 rows (they have no chain).
+pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<Report> {
     let ext = crate::spi_util::ext_schema()?;
     let ring = signing_ring();
     let ring_ref = ring.as_deref();
@@ -627,7 +644,8 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
     let unchained = Spi::get_one_with_args::<i64>(
         &format!(
             "SELECT pg_catalog.count(*) FROM {ext}.audit_log
-              WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL"
+              WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL{}",
+            if legacy_only { " AND seal_epoch IS NULL" } else { "" }
         ),
         &[from.into(), to.into()],
     )?
@@ -755,8 +773,9 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
     Ok(report)
 }
 
-/// `audit_verify_integrity(from_ts, to_ts)`: see README.
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
+/// `audit_verify_integrity(from_ts, to_ts)` of 0.4.0 and 0.5.0 (frozen scripts name
+/// this symbol); 0.6.0's is `verify::audit_verify_integrity_v2`.
+#[pg_extern(volatile, parallel_unsafe, security_definer, sql = false)]
 #[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_verify_integrity(
     from_ts: default!(Option<TimestampWithTimeZone>, "'-infinity'"),
@@ -773,7 +792,7 @@ fn audit_verify_integrity(
 > {
     let from = from_ts.ok_or_else(|| AuditError::null_argument("from_ts")).or_report();
     let to = to_ts.ok_or_else(|| AuditError::null_argument("to_ts")).or_report();
-    let r = verify(from, to).or_report();
+    let r = verify(from, to, false).or_report();
     let failed = r.hash_mismatches + r.signature_mismatches + r.chain_breaks > 0;
     Spi::run_with_args(
         "INSERT INTO audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
@@ -808,8 +827,8 @@ fn audit_verify_integrity(
     TableIterator::once((r.checked, r.hash_mismatches, r.signature_mismatches, r.chain_breaks, r.first_bad_id))
 }
 
-/// `audit_integrity_digest(upto)`: see README.
-#[pg_extern(stable, parallel_safe, security_definer)]
+/// `audit_integrity_digest(upto)` of 0.4.0 and 0.5.0 (frozen scripts name this symbol).
+#[pg_extern(stable, parallel_safe, security_definer, sql = false)]
 #[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_integrity_digest(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
     let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();

@@ -17,7 +17,10 @@ pub mod maintenance;
 pub mod partition;
 pub mod regclass;
 pub mod schema_check;
+pub mod seal;
+pub mod sealer;
 pub mod spi_util;
+pub mod verify;
 pub mod subxact;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -27,6 +30,11 @@ pub mod subxact;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     keys::register_gucs();
+    sealer::register_gucs();
+    // SAFETY: reads a postmaster global.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        seal::init_preloaded();
+    }
 }
 
 // Tables, indexes, roles and SQL helpers come first: function defaults such as

@@ -17,6 +17,7 @@ const MANIFESTS: &[(&str, &str)] = &[
     ("0.3.0", include_str!("../sql/manifest/audit_db--0.3.0.tsv")),
     ("0.4.0", include_str!("../sql/manifest/audit_db--0.4.0.tsv")),
     ("0.5.0", include_str!("../sql/manifest/audit_db--0.5.0.tsv")),
+    ("0.6.0", include_str!("../sql/manifest/audit_db--0.6.0.tsv")),
 ];
 
 /// Runs with `search_path` = the extension's schema, so names come out unqualified;

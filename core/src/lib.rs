@@ -10,3 +10,4 @@ pub mod integrity;
 pub mod manifest;
 pub mod partition;
 pub mod pseudonym;
+pub mod seal;

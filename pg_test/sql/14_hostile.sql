@@ -229,7 +229,7 @@ SELECT hostile_unchanged() AS unchanged_after_rejected_rows;
 INSERT INTO audit_log ("timestamp", organization_id, principal_id, action, status, details)
 VALUES (now(), 'org"; DROP TABLE x; --', 'hostile-subject', 'hostile.big', 'ok',
         jsonb_build_object('blob', repeat('x', 1048576), 'quote', E'\'";\\'));
-SELECT length(details ->> 'blob') AS blob_length, hash ~ '^[0-9a-f]{64}$' AS hashed, chain_seq
+SELECT length(details ->> 'blob') AS blob_length, row_hash ~ '^[0-9a-f]{64}$' AS hashed, seal_epoch > 0 AS tagged
   FROM audit_log WHERE action = 'hostile.big';
 SELECT checked, hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity();
 -- Retention policies with hostile values: zero or negative days are refused before

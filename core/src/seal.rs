@@ -1,0 +1,399 @@
+//! Tamper evidence, version 2 (audit_db 0.6.0): rows hashed and signed one by one with
+//! no shared state, then sealed in batches ("epochs") into a signed chain of blocks.
+//!
+//! ```text
+//! row_hash  = lowercase hex SHA-256(encoding), encoding = "audit_db.event.v2\n" ||
+//!             for each field of FIELDS_V2, in order: name "=" value "\n"
+//!             (values as in audit_db.event.v1; `details` is PostgreSQL's jsonb text
+//!             of the details with the pseudonymization markers removed and the
+//!             personal keys' string values replaced by their references; NULL
+//!             details count as {}; personal_keys is a JSON array of the details keys
+//!             that were personal when the row was written, sorted, or ~)
+//! signature = key_id ":" hex HMAC-SHA256(k_sign, row_hash)          (NULL without key)
+//! element   = the 32 signature bytes (or SHA-256(row_hash) for an unsigned row),
+//!             read as four big-endian u64 limbs
+//! block     = per sealed epoch: rows = count, sum = element sum, limb by limb mod 2^64
+//!             (MSet-Add-Hash over a keyed PRF: Clarke et al. 2003), and
+//!             block_hash = SHA-256("audit_db.block.v2\nepoch=E\nrows=N\nsum=S\nprev=P\n"),
+//!             P = block_hash of the previous block (or of the anchor), signed like a row.
+//! ```
+//!
+//! Rows that leave legitimately (retention, erasure) are subtracted into a retirement
+//! record of their epoch, so `present + retired = sealed` still holds for each block.
+
+use crate::crypto::RootKey;
+use crate::integrity::{json_string, sha256_hex, sign, Field};
+use crate::pseudonym::{hash_pseudonym, passes_through};
+use serde_json::Value;
+
+pub const ENCODING_V2: &str = "audit_db.event.v2";
+pub const BLOCK_ENCODING: &str = "audit_db.block.v2";
+/// `hash_algorithm`-style name of the server's row hash, for documentation and digests.
+pub const ROW_HASH_ALGORITHM: &str = "audit_db.event.v2/SHA-256";
+/// The details keys pseudonymization adds; never part of the hash.
+pub use crate::integrity::MARKER_KEYS;
+
+/// An audit_log row as the hash sees it (borrowed: no copies on the insert path).
+#[derive(Debug, Default, Clone)]
+pub struct EventV2<'a> {
+    pub id: Option<i64>,
+    /// Microseconds since the Unix epoch (None = NULL; infinities are refused on insert).
+    pub timestamp_us: Option<i64>,
+    pub ttl: Option<&'a str>,
+    pub principal_id: Option<&'a str>,
+    pub organization_id: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub target_resource_type: Option<&'a str>,
+    pub target_resource_id: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub outcome_description: Option<&'a str>,
+    pub hash: Option<&'a str>,
+    pub hash_algorithm: Option<&'a str>,
+    pub event_version: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
+    pub data_classification: Option<&'a str>,
+    pub retention_policy: Option<&'a str>,
+    pub processing_latency: Option<i32>,
+    /// PostgreSQL's text of the jsonb value (`details::text`).
+    pub details: Option<&'a str>,
+    pub seal_epoch: Option<i64>,
+}
+
+/// Whether a value is already in reference form: it enters the hash as it is, on
+/// insert and on verification alike (pseudonyms, and the values the original service
+/// passes through: system, security, integrity principals; `sha256:` references).
+pub fn is_reference_form(value: &str) -> bool {
+    passes_through(value)
+        || value
+            .strip_prefix("sha256:")
+            .map(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or(false)
+}
+
+/// The reference that stands for a personal value: the value itself when it is in
+/// reference form, else its hash pseudonym under `key` (or `sha256:` + hex without key).
+pub fn reference(key: Option<&RootKey>, value: &str) -> String {
+    if is_reference_form(value) {
+        return value.to_string();
+    }
+    match key {
+        Some(k) => hash_pseudonym(k, value),
+        None => format!("sha256:{}", sha256_hex(value.as_bytes())),
+    }
+}
+
+/// PostgreSQL's jsonb text output of a parsed value: object keys ordered by length,
+/// then bytes; ", " between items and ": " after keys; strings escaped as `escape_json`.
+pub fn jsonb_text(v: &Value) -> String {
+    let mut out = String::new();
+    write_jsonb(v, &mut out);
+    out
+}
+
+fn write_jsonb(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => out.push_str(&json_string(s)),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_jsonb(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.as_bytes().cmp(b.as_bytes())));
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                out.push_str(&json_string(k));
+                out.push_str(": ");
+                write_jsonb(&map[*k], out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn mentions_key(text: &str, key: &str) -> bool {
+    text.contains(&format!("{}: ", json_string(key)))
+}
+
+/// The personal keys that apply to `details` on insert: those of `configured` present
+/// at the top level with a string value, sorted and without duplicates.
+pub fn personal_keys_of(details: Option<&str>, configured: &[String]) -> Vec<String> {
+    let Some(text) = details else { return Vec::new() };
+    if !configured.iter().any(|k| mentions_key(text, k)) {
+        return Vec::new();
+    }
+    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
+    let mut keys: Vec<String> =
+        configured.iter().filter(|k| matches!(map.get(k.as_str()), Some(Value::String(_)))).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// `details` as hashed: markers dropped, the string values of `personal` keys replaced
+/// by `reference(value)`, as jsonb text; NULL counts as `{}`. Without markers or
+/// personal keys this is the stored text itself (nothing is parsed).
+pub fn encoded_details(details: Option<&str>, personal: &[String], reference: &dyn Fn(&str) -> String) -> String {
+    let Some(text) = details else { return "{}".to_string() };
+    let touched = MARKER_KEYS.iter().any(|k| mentions_key(text, k)) || personal.iter().any(|k| mentions_key(text, k));
+    if !touched {
+        return text.to_string();
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut map)) => {
+            for k in MARKER_KEYS {
+                map.remove(*k);
+            }
+            for k in personal {
+                if let Some(Value::String(s)) = map.get(k.as_str()) {
+                    let r = reference(s);
+                    map.insert(k.clone(), Value::String(r));
+                }
+            }
+            jsonb_text(&Value::Object(map))
+        }
+        _ => text.to_string(),
+    }
+}
+
+fn text(v: Option<&str>) -> Field {
+    v.map(|s| Field::Text(s.to_string())).unwrap_or(Field::Null)
+}
+
+/// The encoding of a row (see the module documentation). `reference` maps a personal
+/// value (principal, personal details values) to what enters the hash.
+pub fn encode_v2(row: &EventV2, personal: &[String], reference: &dyn Fn(&str) -> String) -> Vec<u8> {
+    let fields: [(&str, Field); 20] = [
+        ("id", row.id.map(Field::Int).unwrap_or(Field::Null)),
+        ("timestamp", row.timestamp_us.map(Field::Timestamp).unwrap_or(Field::Null)),
+        ("ttl", text(row.ttl)),
+        ("principal", row.principal_id.map(|p| Field::Text(reference(p))).unwrap_or(Field::Null)),
+        ("organization_id", text(row.organization_id)),
+        ("action", text(row.action)),
+        ("target_resource_type", text(row.target_resource_type)),
+        ("target_resource_id", text(row.target_resource_id)),
+        ("status", text(row.status)),
+        ("outcome_description", text(row.outcome_description)),
+        ("hash", text(row.hash)),
+        ("hash_algorithm", text(row.hash_algorithm)),
+        ("event_version", text(row.event_version)),
+        ("correlation_id", text(row.correlation_id)),
+        ("data_classification", text(row.data_classification)),
+        ("retention_policy", text(row.retention_policy)),
+        ("processing_latency", row.processing_latency.map(|i| Field::Int(i64::from(i))).unwrap_or(Field::Null)),
+        ("details", Field::Text(String::new())), // placeholder, written raw below
+        ("seal_epoch", row.seal_epoch.map(Field::Int).unwrap_or(Field::Null)),
+        (
+            "personal_keys",
+            if personal.is_empty() {
+                Field::Null
+            } else {
+                Field::Text(format!("[{}]", personal.iter().map(|k| json_string(k)).collect::<Vec<_>>().join(",")))
+            },
+        ),
+    ];
+    let mut out = String::with_capacity(512);
+    out.push_str(ENCODING_V2);
+    out.push('\n');
+    for (name, value) in &fields {
+        out.push_str(name);
+        out.push('=');
+        match (*name, value) {
+            ("details", _) => out.push_str(&encoded_details(row.details, personal, reference)),
+            (_, Field::Null) => out.push('~'),
+            (_, Field::Text(s)) => out.push_str(&json_string(s)),
+            (_, Field::Int(i)) => out.push_str(&i.to_string()),
+            (_, Field::Timestamp(us)) => out.push_str(&us.to_string()),
+            (_, Field::Json(v)) => out.push_str(&jsonb_text(v)),
+        }
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+pub fn row_hash(row: &EventV2, personal: &[String], reference: &dyn Fn(&str) -> String) -> String {
+    sha256_hex(&encode_v2(row, personal, reference))
+}
+
+/// A 256-bit element or sum, as four u64 limbs added independently mod 2^64.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Limbs(pub [u64; 4]);
+
+impl Limbs {
+    pub fn from_bytes(b: &[u8; 32]) -> Limbs {
+        let mut l = [0u64; 4];
+        for (i, limb) in l.iter_mut().enumerate() {
+            *limb = u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        }
+        Limbs(l)
+    }
+
+    pub fn add(&mut self, o: &Limbs) {
+        for i in 0..4 {
+            self.0[i] = self.0[i].wrapping_add(o.0[i]);
+        }
+    }
+
+    pub fn sub(&mut self, o: &Limbs) {
+        for i in 0..4 {
+            self.0[i] = self.0[i].wrapping_sub(o.0[i]);
+        }
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|l| format!("{l:016x}")).collect()
+    }
+
+    pub fn parse(hex_text: &str) -> Option<Limbs> {
+        let bytes = hex::decode(hex_text).ok()?;
+        let arr: [u8; 32] = bytes.try_into().ok()?;
+        Some(Limbs::from_bytes(&arr))
+    }
+}
+
+/// The element of a row: its signature's HMAC bytes, or SHA-256 of its hash if unsigned.
+pub fn element(row_hash: &str, signature: Option<&str>) -> Limbs {
+    if let Some(mac) = signature.and_then(|s| s.split_once(':')).and_then(|(_, h)| hex::decode(h).ok()) {
+        if let Ok(arr) = <[u8; 32]>::try_from(mac.as_slice()) {
+            return Limbs::from_bytes(&arr);
+        }
+    }
+    use sha2::Digest;
+    Limbs::from_bytes(&sha2::Sha256::digest(row_hash.as_bytes()).into())
+}
+
+pub fn block_hash(epoch: i64, rows: i64, sum: &Limbs, prev: &str) -> String {
+    sha256_hex(format!("{BLOCK_ENCODING}\nepoch={epoch}\nrows={rows}\nsum={}\nprev={prev}\n", sum.hex()).as_bytes())
+}
+
+/// The anchor that a fresh chain of blocks starts from, or that ties the blocks to the
+/// per-organization chains written before 0.6.0: SHA-256 over their heads, sorted.
+pub fn anchor_hash(legacy_heads: &[(String, i64, String)]) -> String {
+    let mut heads = legacy_heads.to_vec();
+    heads.sort();
+    let mut text = String::from("audit_db.anchor.v2\n");
+    for (chain, seq, hash) in heads {
+        text.push_str(&format!("{}={seq}:{hash}\n", json_string(&chain)));
+    }
+    sha256_hex(text.as_bytes())
+}
+
+/// Signs a block hash like a row hash.
+pub fn sign_block(key: &RootKey, block_hash: &str) -> String {
+    sign(key, block_hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row<'a>() -> EventV2<'a> {
+        EventV2 {
+            id: Some(7),
+            timestamp_us: Some(1_700_000_000_000_000),
+            principal_id: Some("alice@example.com"),
+            organization_id: Some("org-1"),
+            action: Some("auth.login.success"),
+            status: Some("success"),
+            hash: Some("app-hash"),
+            hash_algorithm: Some("SHA-256"),
+            details: Some(r#"{"ip": "203.0.113.7", "email": "alice@example.com"}"#),
+            seal_epoch: Some(3),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn jsonb_text_matches_postgres_output() {
+        let v: Value = serde_json::from_str(r#"{"bb": [1, 2.50, null], "a": {"zz": true, "y": "q\"\n"}, "ccc": {}}"#).unwrap();
+        assert_eq!(jsonb_text(&v), r#"{"a": {"y": "q\"\n", "zz": true}, "bb": [1, 2.50, null], "ccc": {}}"#);
+    }
+
+    #[test]
+    fn untouched_details_are_hashed_as_stored() {
+        let t = r#"{"ip": "x", "n": 1}"#;
+        assert_eq!(encoded_details(Some(t), &["email".into()], &|v| v.to_string()), t);
+        assert_eq!(encoded_details(None, &[], &|v| v.to_string()), "{}");
+    }
+
+    #[test]
+    fn markers_and_personal_values_are_normalised() {
+        let t = r#"{"ip": "x", "email": "a@x", "pseudonymized": true, "pseudonymizedAt": "2026"}"#;
+        let e = encoded_details(Some(t), &["email".into()], &|v| format!("R({v})"));
+        assert_eq!(e, r#"{"ip": "x", "email": "R(a@x)"}"#);
+        // The same row after pseudonymization (value replaced by its reference, markers added).
+        let after = r#"{"ip": "x", "email": "R(a@x)", "pseudonymized": true}"#;
+        let same = encoded_details(Some(after), &["email".into()], &|v| if v.starts_with("R(") { v.to_string() } else { format!("R({v})") });
+        assert_eq!(same, e);
+    }
+
+    #[test]
+    fn personal_keys_are_recorded_only_when_present_as_strings() {
+        let keys = vec!["email".to_string(), "name".to_string(), "ip".to_string()];
+        assert_eq!(personal_keys_of(Some(r#"{"ip": 5, "email": "a", "x": "y"}"#), &keys), vec!["email".to_string()]);
+        assert!(personal_keys_of(Some(r#"{"x": "y"}"#), &keys).is_empty());
+        assert!(personal_keys_of(None, &keys).is_empty());
+    }
+
+    #[test]
+    fn reference_form_values_enter_as_they_are() {
+        let key = RootKey::new("k1", [7; 32]);
+        let hp = hash_pseudonym(&key, "bob");
+        assert_eq!(reference(Some(&key), &hp), hp);
+        let s = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(reference(Some(&key), &s), s);
+        assert_eq!(reference(Some(&key), "bob"), hp);
+        assert_eq!(reference(Some(&key), "system"), "system");
+    }
+
+    #[test]
+    fn row_hash_covers_every_field_and_the_application_hash() {
+        let key = RootKey::new("k1", [7; 32]);
+        let r = |v: &str| reference(Some(&key), v);
+        let base = row_hash(&row(), &["email".into()], &r);
+        let mut other = row();
+        other.hash = Some("other");
+        assert_ne!(row_hash(&other, &["email".into()], &r), base);
+        let mut other = row();
+        other.seal_epoch = Some(4);
+        assert_ne!(row_hash(&other, &["email".into()], &r), base);
+        assert_ne!(row_hash(&row(), &[], &r), base, "the personal keys applied are part of the hash");
+    }
+
+    #[test]
+    fn sums_subtract_back() {
+        let a = element("h1", Some(&format!("k:{}", "ff".repeat(32))));
+        let b = element("h2", None);
+        let mut s = Limbs::default();
+        s.add(&a);
+        s.add(&b);
+        assert_eq!(s.0[0], u64::MAX.wrapping_add(b.0[0]));
+        s.sub(&a);
+        assert_eq!(s, b);
+        assert_eq!(Limbs::parse(&s.hex()), Some(s));
+    }
+
+    #[test]
+    fn block_and_anchor_hashes_are_stable() {
+        let s = Limbs([1, 2, 3, 4]);
+        let h = block_hash(5, 10, &s, &"0".repeat(64));
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, block_hash(5, 11, &s, &"0".repeat(64)));
+        let a = anchor_hash(&[("b".into(), 2, "x".into()), ("a".into(), 1, "y".into())]);
+        assert_eq!(a, anchor_hash(&[("a".into(), 1, "y".into()), ("b".into(), 2, "x".into())]));
+        let _ = json!(null);
+    }
+}

@@ -1,0 +1,147 @@
+-- audit_db 0.5.0 -> 0.6.0: tamper evidence that never makes writers wait (issue 13).
+-- Hand-written, additive and data-preserving; once released (listed in sql/RELEASED)
+-- never edited: later changes get a new step.
+--   * audit_log gains row_hash, seal_epoch, personal_keys (nullable: no rewrite) and
+--     the index audit_log_seal_epoch_idx (built on every partition: one scan each).
+--   * the trigger audit_log_integrity now runs audit_log_seal_trigger(): no chain head
+--     lock, the application's hash / hash_algorithm kept as written.
+--   * audit_seal_block / audit_seal_retired; audit_seal(); the new
+--     audit_verify_integrity() (three more result columns) and audit_integrity_digest().
+--   * rows written by 0.4.0/0.5.0 keep their chains: an anchor block (epoch 0) records
+--     every chain head, so the new chain of blocks continues them without a gap.
+--   * audit_chain_lock() / audit_chain_store() and the old trigger function go.
+\echo Use "ALTER EXTENSION audit_db UPDATE" to load this file. \quit
+
+SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
+
+-- ------------------------------------------------------------- tables
+ALTER TABLE audit_log
+    ADD COLUMN row_hash varchar(64),
+    ADD COLUMN seal_epoch bigint,
+    ADD COLUMN personal_keys text[];
+CREATE INDEX audit_log_seal_epoch_idx ON audit_log USING btree (seal_epoch);
+
+CREATE TABLE audit_seal_block (
+    epoch bigint PRIMARY KEY,
+    rows bigint NOT NULL,
+    sum text NOT NULL,
+    prev_hash varchar(64) NOT NULL,
+    block_hash varchar(64) NOT NULL,
+    signature text,
+    legacy_heads jsonb,
+    sealed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE audit_seal_block IS
+'One signed block per sealed epoch of audit_log: row count, MSet-Add-Hash sum of the rows'' signatures, hash chained to the previous block. legacy_heads (epoch 0 only) ties the chain to the per-organization chains written before 0.6.0.';
+
+CREATE TABLE audit_seal_retired (
+    id bigserial PRIMARY KEY,
+    epoch bigint NOT NULL,
+    rows bigint NOT NULL,
+    sum text NOT NULL,
+    reason text NOT NULL,
+    retired_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX audit_seal_retired_epoch_idx ON audit_seal_retired USING btree (epoch);
+COMMENT ON TABLE audit_seal_retired IS
+'Rows that left audit_log through audit_db (retention, erasure, dropped or detached partitions), per epoch: count and sum, so present + retired = sealed still holds for each block.';
+
+SELECT pg_catalog.pg_extension_config_dump('audit_seal_block', '');
+SELECT pg_catalog.pg_extension_config_dump('audit_seal_retired', '');
+SELECT pg_catalog.pg_extension_config_dump('audit_seal_retired_id_seq', '');
+
+-- The anchor: the heads of the 0.4.0/0.5.0 chains, hashed as audit_db_core::seal::anchor_hash.
+INSERT INTO audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads)
+SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
+       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+           'audit_db.anchor.v2' || E'\n' ||
+           pg_catalog.string_agg(pg_catalog.to_jsonb(h.chain_key)::text || '=' || h.seq || ':' || h.hash || E'\n',
+                                 '' ORDER BY h.chain_key COLLATE "C", h.seq, h.hash COLLATE "C"), 'UTF8')), 'hex'),
+       NULL,
+       pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(h.chain_key, h.seq, h.hash) ORDER BY h.chain_key COLLATE "C")
+  FROM audit_chain_head h
+HAVING pg_catalog.count(*) > 0;
+
+-- ------------------------------------------------------------- functions
+DROP TRIGGER audit_log_integrity ON audit_log;
+DROP FUNCTION audit_log_integrity_trigger();
+DROP FUNCTION audit_chain_lock(text);
+DROP FUNCTION audit_chain_store(text, bigint, text);
+DROP FUNCTION audit_verify_integrity(timestamptz, timestamptz);
+
+-- audit_db::seal::audit_log_seal_trigger
+CREATE FUNCTION "audit_log_seal_trigger"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_log_seal_trigger_wrapper';
+
+-- audit_db::sealer::audit_seal
+CREATE  FUNCTION "audit_seal"(
+	"wait_ms" INT DEFAULT 1000 /* Option < i32 > */
+) RETURNS TABLE (
+	"blocks" bigint,  /* i64 */
+	"rows" bigint,  /* i64 */
+	"sealed_upto" bigint,  /* i64 */
+	"open_writers" bigint,  /* i64 */
+	"status" TEXT  /* String */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_seal_wrapper';
+
+-- audit_db::verify::audit_verify_integrity
+CREATE  FUNCTION "audit_verify_integrity"(
+	"from_ts" timestamp with time zone DEFAULT '-infinity', /* Option < TimestampWithTimeZone > */
+	"to_ts" timestamp with time zone DEFAULT 'infinity' /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"checked" bigint,  /* i64 */
+	"hash_mismatches" bigint,  /* i64 */
+	"signature_mismatches" bigint,  /* i64 */
+	"chain_breaks" bigint,  /* i64 */
+	"first_bad_id" bigint,  /* Option < i64 > */
+	"blocks" bigint,  /* i64 */
+	"unsealed" bigint,  /* i64 */
+	"legacy" bigint  /* i64 */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_verify_integrity_v2_wrapper';
+
+-- audit_db::verify::audit_integrity_digest
+CREATE OR REPLACE FUNCTION "audit_integrity_digest"(
+	"upto" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
+) RETURNS jsonb /* pgrx :: JsonB */
+STABLE SECURITY DEFINER PARALLEL SAFE 
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_integrity_digest_v2_wrapper';
+
+CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION audit_log_seal_trigger();
+
+REVOKE ALL ON FUNCTION audit_verify_integrity(timestamptz, timestamptz),
+                       audit_integrity_digest(timestamptz), audit_log_seal_trigger(), audit_seal(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
+   TO audit_db_admin, audit_db_reader;
+GRANT EXECUTE ON FUNCTION audit_seal(integer) TO audit_db_admin;
+GRANT SELECT ON audit_seal_block, audit_seal_retired TO audit_db_reader, audit_db_admin;
+
+COMMENT ON FUNCTION audit_log_seal_trigger() IS
+'BEFORE INSERT on audit_log: computes row_hash (audit_db.event.v2 canonical encoding, SHA-256; the application''s hash and hash_algorithm are kept as written and covered), signs it (HMAC-SHA256 under the integrity key of audit_db.key_file; NULL without a key) and tags the row with the open seal epoch. Takes no lock and touches no table.';
+COMMENT ON FUNCTION audit_verify_integrity(timestamptz, timestamptz) IS
+'Recomputes row hash and signature of every audit_log row in the range with the insert trigger''s code; over the whole range also checks every sealed block (chain, signature, row count and sum, retired rows) and the chains of rows written before 0.6.0. chain_breaks counts broken or mismatched blocks and chain links (deleted, added or moved rows); returns the first bad id, unsealed and legacy counts, and records the run in audit_integrity_log (not on a standby).';
+COMMENT ON FUNCTION audit_integrity_digest(timestamptz) IS
+'The newest sealed block up to a time (epoch, block hash, rows), block and retired counts, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
+COMMENT ON FUNCTION audit_seal(integer) IS
+'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby; one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
+
+-- -------------------------------------------------------------- journal
+INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)
+VALUES ('0.6.0', 'integrity: per-row signatures, sealed epochs, no writer waits',
+        pg_catalog.encode(pg_catalog.sha256(pg_catalog.pg_read_binary_file(
+            (SELECT setting FROM pg_catalog.pg_config() WHERE name = 'SHAREDIR') || '/extension/audit_db--0.5.0--0.6.0.sql',
+            0, 67108864, true)), 'hex'),
+        (extract(epoch FROM pg_catalog.clock_timestamp()
+                  - pg_catalog.current_setting('audit_db.script_started')::timestamptz) * 1000)::int);

@@ -1,0 +1,524 @@
+//! Tamper evidence, version 2 (0.6.0): no writer ever waits for another.
+//!
+//! * The BEFORE INSERT trigger `audit_log_seal_trigger` hashes the row
+//!   (`audit_db_core::seal::row_hash`), signs the hash and tags the row with the
+//!   current *epoch*. It touches no table and takes no lock: the only shared state is
+//!   one counter read and this backend's own slot in shared memory.
+//! * The sealer (`audit_seal()`, the background worker `audit_db sealer` and
+//!   `audit_partition_maintenance()`) closes the open epoch, waits until no
+//!   transaction still writes into a closed epoch, then writes one signed block per
+//!   epoch: row count and MSet-Add-Hash sum of the rows' signatures, chained to the
+//!   previous block. A committed row that is later deleted, edited, added or moved to
+//!   another epoch breaks its row hash, its signature or its block's count and sum.
+//! * Rows leaving through audit_db (retention, erasure, dropped or detached partitions)
+//!   are subtracted into `audit_seal_retired`, so `present + retired = sealed` per block.
+//!
+//! Epoch protocol (lock-free; all atomics SeqCst):
+//! writer: slot := closed + 1; if closed changed meanwhile, retry; the row's epoch is
+//! the slot, kept until the transaction ends (xact callback clears it).
+//! sealer: closed := closed + 1 (= E); then waits until no slot holds 0 < e <= E.
+//! A writer that tagged e <= E stored its slot before the sealer's increment (else it
+//! would have re-read closed and retried), so the sealer sees it until it commits or
+//! aborts: no row can join an epoch after its block is written.
+
+use crate::error::{AuditError, AuditResult, OrReport};
+use crate::keys::{key_ring, personal_details_keys, KEY_COMMAND, KEY_FILE};
+use audit_db_core::crypto::KeyRing;
+use audit_db_core::integrity::sign;
+use audit_db_core::seal::{self as core_seal, element, EventV2, Limbs};
+use pgrx::prelude::*;
+use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
+
+// ------------------------------------------------------------ shared memory
+
+/// Slots for backends (indexed by PGPROC position); more than any max_connections we
+/// expect. A backend past it gets a clear error rather than an untracked epoch.
+const MAX_SLOTS: usize = 8192;
+
+#[repr(C)]
+pub struct SealShared {
+    /// The newest closed epoch; writers tag `closed + 1`.
+    pub closed: AtomicI64,
+    /// Per backend: the epoch its open transaction writes into, 0 = none.
+    slots: [AtomicI64; MAX_SLOTS],
+}
+
+// SAFETY: only atomics, no pointers: valid in every process that maps the segment.
+unsafe impl pgrx::PGRXSharedMemory for SealShared {}
+
+impl SealShared {
+    fn new() -> Self {
+        SealShared { closed: AtomicI64::new(0), slots: [const { AtomicI64::new(0) }; MAX_SLOTS] }
+    }
+}
+
+// SAFETY: the name is unique to audit_db.
+static SEAL: pgrx::PgAtomic<SealShared> = unsafe { pgrx::PgAtomic::new(c"audit_db seal epochs v2") };
+/// Set in the postmaster's `_PG_init` when preloaded; inherited by every backend.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+/// From `_PG_init` when loaded through shared_preload_libraries: shared memory, the
+/// transaction callback that clears this backend's slot, the sealer worker.
+pub fn init_preloaded() {
+    pgrx::pg_shmem_init!(SEAL = SealShared::new());
+    PRELOADED.store(true, SeqCst);
+    // SAFETY: registers a permanent callback in the postmaster, inherited by forks.
+    unsafe { pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut()) };
+    crate::sealer::register();
+}
+
+pub fn shared() -> AuditResult<&'static SealShared> {
+    if !PRELOADED.load(SeqCst) {
+        return Err(AuditError::object_not_in_prerequisite_state(
+            "audit_db is not loaded through shared_preload_libraries",
+        )
+        .detail("Tamper evidence keeps its epochs in shared memory.")
+        .hint("Add audit_db to shared_preload_libraries and restart the server."));
+    }
+    Ok(SEAL.get())
+}
+
+fn my_slot_index() -> AuditResult<usize> {
+    // SAFETY: MyProc points into ProcGlobal->allProcs in every backend and worker.
+    let index = unsafe {
+        let base = (*pg_sys::ProcGlobal).allProcs as usize;
+        (pg_sys::MyProc as usize - base) / std::mem::size_of::<pg_sys::PGPROC>()
+    };
+    if index >= MAX_SLOTS {
+        return Err(AuditError::object_not_in_prerequisite_state("too many backends for audit_db's epoch slots")
+            .detail(format!("This backend is number {index}; audit_db tracks {MAX_SLOTS}."))
+            .hint("Lower max_connections."));
+    }
+    Ok(index)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    if pg_sys::MyProc.is_null() {
+        return;
+    }
+    let Ok(index) = my_slot_index() else { return };
+    let slot = &SEAL.get().slots[index];
+    match event {
+        XACT_EVENT_PRE_PREPARE if slot.load(SeqCst) != 0 => {
+            slot.store(0, SeqCst);
+            AuditError::feature_not_supported("audit_log inserts cannot be part of a prepared transaction")
+                .detail("A prepared transaction could commit after its epoch was sealed.")
+                .hint("Insert audit events outside PREPARE TRANSACTION.")
+                .report();
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_ABORT | XACT_EVENT_PREPARE | XACT_EVENT_PARALLEL_COMMIT
+        | XACT_EVENT_PARALLEL_ABORT => {
+            slot.store(0, SeqCst);
+            RETIRING.with(|r| r.borrow_mut().clear());
+        }
+        _ => {}
+    }
+}
+
+thread_local! {
+    /// The extension OID whose block table this backend has raised `closed` to.
+    static FLOOR_FOR: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
+}
+
+fn ext_oid() -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name; InvalidOid when absent.
+    unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) }
+}
+
+/// After a restart `closed` starts at 0: raise it past every block of this database
+/// before the first tag (once per backend and installation).
+fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
+    let oid = ext_oid();
+    if FLOOR_FOR.with(|f| f.get()) == oid {
+        return Ok(());
+    }
+    let owner = Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'")?
+        .ok_or_else(|| AuditError::object_not_in_prerequisite_state("extension \"audit_db\" is not installed"))?;
+    let sql = format!("SELECT coalesce(pg_catalog.max(epoch), 0) FROM {}.audit_seal_block", crate::spi_util::ext_schema()?);
+    // Writers may not read the block table: the floor is read as the extension's owner.
+    let floor = {
+        let _owner = crate::integrity::UserSwitch::to(owner);
+        Spi::get_one::<i64>(&sql)?.unwrap_or(0)
+    };
+    sh.closed.fetch_max(floor, SeqCst);
+    FLOOR_FOR.with(|f| f.set(oid));
+    Ok(())
+}
+
+/// Raises `closed` past every block of this database now (the sealer, every run).
+pub fn ensure_floor_now(sh: &SealShared) -> AuditResult<()> {
+    FLOOR_FOR.with(|f| f.set(pg_sys::InvalidOid));
+    ensure_floor(sh)
+}
+
+/// The epochs <= `upto` that open transactions still write into.
+pub fn open_epochs(sh: &SealShared, upto: i64) -> Vec<i64> {
+    sh.slots.iter().map(|s| s.load(SeqCst)).filter(|&e| e != 0 && e <= upto).collect()
+}
+
+/// Whether this backend's own open transaction writes into `epoch` (it cannot be
+/// waited for: it commits after the sealer returns).
+pub fn own_epoch_is(sh: &SealShared, epoch: i64) -> bool {
+    my_slot_index().map(|i| sh.slots[i].load(SeqCst) == epoch).unwrap_or(false)
+}
+
+/// The epoch this transaction's rows carry.
+fn write_epoch() -> AuditResult<i64> {
+    let sh = shared()?;
+    let slot = &sh.slots[my_slot_index()?];
+    let mine = slot.load(SeqCst);
+    if mine != 0 {
+        return Ok(mine);
+    }
+    ensure_floor(sh)?;
+    loop {
+        let closed = sh.closed.load(SeqCst);
+        slot.store(closed + 1, SeqCst);
+        if sh.closed.load(SeqCst) == closed {
+            return Ok(closed + 1);
+        }
+    }
+}
+
+// ------------------------------------------------------------ the trigger
+
+/// Attribute numbers of the columns the hash reads, per relation (partitions made by
+/// attach-mode conversion may number their columns differently from the parent).
+#[derive(Clone, Copy)]
+struct Columns {
+    relid: pg_sys::Oid,
+    at: [i16; COLS.len()],
+}
+
+const COLS: [&str; 23] = [
+    "id", "timestamp", "ttl", "principal_id", "organization_id", "action", "target_resource_type",
+    "target_resource_id", "status", "outcome_description", "hash", "hash_algorithm", "event_version",
+    "correlation_id", "data_classification", "retention_policy", "processing_latency", "details",
+    "seal_epoch", "row_hash", "signature", "personal_keys", "chain_seq",
+];
+const C_ID: usize = 0;
+const C_TS: usize = 1;
+const C_LATENCY: usize = 16;
+const C_DETAILS: usize = 17;
+const C_EPOCH: usize = 18;
+const C_ROW_HASH: usize = 19;
+const C_SIGNATURE: usize = 20;
+const C_PERSONAL: usize = 21;
+
+thread_local! {
+    static COLUMNS: std::cell::RefCell<Vec<Columns>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn columns_of(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> AuditResult<Columns> {
+    if let Some(c) = COLUMNS.with(|c| c.borrow().iter().find(|c| c.relid == relid).copied()) {
+        return Ok(c);
+    }
+    let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
+    let mut at = [0i16; COLS.len()];
+    for (i, name) in COLS.iter().enumerate() {
+        at[i] = desc
+            .iter()
+            .find(|a| !a.is_dropped() && a.name() == *name)
+            .map(|a| a.attnum)
+            .ok_or_else(|| AuditError::undefined_column(format!("audit_log has no column \"{name}\"")))?;
+    }
+    let c = Columns { relid, at };
+    COLUMNS.with(|cols| cols.borrow_mut().push(c));
+    Ok(c)
+}
+
+/// Reads the row's datums (borrowed from the tuple; `details` as jsonb text).
+struct RawRow {
+    texts: [Option<String>; COLS.len()],
+    ints: [Option<i64>; COLS.len()],
+    personal_keys: Option<Vec<String>>,
+}
+
+/// SAFETY (for callers): `tuple` and `tupdesc` describe a live audit_log tuple.
+unsafe fn read_row(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, cols: &Columns) -> RawRow {
+    let mut texts: [Option<String>; COLS.len()] = Default::default();
+    let mut ints = [None; COLS.len()];
+    let mut personal_keys = None;
+    for (i, attno) in cols.at.iter().enumerate() {
+        let Some(datum) = pgrx::heap_getattr_raw(tuple, NonZeroUsize::new(*attno as usize).expect("attnum > 0"), tupdesc)
+        else {
+            continue;
+        };
+        match i {
+            C_ID | C_EPOCH | C_TS | 22 => ints[i] = Some(datum.value() as i64),
+            C_LATENCY => ints[i] = Some(i64::from(datum.value() as i32)),
+            C_DETAILS => {
+                texts[i] = pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(datum)])
+                    .map(|c| c.to_string_lossy().into_owned())
+            }
+            C_PERSONAL => personal_keys = <Vec<String> as FromDatum>::from_datum(datum, false),
+            _ => texts[i] = <String as FromDatum>::from_datum(datum, false),
+        }
+    }
+    RawRow { texts, ints, personal_keys }
+}
+
+/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
+const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+impl RawRow {
+    fn event(&self) -> EventV2<'_> {
+        let t = |i: usize| self.texts[i].as_deref();
+        EventV2 {
+            id: self.ints[C_ID],
+            timestamp_us: self.ints[C_TS].map(|us| us + UNIX_TO_PG_EPOCH_US),
+            ttl: t(2),
+            principal_id: t(3),
+            organization_id: t(4),
+            action: t(5),
+            target_resource_type: t(6),
+            target_resource_id: t(7),
+            status: t(8),
+            outcome_description: t(9),
+            hash: t(10),
+            hash_algorithm: t(11),
+            event_version: t(12),
+            correlation_id: t(13),
+            data_classification: t(14),
+            retention_policy: t(15),
+            processing_latency: self.ints[C_LATENCY].map(|v| v as i32),
+            details: t(C_DETAILS),
+            seal_epoch: self.ints[C_EPOCH],
+        }
+    }
+}
+
+/// The key ring for signing, or None when no key is configured. A configured but
+/// unusable key does not block the insert: it is reported and the row goes unsigned.
+pub fn signing_ring() -> Option<Rc<KeyRing>> {
+    let configured = KEY_FILE.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false)
+        || KEY_COMMAND.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false);
+    if !configured {
+        return None;
+    }
+    match key_ring() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            pgrx::warning!("audit_db: event not signed: {}", e.message);
+            None
+        }
+    }
+}
+
+/// A restore (pg_restore, a copy between clusters) brings rows that were sealed
+/// elsewhere: they keep their evidence when the session user is a superuser (no
+/// setting any role can change decides this) and their signature checks under a key of
+/// this server's ring. Anything else is hashed, signed and tagged afresh.
+fn genuine_restored_row(row: &RawRow, ring: Option<&KeyRing>) -> bool {
+    let (Some(epoch), Some(stored), Some(sig)) =
+        (row.ints[C_EPOCH], row.texts[C_ROW_HASH].as_deref(), row.texts[C_SIGNATURE].as_deref())
+    else {
+        return false;
+    };
+    // SAFETY: reads backend state.
+    if !unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) } || epoch <= 0 {
+        return false;
+    }
+    let Some(ring) = ring else { return false };
+    let personal = row.personal_keys.clone().unwrap_or_default();
+    let check = check_row(&row.event(), stored, Some(sig), &personal, Some(ring), &|_| None);
+    check.hash_ok && check.signature_ok && check.verifiable
+}
+
+/// BEFORE INSERT on audit_log (cloned to every partition): row hash, signature, epoch.
+#[pg_trigger]
+fn audit_log_seal_trigger<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let data = trigger.trigger_data();
+    // SAFETY: a row-level insert trigger: tg_trigtuple and tg_relation are valid.
+    let (tuple, tupdesc, relid) = unsafe { (data.tg_trigtuple, (*data.tg_relation).rd_att, (*data.tg_relation).rd_id) };
+    let cols = columns_of(relid, tupdesc).or_report();
+    // SAFETY: as above.
+    let row = unsafe { read_row(tuple, tupdesc, &cols) };
+    // Rows audit_db moves itself (DEFAULT -> new partition) keep their evidence.
+    if crate::internal::active() && row.texts[C_ROW_HASH].is_some() {
+        return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
+    }
+    if let Some(ts) = row.ints[C_TS] {
+        if ts == i64::MAX || ts == i64::MIN {
+            AuditError::datetime_out_of_range("audit event timestamp must be finite")
+                .detail("audit_log refuses events dated infinity or -infinity.")
+                .hint("Record the time the event happened, for example now().")
+                .report();
+        }
+    }
+    let ring = signing_ring();
+    if genuine_restored_row(&row, ring.as_deref()) {
+        return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
+    }
+    let key = ring.as_ref().map(|r| r.current());
+    let personal = core_seal::personal_keys_of(row.texts[C_DETAILS].as_deref(), &personal_details_keys());
+    let epoch = write_epoch().or_report();
+    let mut event = row.event();
+    event.seal_epoch = Some(epoch);
+    let hash = core_seal::row_hash(&event, &personal, &|v| core_seal::reference(key, v));
+    let signature = key.map(|k| sign(k, &hash));
+    let mut repl_cols = [cols.at[C_EPOCH] as i32, cols.at[C_ROW_HASH] as i32, cols.at[C_SIGNATURE] as i32, cols.at[C_PERSONAL] as i32];
+    let personal_datum = if personal.is_empty() { None } else { personal.into_datum() };
+    let mut values = [
+        epoch.into_datum().expect("int8"),
+        hash.into_datum().expect("text"),
+        signature.clone().into_datum().unwrap_or(pg_sys::Datum::from(0)),
+        personal_datum.unwrap_or(pg_sys::Datum::from(0)),
+    ];
+    let mut nulls = [false, false, signature.is_none(), personal_datum.is_none()];
+    // SAFETY: arrays of equal length 4, valid attribute numbers of this tuple descriptor.
+    let modified = unsafe {
+        pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, 4, repl_cols.as_mut_ptr(), values.as_mut_ptr(), nulls.as_mut_ptr())
+    };
+    Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), modified) }))
+}
+
+// ------------------------------------------------------------ row checks
+
+/// What verification finds for one row.
+pub struct RowCheck {
+    pub hash_ok: bool,
+    pub signature_ok: bool,
+    /// False when the row cannot be fully checked here: its key is not in the ring, or a pseudonym in it was forgotten.
+    pub verifiable: bool,
+}
+
+/// Recomputes a row's hash exactly as the trigger did (same encoding, the personal keys
+/// recorded in the row, references under the signing key) and checks its signature.
+/// `resolve` maps a token or encryption pseudonym written by audit_pseudonymize_subject
+/// back to its original, for rows pseudonymized after they were written.
+pub fn check_row(
+    event: &EventV2,
+    stored_hash: &str,
+    signature: Option<&str>,
+    personal: &[String],
+    ring: Option<&KeyRing>,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> RowCheck {
+    let key = signature.and_then(|s| s.split_once(':')).and_then(|(id, _)| ring.and_then(|r| r.get(id)));
+    let verifiable = signature.is_none() || key.is_some();
+    let signature_ok = match (signature, key) {
+        (None, _) => true,
+        (Some(sig), Some(k)) => sign(k, stored_hash) == sig,
+        (Some(_), None) => true,
+    };
+    let as_written = |v: &str| core_seal::reference(if signature.is_some() { key } else { None }, v);
+    let mut hash_ok = core_seal::row_hash(event, personal, &as_written) == stored_hash;
+    let mut resolvable = true;
+    if !hash_ok && event.details.map(|d| d.contains("\"pseudonymized\": true")).unwrap_or(false) {
+        // Pseudonymized later: reversible pseudonyms stand for their original. One
+        // whose mapping was forgotten (crypto-shredding) cannot be: unverifiable.
+        let unresolved = std::cell::Cell::new(false);
+        let resolved = |v: &str| match resolve(v) {
+            Some(original) => as_written(&original),
+            None => {
+                if matches!(audit_db_core::pseudonym::classify(v), Some(s) if s != audit_db_core::pseudonym::Strategy::Hash) {
+                    unresolved.set(true);
+                }
+                as_written(v)
+            }
+        };
+        hash_ok = core_seal::row_hash(event, personal, &resolved) == stored_hash;
+        resolvable = !unresolved.get();
+    }
+    RowCheck { hash_ok: hash_ok || !resolvable, signature_ok, verifiable: verifiable && (hash_ok || resolvable) }
+}
+
+// ------------------------------------------------------------ retirement
+
+thread_local! {
+    /// Rows deleted inside `retiring`: per epoch, count and element sum.
+    static RETIRING: std::cell::RefCell<BTreeMap<i64, (i64, Limbs)>> = const { std::cell::RefCell::new(BTreeMap::new()) };
+    static RETIRING_ACTIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by the append-only trigger for each row audit_db deletes.
+pub fn note_deleted(epoch: Option<i64>, row_hash: Option<&str>, signature: Option<&str>) {
+    if !RETIRING_ACTIVE.with(|a| a.get()) {
+        return;
+    }
+    if let (Some(e), Some(h)) = (epoch, row_hash) {
+        RETIRING.with(|r| {
+            let mut r = r.borrow_mut();
+            let entry = r.entry(e).or_insert((0, Limbs::default()));
+            entry.0 += 1;
+            entry.1.add(&element(h, signature));
+        });
+    }
+}
+
+/// Runs `f` (which deletes audit_log rows as an internal write) and records what it
+/// deleted in audit_seal_retired, with `reason`. Skipped on schemas before 0.6.0.
+pub fn retiring<R>(reason: &str, f: impl FnOnce() -> AuditResult<R>) -> AuditResult<R> {
+    RETIRING.with(|r| r.borrow_mut().clear());
+    RETIRING_ACTIVE.with(|a| a.set(true));
+    let out = f();
+    RETIRING_ACTIVE.with(|a| a.set(false));
+    let out = out?;
+    let gone: Vec<(i64, (i64, Limbs))> = RETIRING.with(|r| std::mem::take(&mut *r.borrow_mut()).into_iter().collect());
+    record_retired(&gone, reason)?;
+    Ok(out)
+}
+
+fn record_retired(gone: &[(i64, (i64, Limbs))], reason: &str) -> AuditResult<()> {
+    if gone.is_empty() {
+        return Ok(());
+    }
+    let ext = crate::spi_util::ext_schema()?;
+    let sql = format!(
+        "INSERT INTO {ext}.audit_seal_retired (epoch, rows, sum, reason) VALUES ($1, $2, $3, $4)"
+    );
+    for (epoch, (rows, sum)) in gone {
+        Spi::run_with_args(&sql, &[(*epoch).into(), (*rows).into(), sum.hex().into(), reason.into()])?;
+    }
+    Ok(())
+}
+
+/// Whether this installation has the 0.6.0 tables (a 0.5.0 schema served by this
+/// library has not been updated yet).
+pub fn installed() -> AuditResult<bool> {
+    Ok(Spi::get_one::<bool>(&format!(
+        "SELECT pg_catalog.to_regclass('{}.audit_seal_block') IS NOT NULL",
+        crate::spi_util::ext_schema()?.replace('\'', "''")
+    ))?
+    .unwrap_or(false))
+}
+
+/// Before a partition of audit_log is dropped or detached: subtract its rows from
+/// their epochs. `part` is the partition's OID.
+pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
+    if !installed()? {
+        return Ok(0);
+    }
+    let name = Spi::get_one_with_args::<String>(
+        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+        &[pgrx::datum::DatumWithOid::from(crate::regclass::Regclass(part))],
+    )?
+    .ok_or_else(|| AuditError::internal("partition vanished"))?;
+    let mut gone: BTreeMap<i64, (i64, Limbs)> = BTreeMap::new();
+    let mut total = 0;
+    Spi::connect(|client| {
+        for r in client.select(
+            &format!("SELECT seal_epoch, row_hash, signature FROM {name} WHERE seal_epoch IS NOT NULL"),
+            None,
+            &[],
+        )? {
+            let (Some(e), Some(h)) = (r.get::<i64>(1)?, r.get::<String>(2)?) else { continue };
+            let entry = gone.entry(e).or_insert((0, Limbs::default()));
+            entry.0 += 1;
+            entry.1.add(&element(&h, r.get::<String>(3)?.as_deref()));
+            total += 1;
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })?;
+    record_retired(&gone.into_iter().collect::<Vec<_>>(), reason)?;
+    Ok(total)
+}
