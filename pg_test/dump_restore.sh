@@ -20,6 +20,9 @@ INSERT INTO audit_log ("timestamp", action, status)
 SELECT '2024-02-01'::timestamptz + i * interval '37 minutes', 'dump.test', 'ok' FROM generate_series(0, 2999) i;
 INSERT INTO audit_log ("timestamp", action, status) SELECT now(), 'now', 'ok' FROM generate_series(1, 10);
 INSERT INTO audit_log ("timestamp", action, status) VALUES ('1990-01-01', 'in default', 'ok');
+-- Most rows sealed into blocks, a few still open: both kinds must come back verifiable.
+SELECT blocks FROM audit_seal(0) \g /dev/null
+INSERT INTO audit_log ("timestamp", action, status) SELECT now(), 'unsealed', 'ok' FROM generate_series(1, 5);
 INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id,
                        retryable, aggregation_key, "timestamp")
 VALUES ('e1', 'db', 'high', 'E1', 'boom', 'api', 'read', 'c1', 'false', 'k1', '1980-01-01');
@@ -40,7 +43,7 @@ SELECT 'error_log_default', count(*) FROM error_log_default;
 SELECT 'alerts', count(*) FROM alerts;
 SELECT 'pseudonym_mapping', count(*), sum(id) FROM pseudonym_mapping;
 SELECT 'sequences', (SELECT last_value FROM audit_log_id_seq), (SELECT last_value FROM pseudonym_mapping_id_seq);
-SELECT 'chains', audit_integrity_digest('infinity')->'chains', (SELECT count(*) FROM audit_chain_retired);
+SELECT 'digest', audit_integrity_digest('infinity') - 'upto', (SELECT count(*) FROM audit_seal_block);
 SQL
 }
 expected=$(state src)
@@ -64,6 +67,8 @@ for db in restored_custom restored_plain; do
     check "$db: the next id follows the source's" \
         "$(psql -d src -At -c "SELECT last_value + 1 FROM audit_log_id_seq")" \
         "$(psql -d $db -At -c "INSERT INTO audit_log (\"timestamp\", action, status) VALUES (now(), 'after restore', 'ok') RETURNING id")"
+    check "$db: sealing goes on after the restore: every row sealed, verification clean" "0|0|0|0" \
+        "$(psql -d $db -At -c "SELECT blocks FROM audit_seal(0)" >/dev/null; psql -d $db -At -c "SELECT hash_mismatches || '|' || signature_mismatches || '|' || chain_breaks || '|' || unsealed FROM audit_verify_integrity()")"
     check "$db: maintenance runs on the restored database" "0" \
         "$(psql -d $db -At -c "SELECT count(*) FROM audit_partition_maintenance() WHERE action IN ('failed', 'skipped')")"
 done
@@ -75,9 +80,9 @@ check "audit_db.restoring = on: no config rows, partitions or journal entry at i
         -c 'CREATE EXTENSION audit_db' \
         -c "SELECT (SELECT count(*) FROM audit_partition_config) || ' ' || (SELECT count(*) FROM audit_partitions() WHERE NOT is_default) || ' ' || (SELECT count(*) FROM audit_schema_migrations)")"
 # A dump without partitions has no ALTER INDEX for the trigger: audit_finish_restore().
-check "restoring_flag: the parents and DEFAULT partitions lack their 29 + 29 indexes" "58" \
+check "restoring_flag: the parents and DEFAULT partitions lack their 30 + 30 indexes" "60" \
     "$(psql -d restoring_flag -At -c "SELECT count(*) FROM audit_verify_schema() WHERE object_type = 'index' AND problem = 'missing'")"
-check "restoring_flag: audit_finish_restore() recreates the parents' 29" "29" \
+check "restoring_flag: audit_finish_restore() recreates the parents' 30" "30" \
     "$(psql -d restoring_flag -At -c 'SELECT count(*) FROM audit_finish_restore()')"
 check "restoring_flag: audit_verify_schema() returns no rows then" "0" \
     "$(psql -d restoring_flag -At -c 'SELECT count(*) FROM audit_verify_schema()')"

@@ -12,7 +12,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 source pg_test/lib.sh
-start_cluster "${AUDIT_DB_FAULT_DIR:-/tmp/audit_db_faulttest}" "${AUDIT_DB_FAULT_PORT:-55439}"
+# The sealer worker idles here (seal_interval 0): the sealing case below seals by hand.
+start_cluster "${AUDIT_DB_FAULT_DIR:-/tmp/audit_db_faulttest}" "${AUDIT_DB_FAULT_PORT:-55439}" "audit_db.seal_interval = 0"
 faults=0
 
 run_bg() { # app_name sql: runs sql in the background as application_name, output in $dir/app.out
@@ -123,6 +124,28 @@ check "pseudonymize: no event names the subject, two mapping rows (the subject i
     "$(psql -c "SELECT (SELECT count(*) FROM audit_log WHERE principal_id = 'victim') || '|' || (SELECT count(*) FROM pseudonym_mapping)")"
 consistent "after completion"
 
+# ------------------------------------------------------------- sealing
+# Everything above is unsealed (the worker idles): one audit_seal() reads all of it.
+# A crash in the middle leaves no block (its transaction never committed); after the
+# restart the epoch counter starts from the blocks on disk, new rows get later epochs,
+# and sealing resumes with every row in a block.
+seal_state="SELECT (SELECT count(*) FROM audit_seal_block) || '|' || (SELECT count(*) FROM audit_log)"
+run_bg fault_seal "SELECT blocks FROM audit_seal(0)"
+for i in $(seq 1 600); do
+    [ "$(psql -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fault_seal' AND state = 'active'")" = 1 ] && break
+    sleep 0.05
+done
+before=$(psql -c "$seal_state")
+crash_and_restart; faults=$((faults + 1))
+check "seal: crash while sealing; no block was written" "$before" "$(psql -c "$seal_state")"
+psql -c "INSERT INTO audit_log (\"timestamp\", organization_id, action, status) VALUES (now(), 'org-v', 'after.crash', 'ok')" >/dev/null
+check "seal: after the restart new rows get an epoch later than any block" "true" \
+    "$(psql -c "SELECT seal_epoch > (SELECT coalesce(max(epoch), 0) FROM audit_seal_block) FROM audit_log WHERE action = 'after.crash'")"
+psql -c "SELECT blocks FROM audit_seal(0)" >/dev/null
+check "seal: sealing resumes: every row in a block, verification clean" "0|0|0|0" \
+    "$(psql -c "SELECT hash_mismatches || '|' || signature_mismatches || '|' || chain_breaks || '|' || unsealed FROM audit_verify_integrity()" | grep -v '^NOTICE')"
+
 check "no backend was terminated by a signal (server log)" "0" "$(grep -c 'terminated by signal' "$dir/server.log")"
-echo "figures: faults injected $faults (3 crashes, 3 cancels, 3 statement timeouts expected), rows at stake: 300000 converted, 150000 moved, 150000 pseudonymized"
+check "every planned fault was injected (4 crashes, 3 cancels, 3 statement timeouts)" "10" "$faults"
+echo "figures: faults injected $faults (4 crashes, 3 cancels, 3 statement timeouts expected), rows at stake: 300000 converted, 150000 moved, 150000 pseudonymized"
 finish "fault"

@@ -7,9 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pg_config=${PG_CONFIG:-/usr/bin/pg_config}
-cargo pgrx install --pg-config "$pg_config" "$@"
 current=$(sed -nE 's/^version = "([^"]+)"/\1/p' Cargo.toml | head -1)
 ext="$("$pg_config" --sharedir)/extension"
+# Scripts left by another checkout (a newer branch's step, say) would offer update
+# paths this one does not have: install exactly this checkout's set.
+rm -f "$ext"/audit_db--*.sql
+cargo pgrx install --pg-config "$pg_config" "$@"
 for f in sql/audit_db--*.sql; do
     base=$(basename "$f")
     # Upgrade scripts (A--B) are copied by cargo pgrx; the current version's install

@@ -10,6 +10,8 @@
 --   * rows written by 0.4.0/0.5.0 keep their chains: an anchor block (epoch 0) records
 --     every chain head, so the new chain of blocks continues them without a gap.
 --   * audit_chain_lock() / audit_chain_store() and the old trigger function go.
+--   * partitions of audit_log can no longer be dropped, detached or truncated one by
+--     one outside audit_db (event triggers audit_log_guard_ddl / audit_log_guard_drop).
 \echo Use "ALTER EXTENSION audit_db UPDATE" to load this file. \quit
 
 SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
@@ -19,7 +21,7 @@ ALTER TABLE audit_log
     ADD COLUMN row_hash varchar(64),
     ADD COLUMN seal_epoch bigint,
     ADD COLUMN personal_keys text[];
-CREATE INDEX audit_log_seal_epoch_idx ON audit_log USING btree (seal_epoch);
+CREATE INDEX audit_log_seal_epoch_idx ON audit_log USING btree (seal_epoch, id);
 
 CREATE TABLE audit_seal_block (
     epoch bigint PRIMARY KEY,
@@ -136,6 +138,94 @@ COMMENT ON FUNCTION audit_integrity_digest(timestamptz) IS
 'The newest sealed block up to a time (epoch, block hash, rows), block and retired counts, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
 COMMENT ON FUNCTION audit_seal(integer) IS
 'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby; one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
+
+-- audit_db::integrity::audit_internal_write
+CREATE  FUNCTION "audit_internal_write"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_internal_write_wrapper';
+
+-- ------------------------------------------------------- partition guard
+-- audit_db 0.6.0: rows leave audit_log only through audit_db (which records them for
+-- the integrity trail first). DROP TABLE of a partition drops its clone of the
+-- audit_log_integrity trigger: sql_drop refuses it. DETACH leaves the table with its
+-- own TRUNCATE guard but no parent: ddl_command_end refuses it. TRUNCATE of a single
+-- partition (statement triggers are not cloned) meets audit_log_no_truncate, which
+-- ddl_command_end adds to every partition. Only DROP EXTENSION is let through.
+-- audit_db::integrity::audit_log_guard_truncate
+CREATE  FUNCTION "audit_log_guard_truncate"() RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_log_guard_truncate_wrapper';
+
+CREATE FUNCTION audit_log_guard_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    part regclass;
+BEGIN
+    IF NOT @extschema@.audit_internal_write() THEN
+        SELECT t.tgrelid::regclass INTO part FROM pg_catalog.pg_trigger t
+         WHERE t.tgfoid = '@extschema@.audit_log_no_truncate()'::pg_catalog.regprocedure
+           AND t.tgrelid <> '@extschema@.audit_log'::regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
+                            WHERE h.inhrelid = t.tgrelid AND h.inhparent = '@extschema@.audit_log'::regclass)
+         LIMIT 1;
+        IF part IS NOT NULL THEN
+            RAISE EXCEPTION 'DETACH PARTITION of %, a partition of audit_log, is refused', part
+                  USING ERRCODE = 'insufficient_privilege',
+                        DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
+                        HINT = 'Use audit_drop_expired_partitions(..., keep_table => true) or audit_partition_maintenance().';
+        END IF;
+    END IF;
+    -- Only the owner of audit_log (or a superuser) can add a partition, so only they
+    -- ever reach this call; anyone else's CREATE / ALTER TABLE passes untouched.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
+                WHERE h.inhparent = '@extschema@.audit_log'::regclass
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                   WHERE t.tgrelid = h.inhrelid
+                                     AND t.tgfoid = '@extschema@.audit_log_no_truncate()'::pg_catalog.regprocedure)) THEN
+        PERFORM @extschema@.audit_log_guard_truncate();
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION audit_log_guard_drop() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    victim text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() WHERE object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.substr(object_identity, 24) INTO victim
+      FROM pg_catalog.pg_event_trigger_dropped_objects()
+     WHERE object_type = 'trigger' AND object_identity LIKE 'audit_log\_integrity on %'
+     LIMIT 1;
+    IF victim IS NOT NULL AND NOT @extschema@.audit_internal_write() THEN
+        RAISE EXCEPTION '% of %, a partition of audit_log, is refused', tg_tag, victim
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
+                    HINT = 'Use audit_drop_expired_partitions() or audit_partition_maintenance() (retention), or the GDPR functions.';
+    END IF;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION audit_log_guard_truncate(), audit_log_guard_ddl(), audit_log_guard_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER audit_log_guard_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION audit_log_guard_ddl();
+CREATE EVENT TRIGGER audit_log_guard_drop ON sql_drop EXECUTE FUNCTION audit_log_guard_drop();
+SELECT audit_log_guard_truncate();
+
+COMMENT ON FUNCTION audit_internal_write() IS
+'True while audit_db itself removes audit_log rows or partitions (retention, erasure); read by the partition guard event triggers. Backend memory only: no statement or setting turns it on.';
+COMMENT ON FUNCTION audit_log_guard_truncate() IS
+'Adds the internal statement trigger audit_log_no_truncate to every partition of audit_log lacking it (statement triggers are not cloned to partitions; internal, so pg_dump leaves it out); returns how many it added.';
+COMMENT ON FUNCTION audit_log_guard_ddl() IS
+'Event trigger (ddl_command_end, CREATE/ALTER TABLE): refuses (42501) a DETACH of an audit_log partition not made by audit_db, and guards new partitions against TRUNCATE.';
+COMMENT ON FUNCTION audit_log_guard_drop() IS
+'Event trigger (sql_drop): refuses (42501) DROP of an audit_log partition not made by audit_db; DROP EXTENSION passes.';
 
 -- -------------------------------------------------------------- journal
 INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)

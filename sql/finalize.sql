@@ -96,6 +96,73 @@ REVOKE ALL ON FUNCTION audit_log_no_truncate() FROM PUBLIC;
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_no_truncate();
 
+-- ------------------------------------------------------- partition guard
+-- audit_db 0.6.0: rows leave audit_log only through audit_db (which records them for
+-- the integrity trail first). DROP TABLE of a partition drops its clone of the
+-- audit_log_integrity trigger: sql_drop refuses it. DETACH leaves the table with its
+-- own TRUNCATE guard but no parent: ddl_command_end refuses it. TRUNCATE of a single
+-- partition (statement triggers are not cloned) meets audit_log_no_truncate, which
+-- ddl_command_end adds to every partition. Only DROP EXTENSION is let through.
+CREATE FUNCTION audit_log_guard_ddl() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    part regclass;
+BEGIN
+    IF NOT @extschema@.audit_internal_write() THEN
+        SELECT t.tgrelid::regclass INTO part FROM pg_catalog.pg_trigger t
+         WHERE t.tgfoid = '@extschema@.audit_log_no_truncate()'::pg_catalog.regprocedure
+           AND t.tgrelid <> '@extschema@.audit_log'::regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
+                            WHERE h.inhrelid = t.tgrelid AND h.inhparent = '@extschema@.audit_log'::regclass)
+         LIMIT 1;
+        IF part IS NOT NULL THEN
+            RAISE EXCEPTION 'DETACH PARTITION of %, a partition of audit_log, is refused', part
+                  USING ERRCODE = 'insufficient_privilege',
+                        DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
+                        HINT = 'Use audit_drop_expired_partitions(..., keep_table => true) or audit_partition_maintenance().';
+        END IF;
+    END IF;
+    -- Only the owner of audit_log (or a superuser) can add a partition, so only they
+    -- ever reach this call; anyone else's CREATE / ALTER TABLE passes untouched.
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
+                WHERE h.inhparent = '@extschema@.audit_log'::regclass
+                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                   WHERE t.tgrelid = h.inhrelid
+                                     AND t.tgfoid = '@extschema@.audit_log_no_truncate()'::pg_catalog.regprocedure)) THEN
+        PERFORM @extschema@.audit_log_guard_truncate();
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION audit_log_guard_drop() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    victim text;
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_dropped_objects() WHERE object_type = 'extension') THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.substr(object_identity, 24) INTO victim
+      FROM pg_catalog.pg_event_trigger_dropped_objects()
+     WHERE object_type = 'trigger' AND object_identity LIKE 'audit_log\_integrity on %'
+     LIMIT 1;
+    IF victim IS NOT NULL AND NOT @extschema@.audit_internal_write() THEN
+        RAISE EXCEPTION '% of %, a partition of audit_log, is refused', tg_tag, victim
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
+                    HINT = 'Use audit_drop_expired_partitions() or audit_partition_maintenance() (retention), or the GDPR functions.';
+    END IF;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION audit_log_guard_truncate(), audit_log_guard_ddl(), audit_log_guard_drop() FROM PUBLIC;
+CREATE EVENT TRIGGER audit_log_guard_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+    EXECUTE FUNCTION audit_log_guard_ddl();
+CREATE EVENT TRIGGER audit_log_guard_drop ON sql_drop EXECUTE FUNCTION audit_log_guard_drop();
+SELECT audit_log_guard_truncate();
+
 -- -------------------------------------------------------- documentation
 COMMENT ON FUNCTION audit_create_partitions(regclass, integer, timestamptz) IS
 'Creates the partitions of a range-partitioned audit table for the period containing reference_time (default now()) and premake periods ahead (NULL = the parent''s audit_partition_config row, else 6), with the row''s interval (daily, weekly or monthly; default monthly) and UTC midnight bounds, named <parent>_YYYY_MM, <parent>_YYYY_MM_DD or <parent>_IYYY_wIW. Rows already in the DEFAULT partition for a new range are moved into it. Never takes ACCESS EXCLUSIVE on the parent. Idempotent: returns the names it created, none on a second call.';
@@ -148,6 +215,14 @@ COMMENT ON FUNCTION audit_verify_integrity(timestamptz, timestamptz) IS
 'Recomputes row hash and signature of every audit_log row in the range with the insert trigger''s code; over the whole range also checks every sealed block (chain, signature, row count and sum, retired rows) and the chains of rows written before 0.6.0. chain_breaks counts broken or mismatched blocks and chain links (deleted, added or moved rows); returns the first bad id, unsealed and legacy counts, and records the run in audit_integrity_log (not on a standby).';
 COMMENT ON FUNCTION audit_integrity_digest(timestamptz) IS
 'The newest sealed block up to a time (epoch, block hash, rows), block and retired counts, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
+COMMENT ON FUNCTION audit_internal_write() IS
+'True while audit_db itself removes audit_log rows or partitions (retention, erasure); read by the partition guard event triggers. Backend memory only: no statement or setting turns it on.';
+COMMENT ON FUNCTION audit_log_guard_truncate() IS
+'Adds the internal statement trigger audit_log_no_truncate to every partition of audit_log lacking it (statement triggers are not cloned to partitions; internal, so pg_dump leaves it out); returns how many it added.';
+COMMENT ON FUNCTION audit_log_guard_ddl() IS
+'Event trigger (ddl_command_end, CREATE/ALTER TABLE): refuses (42501) a DETACH of an audit_log partition not made by audit_db, and guards new partitions against TRUNCATE.';
+COMMENT ON FUNCTION audit_log_guard_drop() IS
+'Event trigger (sql_drop): refuses (42501) DROP of an audit_log partition not made by audit_db; DROP EXTENSION passes.';
 COMMENT ON FUNCTION audit_seal(integer) IS
 'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby; one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
 
@@ -391,3 +466,6 @@ BEGIN
                       - pg_catalog.current_setting('audit_db.script_started')::timestamptz) * 1000)::int);
 END
 $install$;
+
+-- Partitions made above (and by adoption) are guarded against TRUNCATE too.
+SELECT audit_log_guard_truncate();

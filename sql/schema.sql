@@ -478,7 +478,7 @@ ALTER TABLE audit_log
     ADD COLUMN row_hash varchar(64),
     ADD COLUMN seal_epoch bigint,
     ADD COLUMN personal_keys text[];
-CREATE INDEX audit_log_seal_epoch_idx ON audit_log USING btree (seal_epoch);
+CREATE INDEX audit_log_seal_epoch_idx ON audit_log USING btree (seal_epoch, id);
 
 CREATE TABLE audit_seal_block (
     epoch bigint PRIMARY KEY,

@@ -410,6 +410,77 @@ fn audit_log_append_only_trigger<'a>(
     Ok(trigger.new().or_else(|| trigger.old()))
 }
 
+/// `audit_internal_write()`: true while audit_db itself removes rows or partitions
+/// (retention, erasure); the partition guard event triggers let exactly that through.
+/// The state lives in backend memory; no statement or setting can turn it on.
+#[pg_extern(volatile, parallel_safe)]
+fn audit_internal_write() -> bool {
+    crate::internal::active()
+}
+
+/// `audit_log_guard_truncate()`: gives every partition of audit_log that lacks it the
+/// statement trigger `audit_log_no_truncate` (statement triggers are not cloned to
+/// partitions, so TRUNCATE of one partition would pass the parent's). Created as an
+/// internal trigger: pg_dump leaves it out, and a restore's ATTACH recreates it through
+/// the event trigger instead of colliding with a dumped copy. PostgreSQL appends the
+/// trigger's OID to an internal trigger's name, so it is found by its function
+/// (`tgfoid`), never by name. Returns how many it added.
+#[pg_extern(volatile, parallel_unsafe)]
+fn audit_log_guard_truncate() -> i64 {
+    guard_truncate().or_report()
+}
+
+fn guard_truncate() -> AuditResult<i64> {
+    let ext = crate::spi_util::ext_schema()?;
+    let (func, parts) = Spi::connect(|client| {
+        let func = client
+            .select(&format!("SELECT '{}.audit_log_no_truncate()'::pg_catalog.regprocedure::oid", ext.replace('\'', "''")), Some(1), &[])?
+            .first()
+            .get_one::<pg_sys::Oid>()?
+            .unwrap_or(pg_sys::InvalidOid);
+        let mut parts = Vec::new();
+        for r in client.select(
+            "SELECT h.inhrelid FROM pg_catalog.pg_inherits h
+              WHERE h.inhparent = pg_catalog.to_regclass($1)
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                                 WHERE t.tgrelid = h.inhrelid AND t.tgfoid = $2)",
+            None,
+            &[format!("{ext}.audit_log").into(), func.into()],
+        )? {
+            parts.extend(r.get::<pg_sys::Oid>(1)?);
+        }
+        Ok::<_, pgrx::spi::Error>((func, parts))
+    })?;
+    for part in &parts {
+        // SAFETY: a zeroed CreateTrigStmt node filled as CREATE TRIGGER would fill it
+        // (BEFORE TRUNCATE, FOR EACH STATEMENT, no arguments); relation and function
+        // are given by OID, so its relation and funcname fields are not read.
+        unsafe {
+            let stmt = pgrx::PgBox::<pg_sys::CreateTrigStmt>::alloc_node(pg_sys::NodeTag::T_CreateTrigStmt);
+            let stmt = stmt.into_pg();
+            (*stmt).trigname = pg_sys::pstrdup(c"audit_log_no_truncate".as_ptr());
+            (*stmt).row = false;
+            (*stmt).timing = pg_sys::TRIGGER_TYPE_BEFORE as i16;
+            (*stmt).events = pg_sys::TRIGGER_TYPE_TRUNCATE as i16;
+            pg_sys::CreateTrigger(
+                stmt,
+                std::ptr::null(),
+                *part,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                func,
+                pg_sys::InvalidOid,
+                std::ptr::null_mut(),
+                true,
+                false,
+            );
+            pg_sys::CommandCounterIncrement();
+        }
+    }
+    Ok(parts.len() as i64)
+}
+
 // --------------------------------------------------------------- retirement
 
 /// Records the chain runs of rows about to leave audit_log (a dropped or detached
@@ -857,20 +928,26 @@ mod tests {
     use pgrx::prelude::*;
 
     #[pg_test]
-    fn inserts_are_hashed_signed_chained_and_verify() {
+    fn inserts_keep_the_application_hash_and_are_signed_tagged_and_verify() {
         Spi::run(
             "INSERT INTO audit_log (\"timestamp\", organization_id, action, status, hash)
              SELECT now(), 'pg-test-org', 'a' || i, 'ok', 'client' FROM generate_series(1, 3) i",
         )
         .expect("insert");
         assert_eq!(
-            Spi::get_one::<String>(
-                "SELECT string_agg(chain_seq::text, ',' ORDER BY chain_seq) FROM audit_log
-                  WHERE organization_id = 'pg-test-org' AND signature LIKE 'test-1:%' AND hash <> 'client'"
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM audit_log
+                  WHERE organization_id = 'pg-test-org' AND hash = 'client' AND signature LIKE 'test-1:%'
+                    AND row_hash ~ '^[0-9a-f]{64}$' AND seal_epoch > 0 AND chain_seq IS NULL"
             )
-            .expect("runs")
-            .as_deref(),
-            Some("1,2,3")
+            .expect("runs"),
+            Some(3)
+        );
+        // One transaction, one epoch: still open here, so these rows are not sealed yet.
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(DISTINCT seal_epoch) FROM audit_log WHERE organization_id = 'pg-test-org'")
+                .expect("runs"),
+            Some(1)
         );
         assert_eq!(
             Spi::get_one::<i64>(

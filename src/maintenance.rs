@@ -273,13 +273,13 @@ fn drop_phase(
             continue;
         }
         for e in expired {
-            let part = qualified(&parent.schema, &e.name);
+            let part = qualified(&e.schema, &e.name);
             let sql = format!("LOCK TABLE {part} IN ACCESS EXCLUSIVE MODE");
             match try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report()) {
                 Ok(()) => {
                     let locked = Locked {
                         rel,
-                        schema: parent.schema.clone(),
+                        schema: e.schema,
                         name: e.name,
                         lock_ms: config.lock_timeout_ms,
                     };
@@ -322,7 +322,7 @@ fn drop_phase(
 
     for (parent, l) in to_detach {
         set_lock_timeout(l.lock_ms)?;
-        match try_in_subtransaction(|| detach_and_keep(parent, &l.name).or_report()) {
+        match try_in_subtransaction(|| detach_and_keep(parent, &l.schema, &l.name).or_report()) {
             Ok(kept) => steps.push(
                 Step::new(Some(l.rel), "detached")
                     .partition(&l.name)

@@ -345,6 +345,8 @@ pub fn create_partitions(
 /// A partition whose whole range ended before the retention cutoff.
 #[derive(Debug, Clone)]
 pub struct Expired {
+    /// The partition's own schema (a partition may live outside its parent's).
+    pub schema: String,
     pub name: String,
 }
 
@@ -368,9 +370,10 @@ pub fn expired_partitions(
             .hint("For example '12 months' or '90 days'; NULL uses the parent's config row."));
     }
     let query = format!(
-        "SELECT c.relname::text
+        "SELECT n.nspname::text, c.relname::text
            FROM {}.audit_partitions($1) p
            JOIN pg_catalog.pg_class c ON c.oid = p.partition
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
           WHERE NOT p.is_default AND p.range_to <> 'infinity'
             AND p.range_to <= coalesce($2, pg_catalog.now()) - $3::interval
           ORDER BY p.range_to",
@@ -379,19 +382,38 @@ pub fn expired_partitions(
     Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(&query, None, &[Regclass(parent.oid).into(), at.into(), retention.into()])? {
-            out.push(Expired { name: r.get::<String>(1)?.unwrap_or_default() });
+            out.push(Expired { schema: r.get::<String>(1)?.unwrap_or_default(), name: r.get::<String>(2)?.unwrap_or_default() });
         }
         Ok::<_, pgrx::spi::Error>(out)
     })
     .map_err(AuditError::from)
 }
 
-/// Detaches `name` from `parent` and renames it `<name>_detached`. Returns the new name.
-pub fn detach_and_keep(parent: &Parent, name: &str) -> AuditResult<String> {
-    crate::integrity::checkpoint_partition(&parent.schema, name, "detached")?;
-    let part = qualified(&parent.schema, name);
+/// Detaches `schema.name` from `parent` and renames it `<name>_detached`. Returns the new name.
+pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult<String> {
+    crate::integrity::checkpoint_partition(schema, name, "detached")?;
+    let part = qualified(schema, name);
     let kept = detached_name(name);
+    // The checkpoint above recorded its rows: audit_db's own detach (guard.rs lets it through).
+    let _internal = crate::internal::guard();
     Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
+    // A kept table is no partition any more: its TRUNCATE guard goes (the DETACH guard
+    // reads a guarded table without a parent as an unauthorised detach). The guard is
+    // an internal trigger named after its OID: found by its function.
+    let guards: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT t.tgname::text FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+                  WHERE t.tgrelid = pg_catalog.to_regclass($1) AND p.proname = 'audit_log_no_truncate'",
+                None,
+                &[part.as_str().into()],
+            )?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    for guard in guards {
+        Spi::run(&format!("DROP TRIGGER {} ON {part}", quote_identifier(&guard)))?;
+    }
     Spi::run(&format!("ALTER TABLE {part} RENAME TO {}", quote_identifier(&kept)))?;
     Ok(kept)
 }
@@ -408,6 +430,8 @@ pub fn drop_tables(tables: &[(String, String)]) -> AuditResult<()> {
         crate::integrity::checkpoint_partition(schema, name, "dropped")?;
     }
     let list: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
+    // Checkpoints recorded: audit_db's own drop (guard.rs lets it through).
+    let _internal = crate::internal::guard();
     Spi::run(&format!("DROP TABLE {}", list.join(", ")))?;
     Ok(())
 }
@@ -435,22 +459,20 @@ pub fn drop_expired_partitions(
     let Some(retention) = retention.or(PartitionConfig::load(parent.oid)?.retention) else {
         return Ok(Vec::new());
     };
-    let expired: Vec<String> =
-        expired_partitions(&parent, retention, at)?.into_iter().map(|e| e.name).collect();
+    let expired = expired_partitions(&parent, retention, at)?;
     if keep_table {
-        for name in &expired {
-            let kept = detach_and_keep(&parent, name)?;
-            pgrx::notice!("audit_db: partition \"{name}\" detached and kept as {kept}");
+        for e in &expired {
+            let kept = detach_and_keep(&parent, &e.schema, &e.name)?;
+            pgrx::notice!("audit_db: partition \"{}\" detached and kept as {kept}", e.name);
         }
     } else {
-        let tables: Vec<(String, String)> =
-            expired.iter().map(|n| (parent.schema.clone(), n.clone())).collect();
+        let tables: Vec<(String, String)> = expired.iter().map(|e| (e.schema.clone(), e.name.clone())).collect();
         drop_tables(&tables)?;
-        for name in &expired {
-            pgrx::notice!("audit_db: partition \"{name}\" dropped");
+        for e in &expired {
+            pgrx::notice!("audit_db: partition \"{}\" dropped", e.name);
         }
     }
-    Ok(expired)
+    Ok(expired.into_iter().map(|e| e.name).collect())
 }
 
 /// A parent's row of `audit_partition_config`, or the defaults when it has none.
@@ -675,9 +697,10 @@ mod tests {
             "SELECT count(*) FROM pg_index WHERE indrelid = 'audit_log_2020_06'::regclass",
         )
         .expect("count");
-        // 16 indexes of the original migrations, the primary key, and (0.4.0) the chain index.
-        assert_eq!(parent_indexes, Some(18));
-        assert_eq!(part_indexes, Some(18));
+        // 16 indexes of the original migrations, the primary key, (0.4.0) the chain index
+        // and (0.6.0) the seal epoch index.
+        assert_eq!(parent_indexes, Some(19));
+        assert_eq!(part_indexes, Some(19));
     }
 
     #[pg_test]

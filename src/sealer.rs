@@ -6,6 +6,7 @@
 
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::seal::{ensure_floor_now, open_epochs, shared, signing_ring};
+use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{sign, GENESIS};
 use audit_db_core::seal::{block_hash, element, Limbs};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
@@ -19,7 +20,17 @@ use std::time::{Duration, Instant};
 pub static SEALER_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static SEAL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(200);
 
+/// `audit_db.seal_interval` always; `audit_db.sealer_database` (PGC_POSTMASTER) only
+/// while preloading: PostgreSQL refuses postmaster settings defined after start-up.
 pub fn register_gucs() {
+    // SAFETY: reads a postmaster global.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        register_database_guc();
+    }
+    register_interval_guc();
+}
+
+fn register_database_guc() {
     GucRegistry::define_string_guc(
         c"audit_db.sealer_database",
         c"Database whose audit_log the audit_db sealer worker seals.",
@@ -28,6 +39,9 @@ pub fn register_gucs() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+}
+
+fn register_interval_guc() {
     GucRegistry::define_int_guc(
         c"audit_db.seal_interval",
         c"Milliseconds between two runs of the audit_db sealer worker (0 = the worker only idles).",
@@ -47,7 +61,21 @@ pub struct SealRun {
     pub rows: i64,
     pub sealed_upto: i64,
     pub open_writers: i64,
+    /// Rows left out of their block: no valid signature under a configured key.
+    pub rejected: i64,
     pub status: &'static str,
+}
+
+/// Whether `signature` is the HMAC of `row_hash` under a key of `ring`.
+fn signed_by_ring(ring: Option<&KeyRing>, row_hash: &str, signature: Option<&str>) -> bool {
+    match (ring, signature) {
+        (Some(ring), Some(sig)) => sig
+            .split_once(':')
+            .and_then(|(id, _)| ring.get(id))
+            .map(|k| sign(k, row_hash) == sig)
+            .unwrap_or(false),
+        _ => false,
+    }
 }
 
 /// An arbitrary constant advisory lock key: one sealer per database at a time.
@@ -94,10 +122,16 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     if upto <= last {
         return Ok(SealRun { sealed_upto: last, open_writers: open, status: "nothing to seal", ..Default::default() });
     }
-    let epochs = epoch_sums(&ext, last, upto)?;
-    let key = signing_ring();
-    let key = key.as_ref().map(|r| r.current());
+    let ring = signing_ring();
     let mut run = SealRun { sealed_upto: upto, open_writers: open, status: "sealed", ..Default::default() };
+    let epochs = epoch_sums(&ext, last, upto, ring.as_deref(), &mut run.rejected)?;
+    if run.rejected > 0 {
+        pgrx::warning!(
+            "audit_db: {} rows of epochs {}..{} carry no valid signature and were left out of their blocks",
+            run.rejected, last + 1, upto
+        );
+    }
+    let key = ring.as_ref().map(|r| r.current());
     for (epoch, (rows, sum)) in &epochs {
         let hash = block_hash(*epoch, *rows, sum, &prev);
         Spi::run_with_args(
@@ -134,7 +168,13 @@ fn last_block(ext: &str) -> AuditResult<(i64, String)> {
 }
 
 /// Per epoch in (after, upto]: rows present plus rows already retired, and their sum.
-fn epoch_sums(ext: &str, after: i64, upto: i64) -> AuditResult<BTreeMap<i64, (i64, Limbs)>> {
+fn epoch_sums(
+    ext: &str,
+    after: i64,
+    upto: i64,
+    ring: Option<&KeyRing>,
+    rejected: &mut i64,
+) -> AuditResult<BTreeMap<i64, (i64, Limbs)>> {
     let mut epochs: BTreeMap<i64, (i64, Limbs)> = BTreeMap::new();
     Spi::connect_mut(|client| {
         // `update` (not read-only) takes a fresh snapshot: it sees what committed while we waited.
@@ -146,9 +186,17 @@ fn epoch_sums(ext: &str, after: i64, upto: i64) -> AuditResult<BTreeMap<i64, (i6
             &[after.into(), upto.into()],
         )? {
             let (Some(e), Some(h)) = (r.get::<i64>(1)?, r.get::<String>(2)?) else { continue };
+            let sig = r.get::<String>(3)?;
+            // With a key configured, only rows the trigger signed are sealed: a row put
+            // in with the triggers disabled stays outside every block, and verification
+            // reports its epoch as broken.
+            if ring.is_some() && !signed_by_ring(ring, &h, sig.as_deref()) {
+                *rejected += 1;
+                continue;
+            }
             let entry = epochs.entry(e).or_insert((0, Limbs::default()));
             entry.0 += 1;
-            entry.1.add(&element(&h, r.get::<String>(3)?.as_deref()));
+            entry.1.add(&element(&h, sig.as_deref()));
         }
         for r in client.update(
             &format!("SELECT epoch, rows, sum FROM {ext}.audit_seal_retired WHERE epoch > $1 AND epoch <= $2"),

@@ -140,8 +140,10 @@ const ROW_SQL: &str = "SELECT id::int8, \"timestamp\", ttl, principal_id, organi
         data_classification, retention_policy, processing_latency, details::text, seal_epoch, row_hash, signature,
         personal_keys";
 
-/// Checks one row's hash and signature; returns (epoch, element) for its block sum.
-fn check_one_row(r: &pgrx::spi::SpiHeapTupleData, ring: Option<&KeyRing>, resolver: &Resolver, report: &mut Report) -> AuditResult<(i64, Limbs)> {
+/// Checks one row's hash and signature; returns (epoch, element, unsigned) for its
+/// epoch: `unsigned` = no signature although a key is configured (acceptable only
+/// inside a sealed block, sealed when the server had no key).
+fn check_one_row(r: &pgrx::spi::SpiHeapTupleData, ring: Option<&KeyRing>, resolver: &Resolver, report: &mut Report) -> AuditResult<(i64, Limbs, bool)> {
     let s = |i: usize| r.get::<String>(i);
     let (id, ts) = (r.get::<i64>(1)?, r.get::<TimestampWithTimeZone>(2)?);
     let texts: Vec<Option<String>> = (3..=16).map(s).collect::<Result<_, _>>()?;
@@ -185,7 +187,8 @@ fn check_one_row(r: &pgrx::spi::SpiHeapTupleData, ring: Option<&KeyRing>, resolv
     if !check.verifiable {
         report.unverifiable += 1;
     }
-    Ok((epoch, element(&stored, signature.as_deref())))
+    let unsigned = signature.is_none() && ring.is_some();
+    Ok((epoch, element(&stored, signature.as_deref()), unsigned))
 }
 
 /// Compares an epoch's rows (count, sum) with its block; `block` None = no block.
@@ -224,10 +227,12 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
         let mut rows = client.open_cursor(
             &format!(
                 "{ROW_SQL} FROM {ext}.audit_log WHERE seal_epoch IS NOT NULL AND \"timestamp\" >= $1 AND \"timestamp\" <= $2
-                  ORDER BY seal_epoch"
+                  ORDER BY seal_epoch, id"
             ),
             &[from.into(), to.into()],
         );
+        let last_sealed = Spi::get_one::<i64>(&format!("SELECT coalesce(pg_catalog.max(epoch), 0) FROM {ext}.audit_seal_block"))?
+            .unwrap_or(0);
         let mut prev = GENESIS.to_string();
         let mut pending: std::collections::VecDeque<Block> = Default::default();
         let mut blocks_done = false;
@@ -242,8 +247,9 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
             }
             Ok(())
         };
-        let mut current: Option<(i64, i64, Limbs, i64)> = None; // epoch, rows, sum, first id
-        let flush = |cur: (i64, i64, Limbs, i64), pending: &mut std::collections::VecDeque<Block>, report: &mut Report| {
+        // epoch, rows, sum, first id, rows without signature
+        let mut current: Option<(i64, i64, Limbs, i64, i64)> = None;
+        let flush = |cur: (i64, i64, Limbs, i64, i64), pending: &mut std::collections::VecDeque<Block>, report: &mut Report| {
             // Blocks before this epoch that no row reached: all their rows must be retired.
             while let Some(b) = pending.front() {
                 if b.epoch >= cur.0 {
@@ -258,7 +264,15 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
             match block {
                 Some(b) if whole => close_epoch(Some(b), cur.1, &cur.2, cur.3, report),
                 Some(_) => {}
-                None if cur.0 > pending.back().map(|b| b.epoch).unwrap_or(0) => report.unsealed += cur.1,
+                None if cur.0 > last_sealed => {
+                    report.unsealed += cur.1;
+                    // Not sealed and not signed although a key is configured: the
+                    // trigger signs every row, so these did not come through it.
+                    if cur.4 > 0 {
+                        report.signature_mismatches += cur.4;
+                        report.bad(cur.3);
+                    }
+                }
                 None if whole => close_epoch(None, cur.1, &cur.2, cur.3, report),
                 None => {}
             }
@@ -273,18 +287,19 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
             }
             for r in batch {
                 let id = r.get::<i64>(1)?.unwrap_or(0);
-                let (epoch, el) = check_one_row(&r, ring, &resolver, report)?;
+                let (epoch, el, unsigned) = check_one_row(&r, ring, &resolver, report)?;
                 match &mut current {
                     Some(c) if c.0 == epoch => {
                         c.1 += 1;
                         c.2.add(&el);
+                        c.4 += i64::from(unsigned);
                     }
                     _ => {
                         if let Some(c) = current.take() {
                             advance(c.0, &mut pending, report)?;
                             flush(c, &mut pending, report);
                         }
-                        current = Some((epoch, 1, el, id));
+                        current = Some((epoch, 1, el, id, i64::from(unsigned)));
                     }
                 }
             }
@@ -294,7 +309,7 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
             flush(c, &mut pending, report);
         }
         advance(i64::MAX, &mut pending, report)?;
-        flush((i64::MAX, 0, Limbs::default(), 0), &mut pending, report);
+        flush((i64::MAX, 0, Limbs::default(), 0, 0), &mut pending, report);
         Ok::<_, AuditError>(())
     })
 }

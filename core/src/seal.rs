@@ -7,8 +7,9 @@
 //!             (values as in audit_db.event.v1; `details` is PostgreSQL's jsonb text
 //!             of the details with the pseudonymization markers removed and the
 //!             personal keys' string values replaced by their references; NULL
-//!             details count as {}; personal_keys is a JSON array of the details keys
-//!             that were personal when the row was written, sorted, or ~)
+//!             details count as {}; personal_keys is the jsonb text of the array of
+//!             details keys that were personal when the row was written, sorted
+//!             (`["email", "name"]`), or ~)
 //! signature = key_id ":" hex HMAC-SHA256(k_sign, row_hash)          (NULL without key)
 //! element   = the 32 signature bytes (or SHA-256(row_hash) for an unsigned row),
 //!             read as four big-endian u64 limbs
@@ -200,7 +201,7 @@ pub fn encode_v2(row: &EventV2, personal: &[String], reference: &dyn Fn(&str) ->
             if personal.is_empty() {
                 Field::Null
             } else {
-                Field::Text(format!("[{}]", personal.iter().map(|k| json_string(k)).collect::<Vec<_>>().join(",")))
+                Field::Json(Value::Array(personal.iter().map(|k| Value::String(k.clone())).collect()))
             },
         ),
     ];
@@ -371,6 +372,14 @@ mod tests {
         other.seal_epoch = Some(4);
         assert_ne!(row_hash(&other, &["email".into()], &r), base);
         assert_ne!(row_hash(&row(), &[], &r), base, "the personal keys applied are part of the hash");
+    }
+
+    #[test]
+    fn personal_keys_are_encoded_as_a_jsonb_array() {
+        let text = String::from_utf8(encode_v2(&row(), &["email".into(), "name".into()], &|v| v.to_string())).unwrap();
+        assert!(text.ends_with("seal_epoch=3\npersonal_keys=[\"email\", \"name\"]\n"), "{text}");
+        let none = String::from_utf8(encode_v2(&row(), &[], &|v| v.to_string())).unwrap();
+        assert!(none.ends_with("personal_keys=~\n"));
     }
 
     #[test]

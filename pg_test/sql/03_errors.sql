@@ -43,11 +43,15 @@ SELECT audit_create_partitions('a_parent_table_with_a_name_that_is_just_a_bit_to
 \echo :LAST_ERROR_SQLSTATE
 DROP TABLE a_parent_table_with_a_name_that_is_just_a_bit_too_long_xx;
 
--- An existing partition with other bounds overlapping a planned month is left alone.
-CREATE TABLE audit_log_custom PARTITION OF audit_log
+-- An existing partition with other bounds overlapping a planned month is left alone
+-- (on error_log: a partition of audit_log cannot be dropped by hand, see 13_integrity).
+SELECT count(*) AS error_partitions_before FROM pg_inherits WHERE inhparent = 'error_log'::regclass \gset
+CREATE TABLE error_log_custom PARTITION OF error_log
     FOR VALUES FROM ('2032-03-10 00:00:00+00') TO ('2032-03-20 00:00:00+00');
-SELECT * FROM audit_create_partitions('audit_log', 1, '2032-03-15 00:00:00+00');
-DROP TABLE audit_log_custom, audit_log_2032_04;
+SELECT * FROM audit_create_partitions('error_log', 1, '2032-03-15 00:00:00+00');
+DROP TABLE error_log_custom, error_log_2032_04;
+SELECT count(*) = :error_partitions_before AS error_log_as_before
+  FROM pg_inherits WHERE inhparent = 'error_log'::regclass;
 
 SELECT count(*) = :partitions_before AS nothing_left_behind
   FROM pg_inherits WHERE inhparent = 'audit_log'::regclass;

@@ -90,7 +90,8 @@ SELECT version, checksum = encode(sha256(pg_read_binary_file(
            CASE version WHEN '0.1.0' THEN 'audit_db--0.1.0.sql' WHEN '0.2.0' THEN 'audit_db--0.1.0--0.2.0.sql'
                         WHEN '0.3.0' THEN 'audit_db--0.2.0--0.3.0.sql'
                         WHEN '0.4.0' THEN 'audit_db--0.3.0--0.4.0.sql'
-                        WHEN '0.5.0' THEN 'audit_db--0.4.0--0.5.0.sql' END)), 'hex')
+                        WHEN '0.5.0' THEN 'audit_db--0.4.0--0.5.0.sql'
+                        WHEN '0.6.0' THEN 'audit_db--0.5.0--0.6.0.sql' END)), 'hex')
        AS checksum_matches
   FROM audit_migrations();
 -- ------------------------------------------------- 0.2.0, filled, then updated
@@ -146,6 +147,33 @@ INSERT INTO audit_partition_config (parent) VALUES ('audit_integrity_log');
 \echo :LAST_ERROR_SQLSTATE
 SELECT * FROM audit_verify_schema();
 SELECT version, name FROM audit_migrations() WHERE version = '0.5.0';
+-- ------------------- 0.5.0 -> 0.6.0: sealed epochs; the old chains keep verifying
+INSERT INTO audit_log ("timestamp", organization_id, principal_id, action, status, details)
+SELECT now(), 'org-' || (i % 2), 'user-' || i, 'u050', 'ok', '{"email": "e@x"}' FROM generate_series(1, 4) i;
+SELECT count(*) AS legacy_rows, count(chain_seq) AS chained FROM audit_log;
+ALTER EXTENSION audit_db UPDATE TO '0.6.0';
+SELECT epoch, rows, jsonb_array_length(legacy_heads) AS chains_anchored, signature IS NULL AS anchor_unsigned
+  FROM audit_seal_block;
+SELECT checked, hash_mismatches, signature_mismatches, chain_breaks, blocks, unsealed, legacy FROM audit_verify_integrity();
+-- New rows join the new scheme: no chain, an epoch, a signature; sealing continues
+-- the anchored chain without a gap.
+SET ROLE regress_up_writer;
+INSERT INTO audit_log ("timestamp", organization_id, action, status, hash)
+SELECT now(), 'org-up', 'u060', 'ok', 'app-' || i FROM generate_series(1, 3) i;
+RESET ROLE;
+SELECT count(*) AS new_rows, count(chain_seq) AS chained, count(*) FILTER (WHERE hash LIKE 'app-%') AS app_hash_kept
+  FROM audit_log WHERE action = 'u060';
+SELECT blocks, rows, status FROM audit_seal(0);
+SELECT b.prev_hash = a.block_hash AS continues_anchor
+  FROM audit_seal_block b JOIN audit_seal_block a ON a.epoch = 0 WHERE b.epoch > 0;
+SELECT checked, hash_mismatches, signature_mismatches, chain_breaks, blocks, unsealed, legacy FROM audit_verify_integrity();
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE audit_log SET status = 'tampered' WHERE action = 'u050' AND organization_id = 'org-1' AND chain_seq = 1;
+SELECT 'legacy row edited' AS tampering, hash_mismatches, chain_breaks FROM audit_verify_integrity();
+ROLLBACK;
+SELECT * FROM audit_verify_schema();
+SELECT version, name FROM audit_migrations() WHERE version = '0.6.0';
 DROP ROLE regress_up_writer;
 \c audit_regress
 DROP DATABASE audit_upgrade_040;
