@@ -139,7 +139,7 @@ before=$(psql -c "$seal_state")
 crash_and_restart; faults=$((faults + 1))
 check "seal: crash while sealing; no block was written" "$before" "$(psql -c "$seal_state")"
 psql -c "INSERT INTO audit_log (\"timestamp\", organization_id, action, status) VALUES (now(), 'org-v', 'after.crash', 'ok')" >/dev/null
-check "seal: after the restart new rows get an epoch later than any block" "true" \
+check "seal: after the restart new rows get an epoch later than any block" "t" \
     "$(psql -c "SELECT seal_epoch > (SELECT coalesce(max(epoch), 0) FROM audit_seal_block) FROM audit_log WHERE action = 'after.crash'")"
 psql -c "SELECT blocks FROM audit_seal(0)" >/dev/null
 check "seal: sealing resumes: every row in a block, verification clean" "0|0|0|0" \

@@ -109,8 +109,15 @@ total=$(psql -c "SELECT count(*) FROM audit_log")
 psql -c "SELECT * FROM audit_seal(5000)" >/dev/null
 check "audit_verify_integrity: every row checked and sealed, no mismatch, no broken block" "$total|0|0|0||0" \
     "$(psql -c "SELECT checked || '|' || hash_mismatches || '|' || signature_mismatches || '|' || chain_breaks || '|' || coalesce(first_bad_id::text, '') || '|' || unsealed FROM audit_verify_integrity()" | grep -v '^NOTICE')"
-check "sealed blocks account for every row written (present + retired)" "true" \
+check "sealed blocks account for every row written (present + retired)" "t" \
     "$(psql -c "SELECT (SELECT coalesce(sum(rows), 0) FROM audit_seal_block) = $total + (SELECT coalesce(sum(rows), 0) FROM audit_seal_retired)")"
+# On a mismatch, which epochs: sealed rows, present rows, retired rows (and why).
+psql -c "SELECT 'epoch ' || b.epoch || ': sealed ' || b.rows || ', present ' || coalesce(p.n, 0) || ', retired ' || coalesce(r.n, 0) || ' ' || coalesce(r.why, '')
+           FROM audit_seal_block b
+           LEFT JOIN (SELECT seal_epoch, count(*) AS n FROM audit_log GROUP BY 1) p ON p.seal_epoch = b.epoch
+           LEFT JOIN (SELECT epoch, sum(rows) AS n, string_agg(reason, '; ') AS why FROM audit_seal_retired GROUP BY 1) r ON r.epoch = b.epoch
+          WHERE b.epoch > 0 AND b.rows <> coalesce(p.n, 0) + coalesce(r.n, 0)" | sed 's/^/    /'
+
 check "audit_verify_schema() is empty" "0" "$(psql -c "SELECT count(*) FROM audit_verify_schema()")"
 check "no backend crashed (server log)" "0" "$(grep -cE 'terminated by signal|PANIC' "$dir/server.log")"
 sum=$(( ${acked[0]:-0} + ${acked[1]:-0} + ${acked[2]:-0} + ${acked[3]:-0} ))

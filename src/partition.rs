@@ -460,6 +460,16 @@ pub fn drop_expired_partitions(
         return Ok(Vec::new());
     };
     let expired = expired_partitions(&parent, retention, at)?;
+    if expired.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The checkpoint reads each partition's rows before it goes: no insert may slip in
+    // between, so lock first, in PostgreSQL's own order for DROP / DETACH (the parent
+    // ONLY, then the partitions), which writers also follow: no deadlock with them.
+    Spi::run(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", parent.qualified()))?;
+    for e in &expired {
+        Spi::run(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", qualified(&e.schema, &e.name)))?;
+    }
     if keep_table {
         for e in &expired {
             let kept = detach_and_keep(&parent, &e.schema, &e.name)?;

@@ -81,12 +81,21 @@ pub fn shared() -> AuditResult<&'static SealShared> {
     Ok(SEAL.get())
 }
 
+/// This process's number among PostgreSQL's PGPROCs (what PostgreSQL itself uses to
+/// index per-backend arrays). Not pointer arithmetic over `allProcs`: a PGPROC size that
+/// differs between Rust's bindings and C would make two backends share a slot.
+fn proc_number() -> usize {
+    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    // SAFETY: MyProc is set for every backend and worker that can run our code.
+    let n = unsafe { (*pg_sys::MyProc).pgprocno };
+    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    // SAFETY: a backend global, set at process start.
+    let n = unsafe { pg_sys::MyProcNumber };
+    n as usize
+}
+
 fn my_slot_index() -> AuditResult<usize> {
-    // SAFETY: MyProc points into ProcGlobal->allProcs in every backend and worker.
-    let index = unsafe {
-        let base = (*pg_sys::ProcGlobal).allProcs as usize;
-        (pg_sys::MyProc as usize - base) / std::mem::size_of::<pg_sys::PGPROC>()
-    };
+    let index = proc_number();
     if index >= MAX_SLOTS {
         return Err(AuditError::object_not_in_prerequisite_state("too many backends for audit_db's epoch slots")
             .detail(format!("This backend is number {index}; audit_db tracks {MAX_SLOTS}."))
@@ -505,7 +514,9 @@ pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
     .ok_or_else(|| AuditError::internal("partition vanished"))?;
     let mut gone: BTreeMap<i64, (i64, Limbs)> = BTreeMap::new();
     let mut total = 0;
-    Spi::connect(|client| {
+    // The caller holds the partition locked: read it as of now, not as of the start
+    // of the statement (rows committed in between would leave without a record).
+    crate::spi_util::with_fresh_snapshot(|| Ok(Spi::connect(|client| {
         for r in client.select(
             &format!("SELECT seal_epoch, row_hash, signature FROM {name} WHERE seal_epoch IS NOT NULL"),
             None,
@@ -518,7 +529,7 @@ pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
             total += 1;
         }
         Ok::<_, pgrx::spi::Error>(())
-    })?;
+    })?))?;
     record_retired(&gone.into_iter().collect::<Vec<_>>(), reason)?;
     Ok(total)
 }

@@ -176,17 +176,43 @@ fn epoch_sums(
     rejected: &mut i64,
 ) -> AuditResult<BTreeMap<i64, (i64, Limbs)>> {
     let mut epochs: BTreeMap<i64, (i64, Limbs)> = BTreeMap::new();
+    // The sums must see every row committed while we waited for the writers.
+    crate::spi_util::with_fresh_snapshot(|| Ok(epoch_sums_now(ext, after, upto, ring, rejected, &mut epochs)?))?;
+    Ok(epochs)
+}
+
+fn epoch_sums_now(
+    ext: &str,
+    after: i64,
+    upto: i64,
+    ring: Option<&KeyRing>,
+    rejected: &mut i64,
+    epochs: &mut BTreeMap<i64, (i64, Limbs)>,
+) -> Result<(), pgrx::spi::Error> {
     Spi::connect_mut(|client| {
-        // `update` (not read-only) takes a fresh snapshot: it sees what committed while we waited.
+        // One statement, so one snapshot for the rows and the retirements: a partition
+        // dropped between two statements would count both as present and as retired.
         for r in client.update(
             &format!(
-                "SELECT seal_epoch, row_hash, signature FROM {ext}.audit_log WHERE seal_epoch > $1 AND seal_epoch <= $2"
+                "SELECT false, seal_epoch, row_hash, signature, NULL::int8, NULL::text
+                   FROM {ext}.audit_log WHERE seal_epoch > $1 AND seal_epoch <= $2
+                 UNION ALL
+                 SELECT true, epoch, NULL, NULL, rows, sum
+                   FROM {ext}.audit_seal_retired WHERE epoch > $1 AND epoch <= $2"
             ),
             None,
             &[after.into(), upto.into()],
         )? {
-            let (Some(e), Some(h)) = (r.get::<i64>(1)?, r.get::<String>(2)?) else { continue };
-            let sig = r.get::<String>(3)?;
+            let Some(e) = r.get::<i64>(2)? else { continue };
+            if r.get::<bool>(1)?.unwrap_or(false) {
+                let (Some(n), Some(sum)) = (r.get::<i64>(5)?, r.get::<String>(6)?) else { continue };
+                let entry = epochs.entry(e).or_insert((0, Limbs::default()));
+                entry.0 += n;
+                entry.1.add(&Limbs::parse(&sum).unwrap_or_default());
+                continue;
+            }
+            let Some(h) = r.get::<String>(3)? else { continue };
+            let sig = r.get::<String>(4)?;
             // With a key configured, only rows the trigger signed are sealed: a row put
             // in with the triggers disabled stays outside every block, and verification
             // reports its epoch as broken.
@@ -198,19 +224,8 @@ fn epoch_sums(
             entry.0 += 1;
             entry.1.add(&element(&h, sig.as_deref()));
         }
-        for r in client.update(
-            &format!("SELECT epoch, rows, sum FROM {ext}.audit_seal_retired WHERE epoch > $1 AND epoch <= $2"),
-            None,
-            &[after.into(), upto.into()],
-        )? {
-            let (Some(e), Some(n), Some(s)) = (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<String>(3)?) else { continue };
-            let entry = epochs.entry(e).or_insert((0, Limbs::default()));
-            entry.0 += n;
-            entry.1.add(&Limbs::parse(&s).unwrap_or_default());
-        }
         Ok::<_, pgrx::spi::Error>(())
-    })?;
-    Ok(epochs)
+    })
 }
 
 /// `audit_seal(wait_ms)`: see docs/reference.md.

@@ -28,3 +28,17 @@ pub fn ext_schema() -> AuditResult<String> {
         .hint("Run CREATE EXTENSION audit_db first.")),
     }
 }
+
+/// Runs `f` on a snapshot taken now (READ COMMITTED: a new one), for reads that must
+/// see rows committed after the statement began: after waiting for writers, after
+/// taking a lock. pgrx runs SPI read-only, on the active snapshot, until the
+/// transaction has an xid; this pushes the fresh snapshot that read then uses.
+pub fn with_fresh_snapshot<R>(f: impl FnOnce() -> AuditResult<R>) -> AuditResult<R> {
+    // SAFETY: balanced with the PopActiveSnapshot below; an error aborts the
+    // transaction, which resets the snapshot stack.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    let out = f();
+    // SAFETY: pops the snapshot pushed above.
+    unsafe { pg_sys::PopActiveSnapshot() };
+    out
+}

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 dir=${BENCH_DIR:-/tmp/audit_db_bench}
 port=${BENCH_PORT:-55435}
 scripts/cluster.sh start "$dir" "$port" "fsync = on" "shared_buffers = '512MB'" "max_wal_size = '4GB'" \
-    "max_locks_per_transaction = 256" >/dev/null
+    "max_locks_per_transaction = 256" "audit_db.sealer_database = 'bench'" >/dev/null
 trap 'scripts/cluster.sh stop "$dir"' EXIT
 psql -h "$dir/sock" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE bench"
 psql -h "$dir/sock" -p "$port" -U postgres -X -q -v ON_ERROR_STOP=1 -d bench \
