@@ -122,14 +122,23 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     if upto <= last {
         return Ok(SealRun { sealed_upto: last, open_writers: open, status: "nothing to seal", ..Default::default() });
     }
+    // Lock order and why: the sums read every partition on one snapshot, and that
+    // snapshot must agree with the list of partitions. Creating a partition moves rows
+    // out of DEFAULT into a table it then ATTACHes; a sealer whose partition list
+    // predates that transaction's commit but whose snapshot follows it sees the rows in
+    // neither place (found by the load test). SHARE UPDATE EXCLUSIVE on the parent
+    // alone (ONLY) conflicts with ATTACH and with creation's SHARE ROW EXCLUSIVE, not
+    // with writers' ROW EXCLUSIVE: writers never wait for the sealer. Taken after the
+    // advisory lock and the wait for writers, before the snapshot; bounded by
+    // lock_timeout, a busy parent makes this run "busy" and the next one seals.
+    if !lock_parent(&ext)? {
+        return Ok(SealRun { open_writers: open, status: "busy: partition maintenance holds audit_log", ..Default::default() });
+    }
     let ring = signing_ring();
     let mut run = SealRun { sealed_upto: upto, open_writers: open, status: "sealed", ..Default::default() };
     let epochs = epoch_sums(&ext, last, upto, ring.as_deref(), &mut run.rejected)?;
     if run.rejected > 0 {
-        pgrx::warning!(
-            "audit_db: {} rows of epochs {}..{} carry no valid signature and were left out of their blocks",
-            run.rejected, last + 1, upto
-        );
+        pgrx::warning!("audit_db: {} rows carry no valid signature and were left out of their blocks", run.rejected);
     }
     let key = ring.as_ref().map(|r| r.current());
     for (epoch, (rows, sum)) in &epochs {
@@ -150,6 +159,22 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
         run.status = "nothing to seal";
     }
     Ok(run)
+}
+
+/// SHARE UPDATE EXCLUSIVE on audit_log alone, waiting at most 2 s (or a shorter
+/// lock_timeout the caller set); false when it was not granted in time.
+fn lock_parent(ext: &str) -> AuditResult<bool> {
+    let saved = Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?.unwrap_or_default();
+    let bounded = if saved == "0" || saved.is_empty() { "2s".to_string() } else { saved.clone() };
+    Spi::run_with_args("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[bounded.as_str().into()])?;
+    let sql = format!("LOCK TABLE ONLY {ext}.audit_log IN SHARE UPDATE EXCLUSIVE MODE");
+    let locked = crate::subxact::try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report());
+    Spi::run_with_args("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[saved.as_str().into()])?;
+    match locked {
+        Ok(()) => Ok(true),
+        Err(caught) if caught.is_lock_timeout() => Ok(false),
+        Err(caught) => Err(AuditError::internal(format!("sealing could not lock audit_log: {}: {}", caught.sqlstate, caught.message))),
+    }
 }
 
 /// The newest block's epoch and hash (0 and the genesis hash before the first).

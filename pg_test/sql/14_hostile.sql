@@ -19,6 +19,7 @@ CREATE FUNCTION hostile_state() RETURNS text LANGUAGE sql AS $$
         (SELECT count(*) FROM pseudonym_mapping),
         (SELECT string_agg(chain_key || '=' || seq || '/' || hash, ',' ORDER BY chain_key) FROM audit_chain_head),
         (SELECT count(*) FROM audit_chain_retired),
+        (SELECT count(*) FROM audit_seal_retired),
         (SELECT string_agg(concat_ws(':', parent, "interval", premake, retention, keep_table), ',' ORDER BY parent::text)
            FROM audit_partition_config),
         (SELECT count(*) FROM audit_retention_policy),
@@ -69,7 +70,9 @@ SELECT audit_verify_integrity(NULL);
 SELECT audit_verify_integrity('-infinity', NULL);
 SELECT audit_integrity_digest(NULL);
 SELECT count(*) AS rows FROM audit_partitions(NULL);
-SELECT audit_chain_lock(NULL);
+SELECT audit_seal(NULL);
+SELECT audit_seal(-1);
+SELECT audit_seal(600001);
 SELECT hostile_unchanged() AS unchanged_after_nulls;
 
 -- ---------------------------------------------------------- empty strings
