@@ -37,8 +37,10 @@ SELECT audit_pseudonymize('alice@example.com') AS hash,
 SELECT audit_depseudonymize(audit_pseudonymize('alice@example.com', 'encryption')) AS reversed;
 SELECT strategy, key_id, left(original_id, 24) || '...' AS original_id_is_ciphertext FROM pseudonym_mapping;
 
-\echo '== tamper evidence: every event hashed, signed, chained; the trail verifies'
-SELECT id, action, left(hash, 16) AS hash, left(signature, 16) AS signature, chain_seq FROM audit_log ORDER BY id LIMIT 3;
+\echo '== tamper evidence: every event hashed and signed on insert (no lock), sealed into signed blocks'
+SELECT id, action, left(row_hash, 16) AS row_hash, left(signature, 16) AS signature, seal_epoch FROM audit_log ORDER BY id LIMIT 3;
+SELECT * FROM audit_seal();
+SELECT epoch, rows, left(block_hash, 16) AS block_hash, left(signature, 16) AS signature FROM audit_seal_block;
 SELECT * FROM audit_verify_integrity();
 \echo '== and it is append-only, even for a superuser: the UPDATE is refused (shown, not fatal)'
 DO $$

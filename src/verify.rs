@@ -207,6 +207,16 @@ fn close_epoch(block: Option<&Block>, rows: i64, sum: &Limbs, first_id: i64, rep
     }
 }
 
+/// Frees a batch once read: pgrx keeps every SPI tuple table until the connection
+/// ends, so a cursor read in one connection would hold every row it ever fetched.
+fn free_tuptable(table: *mut pg_sys::SPITupleTable) {
+    if !table.is_null() {
+        // SAFETY: a table made by this connection's last fetch, no longer referenced
+        // (the batch it came in was consumed above).
+        unsafe { pg_sys::SPI_freetuptable(table) };
+    }
+}
+
 /// Verifies every 0.6.0 row in [from, to] and, over the whole range, every block.
 pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, report: &mut Report) -> AuditResult<()> {
     let ext = crate::spi_util::ext_schema()?;
@@ -240,10 +250,13 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
         let mut advance = |upto: i64, pending: &mut std::collections::VecDeque<Block>, report: &mut Report| -> AuditResult<()> {
             while !blocks_done && pending.back().map(|b| b.epoch < upto).unwrap_or(true) {
                 let t = blocks.fetch(1)?;
+                // SAFETY: the table fetch() just made (read before any other SPI call).
+                let table = unsafe { pg_sys::SPI_tuptable };
                 match t.into_iter().next() {
                     Some(r) => pending.push_back(next_block(&r, &mut prev, ring, report)?),
                     None => blocks_done = true,
                 }
+                free_tuptable(table);
             }
             Ok(())
         };
@@ -282,7 +295,10 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
         };
         loop {
             let batch = rows.fetch(2000)?;
+            // SAFETY: the table fetch() just made (read before any other SPI call).
+            let table = unsafe { pg_sys::SPI_tuptable };
             if batch.is_empty() {
+                free_tuptable(table);
                 break;
             }
             for r in batch {
@@ -303,6 +319,7 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
                     }
                 }
             }
+            free_tuptable(table);
         }
         if let Some(c) = current.take() {
             advance(c.0, &mut pending, report)?;
