@@ -9,14 +9,14 @@
 //! parallel, and an aborted insert leaves no gap (its head update rolls back with it).
 
 use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::{key_ring, personal_details_keys, KEY_COMMAND, KEY_FILE};
+use crate::keys::personal_details_keys;
+use crate::seal::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{
     chain_hash, encoded_details, event_hash, personal_ref, sign, Field, GENESIS, HASH_ALGORITHM,
 };
 use audit_db_core::pseudonym;
 use pgrx::prelude::*;
-use std::rc::Rc;
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
 const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
@@ -88,23 +88,6 @@ pub fn event_fields(row: &EventRow, personal: &[String], reference: &dyn Fn(&str
             )),
         ),
     ]
-}
-
-/// The key ring for signing, or None when no key is configured. A configured but
-/// unusable key (permissions, format) does not block the insert: it is reported.
-fn signing_ring() -> Option<Rc<KeyRing>> {
-    let configured = KEY_FILE.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false)
-        || KEY_COMMAND.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false);
-    if !configured {
-        return None;
-    }
-    match key_ring() {
-        Ok(r) => Some(r),
-        Err(e) => {
-            pgrx::warning!("audit_db: event not signed: {}", e.message);
-            None
-        }
-    }
 }
 
 fn field<'t, T>(t: &'t PgHeapTuple<'_, impl WhoAllocated>, name: &str) -> AuditResult<Option<T>>
@@ -665,35 +648,114 @@ pub fn verify_legacy(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> 
     verify(from, to, true)
 }
 
-/// The 0.4.0/0.5.0 check; `legacy_only` leaves out 0.6.0 rows (they have no chain).
-pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<Report> {
-    let ext = crate::spi_util::ext_schema()?;
-    let ring = signing_ring();
-    let ring_ref = ring.as_deref();
-    let personal = personal_details_keys();
-    let mut report = Report::default();
-    // Retired runs, per chain: gaps they cover are expected.
-    let retired: Vec<(String, i64, i64, String)> = Spi::connect(|client| {
+/// A run of chain links whose rows were retired: the link after `to_seq` continues
+/// from `last_hash`.
+struct RetiredRun {
+    chain: String,
+    to_seq: i64,
+    last_hash: String,
+}
+
+fn retired_runs(ext: &str) -> AuditResult<Vec<RetiredRun>> {
+    Ok(Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(
-            &format!("SELECT chain_key, from_seq, to_seq, last_hash FROM {ext}.audit_chain_retired ORDER BY 1, 2"),
+            &format!("SELECT chain_key, to_seq, last_hash FROM {ext}.audit_chain_retired ORDER BY chain_key, from_seq"),
             None,
             &[],
         )? {
-            out.push((
-                r.get::<String>(1)?.unwrap_or_default(),
-                r.get::<i64>(2)?.unwrap_or(0),
-                r.get::<i64>(3)?.unwrap_or(0),
-                r.get::<String>(4)?.unwrap_or_default(),
-            ));
+            out.push(RetiredRun {
+                chain: r.get::<String>(1)?.unwrap_or_default(),
+                to_seq: r.get::<i64>(2)?.unwrap_or(0),
+                last_hash: r.get::<String>(3)?.unwrap_or_default(),
+            });
         }
         Ok::<_, pgrx::spi::Error>(out)
-    })?;
-    // The chain hash just before `seq`, if the link before it is accounted for.
-    let predecessor = |chain: &str, seq: i64| -> AuditResult<Option<String>> {
+    })?)
+}
+
+/// Rows in the range without any chain (written before 0.4.0, or adopted): counted,
+/// not verifiable through a chain. `legacy_only` leaves out 0.6.0 rows.
+fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        &format!(
+            "SELECT pg_catalog.count(*) FROM {ext}.audit_log
+              WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL{}",
+            if legacy_only { " AND seal_epoch IS NULL" } else { "" }
+        ),
+        &[from.into(), to.into()],
+    )?
+    .unwrap_or(0))
+}
+
+/// Chains whose head is ahead of their last surviving (or retired) link: a lost tail.
+fn lost_tails(ext: &str) -> AuditResult<i64> {
+    Ok(Spi::get_one::<i64>(&format!(
+        "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
+          WHERE h.seq > 0
+            AND NOT EXISTS (SELECT 1 FROM {ext}.audit_log a WHERE coalesce(a.organization_id, '') = h.chain_key
+                               AND a.chain_seq = h.seq)
+            AND NOT EXISTS (SELECT 1 FROM {ext}.audit_chain_retired r WHERE r.chain_key = h.chain_key
+                               AND h.seq BETWEEN r.from_seq AND r.to_seq)"
+    ))?
+    .unwrap_or(0))
+}
+
+/// One chained row as read for verification.
+struct ChainedRow {
+    row: EventRow,
+    stored_hash: Option<String>,
+    signature: Option<String>,
+    seq: Option<i64>,
+    stored_chain: Option<String>,
+}
+
+fn read_chained_row(r: &pgrx::spi::SpiHeapTupleData) -> Result<ChainedRow, pgrx::spi::Error> {
+    Ok(ChainedRow {
+        row: EventRow {
+            id: r.get::<i32>(1)?,
+            timestamp: r.get::<TimestampWithTimeZone>(2)?,
+            ttl: r.get::<String>(3)?,
+            principal_id: r.get::<String>(4)?,
+            organization_id: r.get::<String>(5)?,
+            action: r.get::<String>(6)?,
+            target_resource_type: r.get::<String>(7)?,
+            target_resource_id: r.get::<String>(8)?,
+            status: r.get::<String>(9)?,
+            outcome_description: r.get::<String>(10)?,
+            event_version: r.get::<String>(11)?,
+            correlation_id: r.get::<String>(12)?,
+            data_classification: r.get::<String>(13)?,
+            retention_policy: r.get::<String>(14)?,
+            processing_latency: r.get::<i32>(15)?,
+            details: r.get::<pgrx::JsonB>(16)?.map(|j| j.0),
+        },
+        stored_hash: r.get::<String>(17)?,
+        signature: r.get::<String>(18)?,
+        seq: r.get::<i64>(19)?,
+        stored_chain: r.get::<String>(20)?,
+    })
+}
+
+/// A walk along the chains in (organization, sequence) order, row by row.
+struct ChainWalk<'a> {
+    ext: String,
+    ring: Option<&'a KeyRing>,
+    personal: Vec<String>,
+    retired: Vec<RetiredRun>,
+    /// The previous row's (chain, sequence number, chain hash).
+    last: Option<(String, i64, String)>,
+    report: Report,
+}
+
+impl ChainWalk<'_> {
+    /// The chain hash just before `seq`, if the link before it is accounted for: the
+    /// row before it, or a retired run ending right before it.
+    fn predecessor(&self, chain: &str, seq: i64) -> AuditResult<Option<String>> {
         if seq == 1 {
             return Ok(Some(GENESIS.to_string()));
         }
+        let ext = &self.ext;
         let found = Spi::get_one_with_args::<String>(
             &format!(
                 "SELECT (SELECT chain_hash FROM {ext}.audit_log WHERE coalesce(organization_id, '') = $1
@@ -704,27 +766,98 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
         if found.is_some() {
             return Ok(found);
         }
-        // Retired runs ending right before `seq`; walk back through adjacent runs only
-        // to make sure the whole gap is accounted for (the hash is the last one's).
-        Ok(retired
-            .iter()
-            .find(|(c, _, to, _)| c == chain && *to == seq - 1)
-            .map(|(_, _, _, h)| h.clone()))
+        Ok(self.retired.iter().find(|r| r.chain == chain && r.to_seq == seq - 1).map(|r| r.last_hash.clone()))
+    }
+
+    /// Recomputes the row's v1 hash; true if it is wrong.
+    fn hash_is_bad(&mut self, row: &EventRow, stored: &str) -> AuditResult<bool> {
+        match row_hash_matches(row, stored, self.ring, &self.personal)? {
+            Some(true) => Ok(false),
+            Some(false) => {
+                self.report.hash_mismatches += 1;
+                Ok(true)
+            }
+            None => {
+                self.report.unverifiable += 1;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Checks the signature of the stored hash; true if it is wrong.
+    fn signature_is_bad(&mut self, signature: Option<&str>, stored: &str) -> bool {
+        match (signature, self.ring) {
+            (None, _) => {
+                self.report.unsigned += 1;
+                false
+            }
+            (Some(sig), Some(ring)) => {
+                let ok = sig.split_once(':').and_then(|(id, _)| ring.get(id)).map(|k| sign(k, stored) == sig).unwrap_or(false);
+                if !ok {
+                    self.report.signature_mismatches += 1;
+                }
+                !ok
+            }
+            (Some(_), None) => {
+                self.report.unverifiable += 1;
+                false
+            }
+        }
+    }
+
+    /// Checks the row's link to its predecessor; true if the chain is broken here.
+    fn link_is_bad(&mut self, chain: String, seq: Option<i64>, stored_chain: Option<String>, stored: &str) -> AuditResult<bool> {
+        let (Some(seq), Some(stored_chain)) = (seq, stored_chain) else {
+            self.report.unchained += 1;
+            return Ok(false);
+        };
+        let prev = match &self.last {
+            Some((c, s, h)) if *c == chain && *s == seq - 1 => Some(h.clone()),
+            Some((c, s, _)) if *c == chain && *s == seq => None, // duplicate link
+            _ => self.predecessor(&chain, seq)?,
+        };
+        let ok = prev.map(|p| chain_hash(&p, stored) == stored_chain).unwrap_or(false);
+        if !ok {
+            self.report.chain_breaks += 1;
+        }
+        self.last = Some((chain, seq, stored_chain));
+        Ok(!ok)
+    }
+
+    fn check(&mut self, c: ChainedRow) -> AuditResult<()> {
+        self.report.checked += 1;
+        let Some(stored) = c.stored_hash.as_deref() else {
+            self.report.unchained += 1;
+            return Ok(());
+        };
+        let chain = c.row.organization_id.clone().unwrap_or_default();
+        let bad_hash = self.hash_is_bad(&c.row, stored)?;
+        let bad_signature = self.signature_is_bad(c.signature.as_deref(), stored);
+        let bad_link = self.link_is_bad(chain, c.seq, c.stored_chain.clone(), stored)?;
+        if bad_hash || bad_signature || bad_link {
+            self.report.bad(c.row.id);
+        }
+        Ok(())
+    }
+}
+
+/// The 0.4.0/0.5.0 check; `legacy_only` leaves out 0.6.0 rows (they have no chain).
+/// Keyset pagination in chain order, one SPI connection per batch of 1,000 rows, so
+/// each batch's rows are freed before the next: memory stays flat whatever the count.
+pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<Report> {
+    let ext = crate::spi_util::ext_schema()?;
+    let ring = signing_ring();
+    let mut walk = ChainWalk {
+        ext: ext.clone(),
+        ring: ring.as_deref(),
+        personal: personal_details_keys(),
+        retired: retired_runs(&ext)?,
+        last: None,
+        report: Report::default(),
     };
-    // Rows written before 0.4.0 carry no hash: counted, not verified.
-    let unchained = Spi::get_one_with_args::<i64>(
-        &format!(
-            "SELECT pg_catalog.count(*) FROM {ext}.audit_log
-              WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL{}",
-            if legacy_only { " AND seal_epoch IS NULL" } else { "" }
-        ),
-        &[from.into(), to.into()],
-    )?
-    .unwrap_or(0);
-    report.checked += unchained;
-    report.unchained += unchained;
-    // Keyset pagination in chain order, one SPI connection per batch of 1,000 rows, so
-    // each batch's rows are freed before the next: memory stays flat whatever the count.
+    let unchained = count_unchained(&ext, from, to, legacy_only)?;
+    walk.report.checked += unchained;
+    walk.report.unchained += unchained;
     let batch_sql = format!(
         "SELECT {ROW_COLUMNS} FROM {ext}.audit_log
           WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NOT NULL
@@ -732,7 +865,6 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
           ORDER BY coalesce(organization_id, ''), chain_seq, id
           LIMIT 1000"
     );
-    let mut last: Option<(String, i64, String)> = None;
     let mut position: (String, i64, i32) = (String::new(), 0, 0);
     loop {
         let done = Spi::connect(|client| {
@@ -745,82 +877,9 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
                 return Ok::<_, AuditError>(true);
             }
             for r in batch {
-                let row = EventRow {
-                    id: r.get::<i32>(1)?,
-                    timestamp: r.get::<TimestampWithTimeZone>(2)?,
-                    ttl: r.get::<String>(3)?,
-                    principal_id: r.get::<String>(4)?,
-                    organization_id: r.get::<String>(5)?,
-                    action: r.get::<String>(6)?,
-                    target_resource_type: r.get::<String>(7)?,
-                    target_resource_id: r.get::<String>(8)?,
-                    status: r.get::<String>(9)?,
-                    outcome_description: r.get::<String>(10)?,
-                    event_version: r.get::<String>(11)?,
-                    correlation_id: r.get::<String>(12)?,
-                    data_classification: r.get::<String>(13)?,
-                    retention_policy: r.get::<String>(14)?,
-                    processing_latency: r.get::<i32>(15)?,
-                    details: r.get::<pgrx::JsonB>(16)?.map(|j| j.0),
-                };
-                let stored_hash = r.get::<String>(17)?;
-                let signature = r.get::<String>(18)?;
-                let seq = r.get::<i64>(19)?;
-                let stored_chain = r.get::<String>(20)?;
-                position = (
-                    row.organization_id.clone().unwrap_or_default(),
-                    seq.unwrap_or(0),
-                    row.id.unwrap_or(0),
-                );
-                report.checked += 1;
-                let mut bad = false;
-                let Some(stored_hash) = stored_hash else {
-                    report.unchained += 1;
-                    continue;
-                };
-                match row_hash_matches(&row, &stored_hash, ring_ref, &personal)? {
-                    Some(true) => {}
-                    Some(false) => {
-                        report.hash_mismatches += 1;
-                        bad = true;
-                    }
-                    None => report.unverifiable += 1,
-                }
-                match (&signature, ring_ref) {
-                    (None, _) => report.unsigned += 1,
-                    (Some(sig), Some(ring)) => {
-                        let ok = sig
-                            .split_once(':')
-                            .and_then(|(id, _)| ring.get(id))
-                            .map(|k| sign(k, &stored_hash) == *sig)
-                            .unwrap_or(false);
-                        if !ok {
-                            report.signature_mismatches += 1;
-                            bad = true;
-                        }
-                    }
-                    (Some(_), None) => report.unverifiable += 1,
-                }
-                let chain = row.organization_id.clone().unwrap_or_default();
-                match (seq, stored_chain) {
-                    (Some(seq), Some(stored_chain)) => {
-                        let prev = match &last {
-                            Some((c, s, h)) if *c == chain && *s == seq - 1 => Some(h.clone()),
-                            Some((c, s, _)) if *c == chain && *s == seq => None, // duplicate link
-                            _ => predecessor(&chain, seq)?,
-                        };
-                        let ok = prev.map(|p| chain_hash(&p, &stored_hash) == stored_chain).unwrap_or(false);
-                        if !ok {
-                            report.chain_breaks += 1;
-                            bad = true;
-                        }
-                        last = Some((chain, seq, stored_chain));
-                    }
-                    _ => report.unchained += 1,
-                }
-                if bad {
-                    report.bad(row.id);
-                }
+                let c = read_chained_row(&r)?;
+                position = (c.row.organization_id.clone().unwrap_or_default(), c.seq.unwrap_or(0), c.row.id.unwrap_or(0));
+                walk.check(c)?;
             }
             Ok(false)
         })?;
@@ -828,20 +887,10 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
             break;
         }
     }
-    // A chain whose head is ahead of its last surviving (or retired) link lost its tail.
-    let tails = Spi::get_one::<i64>(&format!(
-        "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
-          WHERE h.seq > 0
-            AND NOT EXISTS (SELECT 1 FROM {ext}.audit_log a WHERE coalesce(a.organization_id, '') = h.chain_key
-                               AND a.chain_seq = h.seq)
-            AND NOT EXISTS (SELECT 1 FROM {ext}.audit_chain_retired r WHERE r.chain_key = h.chain_key
-                               AND h.seq BETWEEN r.from_seq AND r.to_seq)"
-    ))?
-    .unwrap_or(0);
     if from == TimestampWithTimeZone::negative_infinity() && to == TimestampWithTimeZone::positive_infinity() {
-        report.chain_breaks += tails;
+        walk.report.chain_breaks += lost_tails(&ext)?;
     }
-    Ok(report)
+    Ok(walk.report)
 }
 
 /// `audit_verify_integrity(from_ts, to_ts)` of 0.4.0 and 0.5.0 (frozen scripts name

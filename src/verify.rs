@@ -25,6 +25,8 @@ pub struct Report {
     pub blocks: i64,
     pub unsealed: i64,
     pub legacy: i64,
+    /// Rows with no integrity evidence at all (before 0.4.0, or adopted).
+    pub unchained: i64,
     pub unverifiable: i64,
 }
 
@@ -338,6 +340,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
     let legacy = crate::integrity::verify_legacy(from, to)?;
     report.checked += legacy.checked;
     report.legacy = legacy.checked;
+    report.unchained = legacy.unchained;
     report.hash_mismatches += legacy.hash_mismatches;
     report.signature_mismatches += legacy.signature_mismatches;
     report.chain_breaks += legacy.chain_breaks;
@@ -374,8 +377,17 @@ fn audit_verify_integrity_v2(
     if !unsafe { pg_sys::RecoveryInProgress() } {
         record_run(&r, from, to).or_report();
     }
-    if r.legacy > 0 {
-        pgrx::notice!("audit_db: {} rows were written before 0.6.0 and verified through their per-organization chains", r.legacy);
+    if r.legacy > r.unchained {
+        pgrx::notice!(
+            "audit_db: {} rows were written before 0.6.0 and verified through their per-organization chains",
+            r.legacy - r.unchained
+        );
+    }
+    if r.unchained > 0 {
+        pgrx::notice!(
+            "audit_db: {} rows carry no integrity evidence (written before 0.4.0, or adopted): counted in legacy, not verified",
+            r.unchained
+        );
     }
     if r.unsealed > 0 {
         pgrx::notice!("audit_db: {} rows are not sealed yet; their signatures cover them", r.unsealed);
