@@ -227,6 +227,12 @@ COMMENT ON FUNCTION audit_log_guard_ddl() IS
 COMMENT ON FUNCTION audit_log_guard_drop() IS
 'Event trigger (sql_drop): refuses (42501) DROP of an audit_log partition not made by audit_db; DROP EXTENSION passes.';
 
+-- Two COMMENTs that no longer described what the functions do.
+COMMENT ON FUNCTION audit_partition_maintenance(timestamptz) IS
+'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby, each DDL in a subtransaction under the row''s lock_timeout: a partition it cannot lock is reported as skipped and done by a later run. Records last_run_at/last_run_result per parent. Creation holds writers off for milliseconds (SHARE ROW EXCLUSIVE on the parent alone, then ACCESS EXCLUSIVE on its DEFAULT partition while rows move); the drops, which need ACCESS EXCLUSIVE on the parent, run last in a single DROP TABLE statement; then it seals (audit_seal).';
+COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
+'Replaces a principal by its pseudonym in every audit_log row (one statement over all partitions), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
+
 -- -------------------------------------------------------------- journal
 INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)
 VALUES ('0.6.0', 'integrity: per-row signatures, sealed epochs, no writer waits',

@@ -169,7 +169,7 @@ COMMENT ON FUNCTION audit_create_partitions(regclass, integer, timestamptz) IS
 COMMENT ON FUNCTION audit_drop_expired_partitions(regclass, interval, boolean, timestamptz) IS
 'Drops, or with keep_table detaches and renames to <name>_detached, every partition whose whole range ends at or before reference_time - retention (NULL retention = the config row; none configured = nothing). Never the DEFAULT partition nor one open-ended above. Returns the partitions removed.';
 COMMENT ON FUNCTION audit_partition_maintenance(timestamptz) IS
-'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby, each DDL in a subtransaction under the row''s lock_timeout: a partition it cannot lock is reported as skipped and done by a later run. Records last_run_at/last_run_result per parent. Creation takes only SHARE UPDATE EXCLUSIVE on a parent; the drops, which need ACCESS EXCLUSIVE on the parent, run last in a single DROP TABLE statement.';
+'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby, each DDL in a subtransaction under the row''s lock_timeout: a partition it cannot lock is reported as skipped and done by a later run. Records last_run_at/last_run_result per parent. Creation holds writers off for milliseconds (SHARE ROW EXCLUSIVE on the parent alone, then ACCESS EXCLUSIVE on its DEFAULT partition while rows move); the drops, which need ACCESS EXCLUSIVE on the parent, run last in a single DROP TABLE statement; then it seals (audit_seal).';
 COMMENT ON FUNCTION audit_analyze_partitions(regclass, bigint, timestamptz) IS
 'Totals over the partitions of a parent (count, bytes, estimated rows, average size) and recommendations: no partition covering or ahead of now, rows in DEFAULT, partitions above size_threshold bytes, retention not configured.';
 COMMENT ON FUNCTION audit_convert_to_partitioned(regclass, text, text) IS
@@ -193,7 +193,7 @@ COMMENT ON FUNCTION audit_pseudonymize(text, text) IS
 COMMENT ON FUNCTION audit_depseudonymize(text) IS
 'The original value of a token or encryption pseudonym (hash pseudonyms are one-way: 22023); unknown or forgotten pseudonyms: P0002; tampered data or a wrong key: 22000. Logs a gdpr.data.depseudonymize event (never the plaintext). For audit_db_gdpr only.';
 COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
-'Replaces a principal by its pseudonym in every audit_log row (partition by partition), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
+'Replaces a principal by its pseudonym in every audit_log row (one statement over all partitions), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
 COMMENT ON FUNCTION audit_export_subject(text) IS
 'GDPR access request: every audit_log row of a principal, also under its pseudonyms, as a jsonb array; logs gdpr.data.export.';
 COMMENT ON FUNCTION audit_forget_subject(text) IS

@@ -68,7 +68,7 @@ DELETE FROM audit_partition_config WHERE NOT EXISTS (SELECT 1 FROM pg_class WHER
 
 -- lock_timeout of the caller is restored afterwards.
 SET lock_timeout = '7s';
-SELECT count(*) >= 0 AS ran FROM audit_partition_maintenance();
+SELECT count(*) FILTER (WHERE action = 'failed') AS failed_steps FROM audit_partition_maintenance();
 SHOW lock_timeout;
 RESET lock_timeout;
 
