@@ -417,7 +417,11 @@ fn guard_truncate() -> AuditResult<i64> {
     let ext = crate::spi_util::ext_schema()?;
     let (func, parts) = Spi::connect(|client| {
         let func = client
-            .select(&format!("SELECT '{}.audit_log_no_truncate()'::pg_catalog.regprocedure::oid", ext.replace('\'', "''")), Some(1), &[])?
+            .select(
+                "SELECT pg_catalog.to_regprocedure($1)::oid",
+                Some(1),
+                &[format!("{ext}.audit_log_no_truncate()").into()],
+            )?
             .first()
             .get_one::<pg_sys::Oid>()?
             .unwrap_or(pg_sys::InvalidOid);

@@ -493,10 +493,10 @@ fn record_retired(gone: &[(i64, (i64, Limbs))], reason: &str) -> AuditResult<()>
 /// Whether this installation has the 0.6.0 tables (a 0.5.0 schema served by this
 /// library has not been updated yet).
 pub fn installed() -> AuditResult<bool> {
-    Ok(Spi::get_one::<bool>(&format!(
-        "SELECT pg_catalog.to_regclass('{}.audit_seal_block') IS NOT NULL",
-        crate::spi_util::ext_schema()?.replace('\'', "''")
-    ))?
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+        &[format!("{}.audit_seal_block", crate::spi_util::ext_schema()?).into()],
+    )?
     .unwrap_or(false))
 }
 
