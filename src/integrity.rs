@@ -19,7 +19,7 @@ use audit_db_core::pseudonym;
 use pgrx::prelude::*;
 
 /// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
+pub const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 /// The fields of an audit event that the hash covers, as read from a row.
 #[derive(Debug, Default, Clone)]
@@ -193,8 +193,7 @@ impl Drop for UserSwitch {
 fn with_statements<R>(
     f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement, &pgrx::spi::OwnedPreparedStatement) -> AuditResult<R>,
 ) -> AuditResult<R> {
-    // SAFETY: a syscache lookup by name; InvalidOid when the extension is absent.
-    let ext_oid = unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) };
+    let ext_oid = crate::spi_util::ext_oid();
     STMTS.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|s| s.ext_oid != ext_oid).unwrap_or(true) {
@@ -203,14 +202,9 @@ fn with_statements<R>(
             let int8 = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
             let lock_sql = format!("SELECT seq, chain_hash FROM {schema}.audit_chain_lock($1)");
             let store_sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
-            let (owner, lock, store) = Spi::connect(|client| {
-                let owner = client
-                    .select("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'", Some(1), &[])?
-                    .first()
-                    .get_one::<pg_sys::Oid>()?
-                    .ok_or(pgrx::spi::Error::InvalidPosition)?;
+            let owner = crate::spi_util::ext_owner()?;
+            let (lock, store) = Spi::connect(|client| {
                 Ok::<_, pgrx::spi::Error>((
-                    owner,
                     client.prepare_mut(lock_sql.as_str(), &[text])?.keep(),
                     client.prepare_mut(store_sql.as_str(), &[text, int8, text])?.keep(),
                 ))
@@ -796,7 +790,7 @@ impl ChainWalk<'_> {
                 false
             }
             (Some(sig), Some(ring)) => {
-                let ok = sig.split_once(':').and_then(|(id, _)| ring.get(id)).map(|k| sign(k, stored) == sig).unwrap_or(false);
+                let ok = crate::seal::signed_by(ring, stored, sig);
                 if !ok {
                     self.report.signature_mismatches += 1;
                 }

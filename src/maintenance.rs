@@ -59,16 +59,8 @@ fn failure_step(parent: Regclass, partition: Option<&str>, caught: &Caught, lock
     }
 }
 
-fn restore_lock_timeout(value: &str) -> AuditResult<()> {
-    Spi::run_with_args(
-        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
-        &[value.into()],
-    )?;
-    Ok(())
-}
-
 fn set_lock_timeout(ms: i64) -> AuditResult<()> {
-    restore_lock_timeout(&format!("{ms}ms"))
+    crate::spi_util::set_lock_timeout(&format!("{ms}ms"))
 }
 
 /// Runs one maintenance pass; see the module documentation.
@@ -98,9 +90,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
             Step::new(None, "failed").detail(format!("{}: {}", caught.sqlstate, caught.message)),
         ),
     }
-    let saved_lock_timeout =
-        Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?
-            .unwrap_or_else(|| "0".to_string());
+    let saved_lock_timeout = crate::spi_util::lock_timeout()?;
     let schema = ext_schema()?;
     let parents: Vec<(pg_sys::Oid, bool)> = Spi::connect(|client| {
         let mut out = Vec::new();
@@ -153,7 +143,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
     // Drops come after every creation: they are the only DDL here that takes an
     // ACCESS EXCLUSIVE lock on a parent, and the transaction ends right after them.
     drop_phase(&live, at, &mut steps)?;
-    restore_lock_timeout(&saved_lock_timeout)?;
+    crate::spi_util::set_lock_timeout(&saved_lock_timeout)?;
 
     for (parent, _) in &live {
         let rel = Regclass(parent.oid);

@@ -134,20 +134,14 @@ thread_local! {
     static FLOOR_FOR: std::cell::Cell<pg_sys::Oid> = const { std::cell::Cell::new(pg_sys::InvalidOid) };
 }
 
-fn ext_oid() -> pg_sys::Oid {
-    // SAFETY: a syscache lookup by name; InvalidOid when absent.
-    unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) }
-}
-
 /// After a restart `closed` starts at 0: raise it past every block of this database
 /// before the first tag (once per backend and installation).
 fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
-    let oid = ext_oid();
+    let oid = crate::spi_util::ext_oid();
     if FLOOR_FOR.with(|f| f.get()) == oid {
         return Ok(());
     }
-    let owner = Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'")?
-        .ok_or_else(|| AuditError::object_not_in_prerequisite_state("extension \"audit_db\" is not installed"))?;
+    let owner = crate::spi_util::ext_owner()?;
     let sql = format!("SELECT coalesce(pg_catalog.max(epoch), 0) FROM {}.audit_seal_block", crate::spi_util::ext_schema()?);
     // Writers may not read the block table: the floor is read as the extension's owner.
     let floor = {
@@ -272,15 +266,13 @@ unsafe fn read_row(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, cols: &
     RawRow { texts, ints, personal_keys }
 }
 
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 impl RawRow {
     fn event(&self) -> EventV2<'_> {
         let t = |i: usize| self.texts[i].as_deref();
         EventV2 {
             id: self.ints[C_ID],
-            timestamp_us: self.ints[C_TS].map(|us| us + UNIX_TO_PG_EPOCH_US),
+            timestamp_us: self.ints[C_TS].map(|us| us + crate::integrity::UNIX_TO_PG_EPOCH_US),
             ttl: t(2),
             principal_id: t(3),
             organization_id: t(4),
@@ -391,6 +383,22 @@ fn audit_log_seal_trigger<'a>(
 
 // ------------------------------------------------------------ row checks
 
+/// Whether `signature` (`key_id:hex`) is the HMAC of `hash` under that key of `ring`;
+/// false for a key the ring lacks.
+pub fn signed_by(ring: &KeyRing, hash: &str, signature: &str) -> bool {
+    signature.split_once(':').and_then(|(id, _)| ring.get(id)).map(|k| sign(k, hash) == signature).unwrap_or(false)
+}
+
+/// Per epoch: rows and the sum of their elements.
+pub type EpochSums = BTreeMap<i64, (i64, Limbs)>;
+
+/// Adds `rows` rows whose elements sum to `sum` to `epoch`'s tally.
+pub fn tally(sums: &mut EpochSums, epoch: i64, rows: i64, sum: &Limbs) {
+    let entry = sums.entry(epoch).or_insert((0, Limbs::default()));
+    entry.0 += rows;
+    entry.1.add(sum);
+}
+
 /// What verification finds for one row.
 pub struct RowCheck {
     pub hash_ok: bool,
@@ -413,10 +421,9 @@ pub fn check_row(
 ) -> RowCheck {
     let key = signature.and_then(|s| s.split_once(':')).and_then(|(id, _)| ring.and_then(|r| r.get(id)));
     let verifiable = signature.is_none() || key.is_some();
-    let signature_ok = match (signature, key) {
-        (None, _) => true,
-        (Some(sig), Some(k)) => sign(k, stored_hash) == sig,
-        (Some(_), None) => true,
+    let signature_ok = match (signature, ring) {
+        (Some(sig), Some(ring)) if key.is_some() => signed_by(ring, stored_hash, sig),
+        _ => true,
     };
     let as_written = |v: &str| core_seal::reference(if signature.is_some() { key } else { None }, v);
     let mut hash_ok = core_seal::row_hash(event, personal, &as_written) == stored_hash;
@@ -444,7 +451,7 @@ pub fn check_row(
 
 thread_local! {
     /// Rows deleted inside `retiring`: per epoch, count and element sum.
-    static RETIRING: std::cell::RefCell<BTreeMap<i64, (i64, Limbs)>> = const { std::cell::RefCell::new(BTreeMap::new()) };
+    static RETIRING: std::cell::RefCell<EpochSums> = const { std::cell::RefCell::new(BTreeMap::new()) };
     static RETIRING_ACTIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -454,12 +461,7 @@ pub fn note_deleted(epoch: Option<i64>, row_hash: Option<&str>, signature: Optio
         return;
     }
     if let (Some(e), Some(h)) = (epoch, row_hash) {
-        RETIRING.with(|r| {
-            let mut r = r.borrow_mut();
-            let entry = r.entry(e).or_insert((0, Limbs::default()));
-            entry.0 += 1;
-            entry.1.add(&element(h, signature));
-        });
+        RETIRING.with(|r| tally(&mut r.borrow_mut(), e, 1, &element(h, signature)));
     }
 }
 
@@ -512,7 +514,7 @@ pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
         &[pgrx::datum::DatumWithOid::from(crate::regclass::Regclass(part))],
     )?
     .ok_or_else(|| AuditError::internal("partition vanished"))?;
-    let mut gone: BTreeMap<i64, (i64, Limbs)> = BTreeMap::new();
+    let mut gone = EpochSums::new();
     let mut total = 0;
     // The caller holds the partition locked: read it as of now, not as of the start
     // of the statement (rows committed in between would leave without a record).
@@ -523,9 +525,7 @@ pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
             &[],
         )? {
             let (Some(e), Some(h)) = (r.get::<i64>(1)?, r.get::<String>(2)?) else { continue };
-            let entry = gone.entry(e).or_insert((0, Limbs::default()));
-            entry.0 += 1;
-            entry.1.add(&element(&h, r.get::<String>(3)?.as_deref()));
+            tally(&mut gone, e, 1, &element(&h, r.get::<String>(3)?.as_deref()));
             total += 1;
         }
         Ok::<_, pgrx::spi::Error>(())

@@ -5,14 +5,13 @@
 //! `audit_partition_maintenance()` and every function that removes rows.
 
 use crate::error::{AuditError, AuditResult, OrReport};
-use crate::seal::{ensure_floor_now, open_epochs, shared, signing_ring};
+use crate::seal::{ensure_floor_now, open_epochs, shared, signed_by, signing_ring, tally, EpochSums};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{sign, GENESIS};
 use audit_db_core::seal::{block_hash, element, Limbs};
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, SignalWakeFlags};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
@@ -66,17 +65,6 @@ pub struct SealRun {
     pub status: &'static str,
 }
 
-/// Whether `signature` is the HMAC of `row_hash` under a key of `ring`.
-fn signed_by_ring(ring: Option<&KeyRing>, row_hash: &str, signature: Option<&str>) -> bool {
-    match (ring, signature) {
-        (Some(ring), Some(sig)) => sig
-            .split_once(':')
-            .and_then(|(id, _)| ring.get(id))
-            .map(|k| sign(k, row_hash) == sig)
-            .unwrap_or(false),
-        _ => false,
-    }
-}
 
 /// An arbitrary constant advisory lock key: one sealer per database at a time.
 const SEAL_LOCK: i64 = 0x6175_6469_745f_7365;
@@ -164,12 +152,11 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
 /// SHARE UPDATE EXCLUSIVE on audit_log alone, waiting at most 2 s (or a shorter
 /// lock_timeout the caller set); false when it was not granted in time.
 fn lock_parent(ext: &str) -> AuditResult<bool> {
-    let saved = Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?.unwrap_or_default();
-    let bounded = if saved == "0" || saved.is_empty() { "2s".to_string() } else { saved.clone() };
-    Spi::run_with_args("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[bounded.as_str().into()])?;
+    let saved = crate::spi_util::lock_timeout()?;
+    crate::spi_util::set_lock_timeout(if saved == "0" || saved.is_empty() { "2s" } else { &saved })?;
     let sql = format!("LOCK TABLE ONLY {ext}.audit_log IN SHARE UPDATE EXCLUSIVE MODE");
     let locked = crate::subxact::try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report());
-    Spi::run_with_args("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[saved.as_str().into()])?;
+    crate::spi_util::set_lock_timeout(&saved)?;
     match locked {
         Ok(()) => Ok(true),
         Err(caught) if caught.is_lock_timeout() => Ok(false),
@@ -193,14 +180,8 @@ fn last_block(ext: &str) -> AuditResult<(i64, String)> {
 }
 
 /// Per epoch in (after, upto]: rows present plus rows already retired, and their sum.
-fn epoch_sums(
-    ext: &str,
-    after: i64,
-    upto: i64,
-    ring: Option<&KeyRing>,
-    rejected: &mut i64,
-) -> AuditResult<BTreeMap<i64, (i64, Limbs)>> {
-    let mut epochs: BTreeMap<i64, (i64, Limbs)> = BTreeMap::new();
+fn epoch_sums(ext: &str, after: i64, upto: i64, ring: Option<&KeyRing>, rejected: &mut i64) -> AuditResult<EpochSums> {
+    let mut epochs = EpochSums::new();
     // The sums must see every row committed while we waited for the writers.
     crate::spi_util::with_fresh_snapshot(|| Ok(epoch_sums_now(ext, after, upto, ring, rejected, &mut epochs)?))?;
     Ok(epochs)
@@ -212,7 +193,7 @@ fn epoch_sums_now(
     upto: i64,
     ring: Option<&KeyRing>,
     rejected: &mut i64,
-    epochs: &mut BTreeMap<i64, (i64, Limbs)>,
+    epochs: &mut EpochSums,
 ) -> Result<(), pgrx::spi::Error> {
     Spi::connect_mut(|client| {
         // One statement, so one snapshot for the rows and the retirements: a partition
@@ -231,9 +212,7 @@ fn epoch_sums_now(
             let Some(e) = r.get::<i64>(2)? else { continue };
             if r.get::<bool>(1)?.unwrap_or(false) {
                 let (Some(n), Some(sum)) = (r.get::<i64>(5)?, r.get::<String>(6)?) else { continue };
-                let entry = epochs.entry(e).or_insert((0, Limbs::default()));
-                entry.0 += n;
-                entry.1.add(&Limbs::parse(&sum).unwrap_or_default());
+                tally(epochs, e, n, &Limbs::parse(&sum).unwrap_or_default());
                 continue;
             }
             let Some(h) = r.get::<String>(3)? else { continue };
@@ -241,13 +220,13 @@ fn epoch_sums_now(
             // With a key configured, only rows the trigger signed are sealed: a row put
             // in with the triggers disabled stays outside every block, and verification
             // reports its epoch as broken.
-            if ring.is_some() && !signed_by_ring(ring, &h, sig.as_deref()) {
-                *rejected += 1;
-                continue;
+            if let Some(ring) = ring {
+                if !sig.as_deref().is_some_and(|s| signed_by(ring, &h, s)) {
+                    *rejected += 1;
+                    continue;
+                }
             }
-            let entry = epochs.entry(e).or_insert((0, Limbs::default()));
-            entry.0 += 1;
-            entry.1.add(&element(&h, sig.as_deref()));
+            tally(epochs, e, 1, &element(&h, sig.as_deref()));
         }
         Ok::<_, pgrx::spi::Error>(())
     })

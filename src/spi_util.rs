@@ -42,3 +42,26 @@ pub fn with_fresh_snapshot<R>(f: impl FnOnce() -> AuditResult<R>) -> AuditResult
     unsafe { pg_sys::PopActiveSnapshot() };
     out
 }
+
+/// The extension's OID (a syscache lookup by name); InvalidOid when it is absent.
+pub fn ext_oid() -> pg_sys::Oid {
+    // SAFETY: a syscache lookup by name, missing_ok.
+    unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) }
+}
+
+/// The extension's owner, as whom audit_db's internal statements run.
+pub fn ext_owner() -> AuditResult<pg_sys::Oid> {
+    Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'")?
+        .ok_or_else(|| AuditError::object_not_in_prerequisite_state("extension \"audit_db\" is not installed"))
+}
+
+/// The session's `lock_timeout` setting, as text.
+pub fn lock_timeout() -> AuditResult<String> {
+    Ok(Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?.unwrap_or_default())
+}
+
+/// Sets `lock_timeout` for the rest of the transaction (a value as `SET` takes it).
+pub fn set_lock_timeout(value: &str) -> AuditResult<()> {
+    Spi::run_with_args("SELECT pg_catalog.set_config('lock_timeout', $1, true)", &[value.into()])?;
+    Ok(())
+}

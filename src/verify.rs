@@ -9,7 +9,7 @@
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::seal::{check_row, signing_ring};
 use audit_db_core::crypto::KeyRing;
-use audit_db_core::integrity::{sign, GENESIS};
+use audit_db_core::integrity::GENESIS;
 use audit_db_core::pseudonym::{self, Strategy};
 use audit_db_core::seal::{anchor_hash, block_hash, element, EventV2, Limbs};
 use pgrx::prelude::*;
@@ -59,11 +59,7 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
         None => block_hash(epoch, rows, &sum, &prev_hash),
     };
     let signed_ok = match (&signature, ring) {
-        (Some(sig), Some(ring)) => sig
-            .split_once(':')
-            .and_then(|(id, _)| ring.get(id))
-            .map(|k| sign(k, &hash) == *sig)
-            .unwrap_or(false),
+        (Some(sig), Some(ring)) => crate::seal::signed_by(ring, &hash, sig),
         (Some(_), None) => {
             report.unverifiable += 1;
             true
@@ -157,7 +153,7 @@ fn check_one_row(r: &pgrx::spi::SpiHeapTupleData, ring: Option<&KeyRing>, resolv
     let t = |i: usize| texts[i - 3].as_deref();
     let event = EventV2 {
         id,
-        timestamp_us: ts.map(|t| i64::from(pg_sys::TimestampTz::from(t)) + 946_684_800_000_000),
+        timestamp_us: ts.map(|t| i64::from(pg_sys::TimestampTz::from(t)) + crate::integrity::UNIX_TO_PG_EPOCH_US),
         ttl: t(3),
         principal_id: t(4),
         organization_id: t(5),
