@@ -233,6 +233,33 @@ COMMENT ON FUNCTION audit_partition_maintenance(timestamptz) IS
 COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
 'Replaces a principal by its pseudonym in every audit_log row (one statement over all partitions), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
 
+-- ------------------------------------------------- pseudonymization speed
+-- Issue 17: the hash strategy without per-call overhead, and a batch form.
+-- The hash strategy at hash-function speed (issue 17; src/hash_pseudonym.rs): no
+-- table, so no SECURITY DEFINER or SET clause; STABLE (the key can change on reload)
+-- and PARALLEL SAFE.
+CREATE FUNCTION audit_pseudonymize_hash(original text) RETURNS text
+    STRICT STABLE PARALLEL SAFE
+    LANGUAGE c AS 'MODULE_PATHNAME', 'audit_pseudonymize_hash_v1';
+
+-- audit_db::gdpr::audit_pseudonymize_batch
+CREATE  FUNCTION "audit_pseudonymize_batch"(
+	"originals" TEXT[], /* core::option::Option<alloc::vec::Vec<core::option::Option<alloc::string::String>>> */
+	"strategy" TEXT DEFAULT 'hash' /* core::option::Option<&str> */
+) RETURNS TEXT[] /* core::option::Option<alloc::vec::Vec<core::option::Option<alloc::string::String>>> */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_pseudonymize_batch_wrapper';
+
+REVOKE ALL ON FUNCTION audit_pseudonymize_hash(text), audit_pseudonymize_batch(text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_pseudonymize_hash(text), audit_pseudonymize_batch(text[], text)
+   TO audit_db_admin, audit_db_gdpr;
+COMMENT ON FUNCTION audit_pseudonymize_hash(text) IS
+'The hash pseudonym of a value, as audit_pseudonymize(x, ''hash''): pseudo- + 64 hex of HMAC-SHA256 under the current key; values starting with pseudo, system, security or integrity unchanged; NULL gives NULL. STABLE and PARALLEL SAFE, no SECURITY DEFINER: use it over large tables.';
+COMMENT ON FUNCTION audit_pseudonymize_batch(text[], text) IS
+'audit_pseudonymize of every element of an array, in order (NULL elements stay NULL): token and encryption mappings of the whole array are looked up with one statement and the new ones written with one more.';
+
 -- -------------------------------------------------------------- journal
 INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)
 VALUES ('0.6.0', 'integrity: per-row signatures, sealed epochs, no writer waits',

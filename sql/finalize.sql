@@ -52,6 +52,13 @@ GRANT EXECUTE ON FUNCTION audit_partitions(regclass),
                           audit_analyze_partitions(regclass, bigint, timestamptz)
    TO audit_db_reader, audit_db_admin;
 
+-- The hash strategy at hash-function speed (issue 17; src/hash_pseudonym.rs): no
+-- table, so no SECURITY DEFINER or SET clause; STABLE (the key can change on reload)
+-- and PARALLEL SAFE.
+CREATE FUNCTION audit_pseudonymize_hash(original text) RETURNS text
+    STRICT STABLE PARALLEL SAFE
+    LANGUAGE c AS 'MODULE_PATHNAME', 'audit_pseudonymize_hash_v1';
+
 -- GDPR: pseudonymizing is for admins and the GDPR role; reversing, exporting,
 -- forgetting and deleting a subject only for the GDPR role.
 REVOKE ALL ON FUNCTION audit_pseudonymize(text, text), audit_depseudonymize(text),
@@ -65,6 +72,9 @@ GRANT EXECUTE ON FUNCTION audit_depseudonymize(text), audit_pseudonymize_subject
                           audit_export_subject(text), audit_forget_subject(text),
                           audit_delete_subject(text, boolean), audit_rotate_pseudonym_key(text)
    TO audit_db_gdpr;
+REVOKE ALL ON FUNCTION audit_pseudonymize_hash(text), audit_pseudonymize_batch(text[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_pseudonymize_hash(text), audit_pseudonymize_batch(text[], text)
+   TO audit_db_admin, audit_db_gdpr;
 
 -- Integrity (0.6.0): writers append through the trigger, which touches no table;
 -- sealing is for admins (and the sealer worker); verification and the digest are
@@ -190,6 +200,10 @@ COMMENT ON FUNCTION audit_verify_schema() IS
 
 COMMENT ON FUNCTION audit_pseudonymize(text, text) IS
 'Pseudonym of a value: hash (pseudo- + HMAC-SHA256 hex, one-way, no mapping), token (pseudo- + 32 hex random, one mapping per original found through a keyed blind index) or encryption (pseudo-enc-..., AES-256-GCM with a synthetic nonce, deterministic). Keys come from audit_db.key_file, never from SQL. Values starting with pseudo, system, security or integrity are returned unchanged; NULL gives NULL.';
+COMMENT ON FUNCTION audit_pseudonymize_hash(text) IS
+'The hash pseudonym of a value, as audit_pseudonymize(x, ''hash''): pseudo- + 64 hex of HMAC-SHA256 under the current key; values starting with pseudo, system, security or integrity unchanged; NULL gives NULL. STABLE and PARALLEL SAFE, no SECURITY DEFINER: use it over large tables.';
+COMMENT ON FUNCTION audit_pseudonymize_batch(text[], text) IS
+'audit_pseudonymize of every element of an array, in order (NULL elements stay NULL): token and encryption mappings of the whole array are looked up with one statement and the new ones written with one more.';
 COMMENT ON FUNCTION audit_depseudonymize(text) IS
 'The original value of a token or encryption pseudonym (hash pseudonyms are one-way: 22023); unknown or forgotten pseudonyms: P0002; tampered data or a wrong key: 22000. Logs a gdpr.data.depseudonymize event (never the plaintext). For audit_db_gdpr only.';
 COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS

@@ -39,12 +39,6 @@ fn crypto_error(e: CryptoError) -> AuditError {
     AuditError::data_exception(format!("pseudonym cannot be decrypted: {e}")).hint(hint)
 }
 
-/// Blind indexes of `original` under every key of the ring (current first), so a
-/// mapping made before a key was added is still found until it is rotated.
-fn blind_indexes(ring: &KeyRing, original: &str) -> Vec<String> {
-    ring.keys().iter().rev().map(|k| pseudonym::blind_index(k, original)).collect()
-}
-
 /// `Spi::get_one*` reports "no row" as `InvalidPosition`: that is `None` here.
 fn at_most_one<T>(r: Result<Option<T>, pgrx::spi::Error>) -> AuditResult<Option<T>> {
     match r {
@@ -54,61 +48,21 @@ fn at_most_one<T>(r: Result<Option<T>, pgrx::spi::Error>) -> AuditResult<Option<
     }
 }
 
-fn existing_mapping(strategy: Strategy, blinds: &[String]) -> AuditResult<Option<String>> {
-    // One equality lookup per key (usually one): a unique-index probe each.
-    for blind in blinds {
-        let found = at_most_one(Spi::get_one_with_args::<String>(
-            "SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy = $1 AND blind_index = $2",
-            &[strategy.name().into(), blind.as_str().into()],
-        ))?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
-}
-
-/// Records a mapping once per (strategy, original); returns the pseudonym that is
-/// stored (a concurrent caller may have stored its own first: that one wins).
-fn record_mapping(ring: &KeyRing, strategy: Strategy, original: &str, candidate: &str) -> AuditResult<String> {
-    let blinds = blind_indexes(ring, original);
-    if let Some(p) = existing_mapping(strategy, &blinds)? {
-        return Ok(p);
-    }
-    let key = ring.current();
-    let inserted = Spi::get_one_with_args::<String>(
-        "INSERT INTO pseudonym_mapping (\"timestamp\", pseudonym_id, original_id, strategy, key_id, blind_index)
-         VALUES (pg_catalog.now(), $1, $2, $3, $4, $5)
-         ON CONFLICT (strategy, blind_index) DO NOTHING
-         RETURNING pseudonym_id",
-        &[
-            candidate.into(),
-            pseudonym::seal_original(key, original).into(),
-            strategy.name().into(),
-            key.id.as_str().into(),
-            blinds[0].as_str().into(),
-        ],
-    );
-    // ON CONFLICT waited for a concurrent insert of the same original: read its row.
-    match at_most_one(inserted)? {
-        Some(p) => Ok(p),
-        None => existing_mapping(strategy, &blinds)?
-            .ok_or_else(|| AuditError::internal("mapping vanished after a concurrent insert")),
-    }
-}
-
 pub fn pseudonymize(original: &str, strategy: Strategy) -> AuditResult<String> {
-    if pseudonym::passes_through(original) {
-        return Ok(original.to_string());
+    if strategy == Strategy::Hash {
+        return crate::hash_pseudonym::hash_pseudonym(original);
     }
-    let ring = key_ring()?;
-    match strategy {
-        Strategy::Hash => Ok(pseudonym::hash_pseudonym(ring.current(), original)),
-        Strategy::Token => record_mapping(&ring, strategy, original, &pseudonym::new_token()),
-        Strategy::Encryption => {
-            record_mapping(&ring, strategy, original, &pseudonym::encrypt_pseudonym(ring.current(), original))
-        }
+    let mut one = pseudonymize_many(&[Some(original)], strategy)?;
+    Ok(one.pop().flatten().expect("one pseudonym for one original"))
+}
+
+/// `pseudonymize` of every element (NULL stays NULL): token and encryption mappings
+/// are found and written with one statement each for the whole batch.
+pub fn pseudonymize_many(originals: &[Option<&str>], strategy: Strategy) -> AuditResult<Vec<Option<String>>> {
+    if strategy == Strategy::Hash {
+        return originals.iter().map(|o| o.map(crate::hash_pseudonym::hash_pseudonym).transpose()).collect();
     }
+    crate::mapping::pseudonymize_many(&*key_ring()?, strategy, originals)
 }
 
 fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
@@ -160,7 +114,7 @@ pub fn depseudonymize(p: &str) -> AuditResult<String> {
 /// the mapped token / encryption pseudonyms.
 fn subject_pseudonyms(ring: &KeyRing, principal: &str) -> AuditResult<Vec<String>> {
     let mut out: Vec<String> = ring.keys().iter().map(|k| pseudonym::hash_pseudonym(k, principal)).collect();
-    let blinds = blind_indexes(ring, principal);
+    let blinds = crate::mapping::blind_indexes(ring, principal);
     Spi::connect(|client| {
         for r in client.select(
             "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)",
@@ -176,32 +130,62 @@ fn subject_pseudonyms(ring: &KeyRing, principal: &str) -> AuditResult<Vec<String
     Ok(out)
 }
 
+/// The pseudonyms of the personal `details` values of a principal's rows, as a jsonb
+/// object original -> pseudonym: all of them made with one batch (one statement for
+/// the mappings of token and encryption pseudonyms), not one call per value and row.
+fn details_pseudonyms(principal: &str, keys: &[String], strategy: Strategy) -> AuditResult<pgrx::JsonB> {
+    let values: Vec<String> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(
+            "SELECT DISTINCT e.value #>> '{}' FROM audit_log a, pg_catalog.jsonb_each(a.details) e
+              WHERE a.principal_id = $1 AND a.details ?| $2
+                AND e.key = ANY($2) AND pg_catalog.jsonb_typeof(e.value) = 'string'",
+            None,
+            &[principal.into(), keys.to_vec().into()],
+        )? {
+            out.extend(r.get::<String>(1)?);
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+    let borrowed: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
+    let pseudonyms = pseudonymize_many(&borrowed, strategy)?;
+    let map: serde_json::Map<String, serde_json::Value> = values
+        .into_iter()
+        .zip(pseudonyms)
+        .filter_map(|(v, p)| p.map(|p| (v, serde_json::Value::String(p))))
+        .collect();
+    Ok(pgrx::JsonB(serde_json::Value::Object(map)))
+}
+
 /// Replaces `principal` by its pseudonym in every audit_log row, together with the
 /// configured personal `details` keys, and marks each row pseudonymized. One statement
 /// on the parent: it locks every partition for its duration, so maintenance cannot
 /// drop or fill a partition under it (a list of partitions read first would go stale).
+/// The details values' pseudonyms are made beforehand in one batch; a value the batch
+/// did not see (a row of the subject committed in between) is pseudonymized in the
+/// statement itself, so none is left in clear.
 pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<i64> {
     let p = pseudonymize(principal, strategy)?;
     let keys = personal_details_keys();
+    let map = details_pseudonyms(principal, &keys, strategy)?;
     let _internal = crate::internal::guard();
     let changed = Spi::get_one_with_args::<i64>(
-        &format!(
-            "WITH u AS (
-               UPDATE audit_log a
-                  SET principal_id = $2,
-                      details = coalesce((
-                          SELECT pg_catalog.jsonb_object_agg(e.key,
-                                   CASE WHEN e.key = ANY($3) AND pg_catalog.jsonb_typeof(e.value) = 'string'
-                                        THEN pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{{}}', $4))
-                                        ELSE e.value END)
-                            FROM pg_catalog.jsonb_each(a.details) e), '{{}}'::jsonb)
-                            || pg_catalog.jsonb_build_object('pseudonymized', true,
-                                                             'pseudonymizedAt', pg_catalog.now())
-                WHERE a.principal_id = $1
-               RETURNING 1)
-             SELECT pg_catalog.count(*) FROM u"
-        ),
-        &[principal.into(), p.as_str().into(), keys.clone().into(), strategy.name().into()],
+        "WITH u AS (
+           UPDATE audit_log a
+              SET principal_id = $2,
+                  details = CASE WHEN a.details ?| $3 THEN coalesce((
+                      SELECT pg_catalog.jsonb_object_agg(e.key,
+                               CASE WHEN e.key = ANY($3) AND pg_catalog.jsonb_typeof(e.value) = 'string'
+                                    THEN coalesce($5 -> (e.value #>> '{}'),
+                                                  pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{}', $4)))
+                                    ELSE e.value END)
+                        FROM pg_catalog.jsonb_each(a.details) e), '{}'::jsonb)
+                  ELSE coalesce(a.details, '{}'::jsonb) END
+                        || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now())
+            WHERE a.principal_id = $1
+           RETURNING 1)
+         SELECT pg_catalog.count(*) FROM u",
+        &[principal.into(), p.as_str().into(), keys.into(), strategy.name().into(), map.into()],
     )?
     .unwrap_or(0);
     log_event("gdpr.data.pseudonymize", Some(&p), "success", &format!("{changed} audit_log rows pseudonymized"))?;
@@ -233,7 +217,7 @@ pub fn forget_subject(principal: &str) -> AuditResult<i64> {
     let deleted = Spi::get_one_with_args::<i64>(
         "WITH d AS (DELETE FROM pseudonym_mapping WHERE blind_index = ANY($1) RETURNING 1)
          SELECT pg_catalog.count(*) FROM d",
-        &[blind_indexes(&ring, principal).into()],
+        &[crate::mapping::blind_indexes(&ring, principal).into()],
     )?
     .unwrap_or(0);
     log_event(
@@ -436,6 +420,19 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
 fn audit_pseudonymize(original: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> Option<String> {
     let strategy = parse_strategy(strategy).or_report();
     original.map(|o| pseudonymize(o, strategy).or_report())
+}
+
+/// `audit_pseudonymize_batch(originals, strategy)`: see README.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_pseudonymize_batch(
+    originals: Option<Vec<Option<String>>>,
+    strategy: default!(Option<&str>, "'hash'"),
+) -> Option<Vec<Option<String>>> {
+    let strategy = parse_strategy(strategy).or_report();
+    let originals = originals?;
+    let borrowed: Vec<Option<&str>> = originals.iter().map(|o| o.as_deref()).collect();
+    Some(pseudonymize_many(&borrowed, strategy).or_report())
 }
 
 /// `audit_depseudonymize(pseudonym)`: see README.

@@ -10,10 +10,12 @@ pub mod analyze;
 pub mod convert;
 pub mod error;
 pub mod gdpr;
+pub mod hash_pseudonym;
 pub mod integrity;
 pub mod internal;
 pub mod keys;
 pub mod maintenance;
+pub mod mapping;
 pub mod partition;
 pub mod regclass;
 pub mod schema_check;
@@ -34,6 +36,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a postmaster global.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         seal::init_preloaded();
+        hash_pseudonym::preload_key_ring();
     }
 }
 

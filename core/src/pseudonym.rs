@@ -14,6 +14,8 @@
 //! existing mapping without decrypting.
 
 use crate::crypto::{gcm_open, gcm_seal, hmac_sha256, CryptoError, KeyRing, Purpose, RootKey};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -24,7 +26,12 @@ pub const ENC_PREFIX: &str = "pseudo-enc-";
 /// Values left as they are (the original `pseudonymizeEvent` rule), so pseudonymizing
 /// twice is harmless.
 pub fn passes_through(value: &str) -> bool {
-    ["pseudo", "system", "security", "integrity"].iter().any(|p| value.starts_with(p))
+    passes_through_bytes(value.as_bytes())
+}
+
+/// `passes_through` on the bytes of a value (the fast hash path reads text in place).
+pub fn passes_through_bytes(value: &[u8]) -> bool {
+    ["pseudo", "system", "security", "integrity"].iter().any(|p| value.starts_with(p.as_bytes()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,8 +75,42 @@ pub fn classify(pseudonym: &str) -> Option<Strategy> {
 }
 
 pub fn hash_pseudonym(key: &RootKey, original: &str) -> String {
-    let k = key.derive(Purpose::PseudonymHmac);
-    format!("{PREFIX}{}", hex::encode(hmac_sha256(k.as_ref(), original.as_bytes())))
+    let mut out = [0u8; HASH_PSEUDONYM_LEN];
+    HashPseudonymizer::new(key).write(original.as_bytes(), &mut out);
+    String::from_utf8(out.to_vec()).expect("the prefix and hex digits are ASCII")
+}
+
+/// Length of a hash pseudonym: `pseudo-` and 64 hex digits.
+pub const HASH_PSEUDONYM_LEN: usize = PREFIX.len() + 64;
+
+/// The keyed HMAC state of the `hash` strategy, prepared once per key: each pseudonym
+/// then costs the two SHA-256 compressions of the message and the outer hash, and
+/// writes into a caller's buffer (no allocation).
+#[derive(Clone)]
+pub struct HashPseudonymizer {
+    mac: Hmac<Sha256>,
+}
+
+impl HashPseudonymizer {
+    pub fn new(key: &RootKey) -> HashPseudonymizer {
+        let k = key.derive(Purpose::PseudonymHmac);
+        HashPseudonymizer {
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(k.as_ref()).expect("HMAC takes keys of any length"),
+        }
+    }
+
+    /// Writes `pseudo-` + hex(HMAC-SHA256(k_pseudonym_hmac, original)) into `out`.
+    pub fn write(&self, original: &[u8], out: &mut [u8; HASH_PSEUDONYM_LEN]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut mac = self.mac.clone();
+        mac.update(original);
+        let digest = mac.finalize().into_bytes();
+        out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+        for (i, b) in digest.iter().enumerate() {
+            out[PREFIX.len() + 2 * i] = HEX[usize::from(b >> 4)];
+            out[PREFIX.len() + 2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+    }
 }
 
 pub fn new_token() -> String {
@@ -188,6 +229,24 @@ mod tests {
             hash_pseudonym(&RootKey::new("other-id", [0u8; 32]), "user-1"),
             "the key id does not enter the hash"
         );
+    }
+
+    proptest::proptest! {
+        /// The prepared state gives the one-shot HMAC's answer, however often it is reused.
+        #[test]
+        fn prepared_hash_state_equals_one_shot_hmac(inputs in proptest::collection::vec(".*", 1..8)) {
+            let key = RootKey::new("k", [7u8; 32]);
+            let prepared = HashPseudonymizer::new(&key);
+            for original in &inputs {
+                let mut out = [0u8; HASH_PSEUDONYM_LEN];
+                prepared.write(original.as_bytes(), &mut out);
+                let expected = format!(
+                    "{PREFIX}{}",
+                    hex::encode(hmac_sha256(key.derive(Purpose::PseudonymHmac).as_ref(), original.as_bytes()))
+                );
+                proptest::prop_assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+            }
+        }
     }
 
     #[test]
