@@ -33,7 +33,7 @@
 //! processing_latency, details. Not covered: hash, hash_algorithm, signature, chain_seq,
 //! chain_hash (they are the evidence) and archived_at (set later by retention policies).
 
-use crate::crypto::{hmac_sha256, Purpose, RootKey};
+use crate::crypto::{Purpose, RootKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -122,8 +122,7 @@ pub fn chain_hash(previous: &str, hash: &str) -> String {
 }
 
 pub fn sign(key: &RootKey, hash: &str) -> String {
-    let k = key.derive(Purpose::IntegritySigning);
-    format!("{}:{}", key.id, hex::encode(hmac_sha256(k.as_ref(), hash.as_bytes())))
+    format!("{}:{}", key.id, hex::encode(key.mac(Purpose::IntegritySigning, hash.as_bytes())))
 }
 
 /// The reference that stands for a personal value in the encoding.

@@ -13,7 +13,7 @@
 //! and a keyed blind index `hex(HMAC-SHA256(k_blind_index, original))` to find an
 //! existing mapping without decrypting.
 
-use crate::crypto::{gcm_open, gcm_seal, hmac_sha256, CryptoError, KeyRing, Purpose, RootKey};
+use crate::crypto::{gcm_open_with, gcm_seal_with, CryptoError, KeyRing, Purpose, RootKey};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -93,10 +93,7 @@ pub struct HashPseudonymizer {
 
 impl HashPseudonymizer {
     pub fn new(key: &RootKey) -> HashPseudonymizer {
-        let k = key.derive(Purpose::PseudonymHmac);
-        HashPseudonymizer {
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(k.as_ref()).expect("HMAC takes keys of any length"),
-        }
+        HashPseudonymizer { mac: key.prepared_mac(Purpose::PseudonymHmac).clone() }
     }
 
     /// Writes `pseudo-` + hex(HMAC-SHA256(k_pseudonym_hmac, original)) into `out`.
@@ -120,8 +117,7 @@ pub fn new_token() -> String {
 }
 
 pub fn blind_index(key: &RootKey, original: &str) -> String {
-    let k = key.derive(Purpose::BlindIndex);
-    hex::encode(hmac_sha256(k.as_ref(), original.as_bytes()))
+    hex::encode(key.mac(Purpose::BlindIndex, original.as_bytes()))
 }
 
 fn pseudonym_aad(key_id: &str) -> Vec<u8> {
@@ -133,11 +129,9 @@ fn mapping_aad(key_id: &str) -> Vec<u8> {
 }
 
 pub fn encrypt_pseudonym(key: &RootKey, original: &str) -> String {
-    let nonce_key = key.derive(Purpose::SyntheticNonce);
     let mut nonce = [0u8; 12];
-    nonce.copy_from_slice(&hmac_sha256(nonce_key.as_ref(), original.as_bytes())[..12]);
-    let enc_key = key.derive(Purpose::PseudonymEncryption);
-    let sealed = gcm_seal(&enc_key, &nonce, original.as_bytes(), &pseudonym_aad(&key.id));
+    nonce.copy_from_slice(&key.mac(Purpose::SyntheticNonce, original.as_bytes())[..12]);
+    let sealed = gcm_seal_with(key.cipher(Purpose::PseudonymEncryption), &nonce, original.as_bytes(), &pseudonym_aad(&key.id));
     let mut payload = Vec::with_capacity(2 + key.id.len() + 12 + sealed.len());
     payload.push(1u8);
     payload.push(key.id.len() as u8);
@@ -172,7 +166,7 @@ pub fn decrypt_pseudonym(ring: &KeyRing, pseudonym: &str) -> Result<String, Cryp
     let key = ring.get(&id).ok_or_else(|| CryptoError::UnknownKey(id.clone()))?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&rest[..12]);
-    let plain = gcm_open(&key.derive(Purpose::PseudonymEncryption), &nonce, &rest[12..], &pseudonym_aad(&id))?;
+    let plain = gcm_open_with(key.cipher(Purpose::PseudonymEncryption), &nonce, &rest[12..], &pseudonym_aad(&id))?;
     String::from_utf8(plain).map_err(|_| CryptoError::Malformed)
 }
 
@@ -180,7 +174,7 @@ pub fn decrypt_pseudonym(ring: &KeyRing, pseudonym: &str) -> Result<String, Cryp
 pub fn seal_original(key: &RootKey, original: &str) -> String {
     let mut nonce = [0u8; 12];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let sealed = gcm_seal(&key.derive(Purpose::MappingEncryption), &nonce, original.as_bytes(), &mapping_aad(&key.id));
+    let sealed = gcm_seal_with(key.cipher(Purpose::MappingEncryption), &nonce, original.as_bytes(), &mapping_aad(&key.id));
     let mut body = nonce.to_vec();
     body.extend_from_slice(&sealed);
     format!("v1:{}:{}", key.id, URL_SAFE_NO_PAD.encode(body))
@@ -202,13 +196,14 @@ pub fn open_original(ring: &KeyRing, sealed: &str) -> Result<String, CryptoError
     let key = ring.get(id).ok_or_else(|| CryptoError::UnknownKey(id.to_string()))?;
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&body[..12]);
-    let plain = gcm_open(&key.derive(Purpose::MappingEncryption), &nonce, &body[12..], &mapping_aad(id))?;
+    let plain = gcm_open_with(key.cipher(Purpose::MappingEncryption), &nonce, &body[12..], &mapping_aad(id))?;
     String::from_utf8(plain).map_err(|_| CryptoError::Malformed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::hmac_sha256;
 
     fn ring() -> KeyRing {
         KeyRing::parse(&format!("old {}\nnew {}\n", "11".repeat(32), "22".repeat(32))).unwrap()

@@ -158,6 +158,68 @@ SELECT :'s1_p' = :'s2_p' AS same_token,
        (SELECT count(*) FROM pseudonym_mapping WHERE pseudonym_id = :'s1_p') AS mapping_rows,
        audit_depseudonymize(:'s1_p') AS original;
 SELECT dblink_disconnect('s1'), dblink_disconnect('s2');
+-- ------------------------------------ the fast hash path and batches (issue 17)
+-- audit_pseudonymize_hash gives audit_pseudonymize(x, 'hash')'s answer, pass-through
+-- and NULL included, for a toasted value too; it is STRICT STABLE PARALLEL SAFE and
+-- neither SECURITY DEFINER nor SET.
+SELECT v IS NULL AS is_null, audit_pseudonymize_hash(v) IS NOT DISTINCT FROM audit_pseudonymize(v, 'hash') AS same
+  FROM unnest(ARRAY['alice', '', 'zoë@example.com', 'pseudo-abc', 'system', NULL, repeat('toast', 100000)]) v;
+SELECT audit_pseudonymize_hash('alice') = :'hash_alice' AS known_answer;
+SELECT p.provolatile, p.proparallel, p.proisstrict, p.prosecdef, p.proconfig
+  FROM pg_proc p WHERE p.oid = 'audit_pseudonymize_hash(text)'::regprocedure;
+-- Run by parallel workers: the same answers as one process.
+CREATE TABLE fast_src AS SELECT 'user-' || i AS v FROM generate_series(1, 20000) i;
+ANALYZE fast_src;
+SELECT sum(pg_catalog.hashtext(audit_pseudonymize_hash(v))) AS serial_sum FROM fast_src \gset
+SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+CREATE FUNCTION workers_launched(q text) RETURNS int LANGUAGE plpgsql AS $f$
+DECLARE line text; n int := 0;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) ' || q LOOP
+        n := greatest(n, coalesce(substring(line from 'Workers Launched: (\d+)')::int, 0));
+    END LOOP;
+    RETURN n;
+END $f$;
+SELECT workers_launched('SELECT sum(pg_catalog.hashtext(audit_pseudonymize_hash(v))) FROM fast_src') > 0 AS ran_in_workers;
+SELECT sum(pg_catalog.hashtext(audit_pseudonymize_hash(v))) = :serial_sum AS parallel_equals_serial FROM fast_src;
+RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+DROP FUNCTION workers_launched(text);
+DROP TABLE fast_src;
+-- audit_pseudonymize_batch: element by element in order, NULL stays NULL, repeats
+-- get one pseudonym, existing mappings are reused, one mapping row per new original.
+SELECT count(*) AS mappings_before FROM pseudonym_mapping \gset
+SELECT audit_pseudonymize_batch(ARRAY['alice', 'batch-1', NULL, 'batch-1', 'system', 'batch-2'], 'token') AS b \gset
+SELECT (:'b'::text[])[1] = :'token_alice' AS existing_reused,
+       (:'b'::text[])[2] = (:'b'::text[])[4] AS repeats_once,
+       (:'b'::text[])[3] IS NULL AS null_kept,
+       (:'b'::text[])[5] AS passed_through,
+       (:'b'::text[])[6] = audit_pseudonymize('batch-2', 'token') AS same_as_single_call,
+       audit_depseudonymize((:'b'::text[])[2]) AS reversed,
+       (SELECT count(*) FROM pseudonym_mapping) - :mappings_before AS new_mappings;
+SELECT audit_pseudonymize_batch(ARRAY['alice', 'batch-3'], 'encryption')
+       = ARRAY[:'enc_alice', audit_pseudonymize('batch-3', 'encryption')] AS encryption_same_as_single,
+       audit_pseudonymize_batch(ARRAY['alice', NULL]) = ARRAY[:'hash_alice', NULL] AS hash_default,
+       audit_pseudonymize_batch('{}'::text[], 'token') = '{}'::text[] AS empty,
+       audit_pseudonymize_batch(NULL, 'token') IS NULL AS null_array;
+SELECT audit_pseudonymize_batch(ARRAY['x'], 'rot13');
+-- Two batches sharing an original in concurrent transactions: the second waits for
+-- the first's mapping and returns it; one row per original.
+SELECT dblink_connect('s1', :'conninfo'), dblink_connect('s2', :'conninfo');
+SELECT dblink_exec('s1', 'BEGIN'), dblink_exec('s2', 'BEGIN');
+SELECT * FROM dblink('s1', $$SELECT audit_pseudonymize_batch(ARRAY['erin', 'frank'], 'token')$$) AS t(p text[]) \gset s1_
+SELECT dblink_send_query('s2', $$SELECT audit_pseudonymize_batch(ARRAY['frank', 'gina'], 'token')$$);
+SELECT dblink_exec('s1', 'COMMIT');
+SELECT * FROM dblink_get_result('s2') AS t(p text[]) \gset s2_
+SELECT * FROM dblink_get_result('s2') AS t(p text[]);
+SELECT dblink_exec('s2', 'COMMIT');
+SELECT (:'s1_p'::text[])[2] = (:'s2_p'::text[])[1] AS same_token_for_frank,
+       (SELECT count(*) FROM pseudonym_mapping
+         WHERE pseudonym_id = ANY(:'s1_p'::text[] || :'s2_p'::text[])) AS mapping_rows,
+       audit_depseudonymize((:'s2_p'::text[])[1]) AS frank,
+       audit_depseudonymize((:'s2_p'::text[])[2]) AS gina;
+SELECT dblink_disconnect('s1'), dblink_disconnect('s2');
 -- ---------------------------------------------------------- subject operations
 SELECT count(*) AS created FROM audit_create_partitions('audit_log', 2, '2022-01-10');
 INSERT INTO audit_log ("timestamp", principal_id, action, status, details) VALUES

@@ -5,8 +5,12 @@
 -- compares a fingerprint of every table, partition and chain head with the one taken
 -- before). Run as superuser, so only the extension's own checks stand in the way.
 -- pg_test/run.sh fails if the server log shows a backend terminated by a signal.
+-- Runs in a database of its own, so it depends on no other test file.
+CREATE DATABASE regress_hostile;
+\c regress_hostile
 \set VERBOSITY sqlstate
 SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
 SET timezone = 'UTC';
 
 -- A fingerprint of everything a call could change.
@@ -57,6 +61,9 @@ SELECT audit_convert_to_partitioned(NULL);
 SELECT audit_convert_to_partitioned('hostile_plain', NULL);
 SELECT audit_convert_to_partitioned('hostile_plain', 'copy', NULL);
 SELECT audit_pseudonymize(NULL) IS NULL AS null_in_null_out;
+SELECT audit_pseudonymize_hash(NULL) IS NULL AS null_in_null_out;
+SELECT audit_pseudonymize_batch(ARRAY[NULL, NULL]::text[], 'token') AS nulls_stay_null;
+SELECT audit_pseudonymize_batch(ARRAY['a'], NULL);
 SELECT audit_pseudonymize('a', NULL);
 SELECT audit_depseudonymize(NULL) IS NULL AS null_in_null_out;
 SELECT audit_pseudonymize_subject(NULL);
@@ -94,6 +101,8 @@ SELECT hostile_unchanged() AS unchanged_after_empty_strings;
 SELECT audit_convert_to_partitioned('hostile_plain', repeat('x', 1048576));
 SELECT audit_convert_to_partitioned('hostile_plain', 'copy', repeat('x', 1048576));
 SELECT audit_pseudonymize('a', repeat('x', 1048576));
+SELECT audit_pseudonymize_batch(ARRAY['a'], repeat('x', 1048576));
+SELECT length(audit_pseudonymize_hash(repeat('x', 1048576))) AS hash_length;
 SELECT audit_depseudonymize(repeat('x', 1048576));
 SELECT audit_depseudonymize('pseudo-' || repeat('0', 1048576));
 SELECT audit_depseudonymize('pseudo-' || repeat('0', 64));
@@ -118,12 +127,16 @@ SELECT hostile_snap();
 SELECT length(audit_pseudonymize(repeat('x', 1048576), 'hash')) AS hash_length,
        length(audit_pseudonymize(repeat('x', 1048576), 'token')) AS token_length,
        audit_depseudonymize(audit_pseudonymize(repeat('é', 524288), 'encryption')) = repeat('é', 524288) AS one_mb_round_trip;
+SELECT audit_pseudonymize_batch(ARRAY[repeat('x', 1048576), repeat('é', 524288)], 'encryption')
+       = ARRAY[audit_pseudonymize(repeat('x', 1048576), 'encryption'), audit_pseudonymize(repeat('é', 524288), 'encryption')] AS batch_of_1mb_values;
 SELECT count(*) AS mapping_rows FROM pseudonym_mapping;
 SELECT hostile_snap();
 
 -- ---------------------------------------------------------- invalid UTF-8
 -- The bytea-to-text conversion rejects it (22021) before any audit_db function runs.
 SELECT audit_pseudonymize(convert_from('\xff'::bytea, 'UTF8'));
+SELECT audit_pseudonymize_hash(convert_from('\xff'::bytea, 'UTF8'));
+SELECT audit_pseudonymize_batch(ARRAY[convert_from('\xc3'::bytea, 'UTF8')], 'token');
 SELECT audit_pseudonymize(convert_from('\xc3'::bytea, 'UTF8'), 'encryption');
 SELECT audit_depseudonymize(convert_from('\x70736575646f2dfe'::bytea, 'UTF8'));
 SELECT audit_pseudonymize_subject(convert_from('\xeda080'::bytea, 'UTF8'));
@@ -267,3 +280,6 @@ DROP TABLE hostile_plain, hostile_by_list, x;
 DROP TYPE hostile_type;
 DROP FUNCTION hostile_state(), hostile_snap(), hostile_unchanged();
 RESET client_min_messages;
+
+\c audit_regress
+DROP DATABASE regress_hostile;

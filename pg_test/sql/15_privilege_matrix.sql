@@ -78,7 +78,9 @@ INSERT INTO m_actions VALUES
  (25, 'rotate key',            $$SELECT audit_rotate_pseudonym_key('test-1')$$),
  (26, 'read key file setting', $$SHOW audit_db.key_file$$),
  (27, 'read key file',         format('SELECT pg_read_file(%L)', :'key_file')),
- (28, 'read migrations',       $$SELECT count(*) FROM audit_migrations()$$);
+ (28, 'read migrations',       $$SELECT count(*) FROM audit_migrations()$$),
+ (29, 'pseudonymize (hash)',   $$SELECT audit_pseudonymize_hash('someone')$$),
+ (30, 'pseudonymize batch',    $$SELECT audit_pseudonymize_batch(ARRAY['someone'], 'token')$$);
 CREATE TEMP TABLE m_outcome (action_ord int, role_ord int, outcome text);
 
 DO $matrix$
