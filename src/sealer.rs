@@ -286,6 +286,11 @@ pub extern "C-unwind" fn audit_db_sealer_main(_arg: pg_sys::Datum) {
         if interval <= 0 {
             continue;
         }
+        // A worker sets its own statement start time (PostgreSQL does it for client
+        // statements only); keys.rs re-checks the key file once per statement by it,
+        // so without this a reloaded key would never be seen here.
+        // SAFETY: a plain update of this backend's transaction bookkeeping, outside a transaction.
+        unsafe { pg_sys::SetCurrentStatementStartTimestamp() };
         BackgroundWorker::transaction(|| {
             let ready = Spi::get_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
