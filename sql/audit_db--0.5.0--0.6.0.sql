@@ -145,6 +145,15 @@ STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_internal_write_wrapper';
 
+-- Verification of one row, PARALLEL SAFE (src/row_check.rs): audit_verify_integrity()
+-- sums its answers per epoch in one aggregate query that may use parallel workers.
+CREATE FUNCTION audit_seal_row_check(event audit_log) RETURNS int8[]
+    STRICT STABLE PARALLEL SAFE COST 500
+    LANGUAGE c AS 'MODULE_PATHNAME', 'audit_seal_row_check_v1';
+REVOKE ALL ON FUNCTION audit_seal_row_check(audit_log) FROM PUBLIC;
+COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
+'Internal to audit_verify_integrity(): {flags, four limbs} of one audit_log row, checked as the insert trigger computed it (flags: 1 hash mismatch, 2 signature mismatch, 4 unverifiable, 8 unsigned; limbs: its element of the epoch sum). Not granted to any role.';
+
 -- ------------------------------------------------------- partition guard
 -- audit_db 0.6.0: rows leave audit_log only through audit_db (which records them for
 -- the integrity trail first). DROP TABLE of a partition drops its clone of the

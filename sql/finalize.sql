@@ -88,6 +88,15 @@ GRANT EXECUTE ON FUNCTION audit_seal(integer) TO audit_db_admin;
 GRANT SELECT ON audit_chain_head, audit_chain_retired, audit_seal_block, audit_seal_retired
    TO audit_db_reader, audit_db_admin;
 
+-- Verification of one row, PARALLEL SAFE (src/row_check.rs): audit_verify_integrity()
+-- sums its answers per epoch in one aggregate query that may use parallel workers.
+CREATE FUNCTION audit_seal_row_check(event audit_log) RETURNS int8[]
+    STRICT STABLE PARALLEL SAFE COST 500
+    LANGUAGE c AS 'MODULE_PATHNAME', 'audit_seal_row_check_v1';
+REVOKE ALL ON FUNCTION audit_seal_row_check(audit_log) FROM PUBLIC;
+COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
+'Internal to audit_verify_integrity(): {flags, four limbs} of one audit_log row, checked as the insert trigger computed it (flags: 1 hash mismatch, 2 signature mismatch, 4 unverifiable, 8 unsigned; limbs: its element of the epoch sum). Not granted to any role.';
+
 -- ----------------------------------------------------------- integrity triggers
 CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_seal_trigger();

@@ -167,6 +167,12 @@ fn details_pseudonyms(principal: &str, keys: &[String], strategy: Strategy) -> A
 pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<i64> {
     let p = pseudonymize(principal, strategy)?;
     let keys = personal_details_keys();
+    // Lock order: the UPDATE's lock first, parent then every partition (what LOCK
+    // TABLE on a partitioned table does, and the order maintenance locks in). Reading
+    // the details first under ACCESS SHARE and upgrading to ROW EXCLUSIVE for the
+    // UPDATE would deadlock with a maintenance run that holds the parent and waits
+    // for one of the partitions (pg_test/load.sh found it).
+    Spi::run("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE")?;
     let map = details_pseudonyms(principal, &keys, strategy)?;
     let _internal = crate::internal::guard();
     let changed = Spi::get_one_with_args::<i64>(

@@ -18,6 +18,7 @@ pub mod maintenance;
 pub mod mapping;
 pub mod partition;
 pub mod regclass;
+pub mod row_check;
 pub mod schema_check;
 pub mod seal;
 pub mod sealer;

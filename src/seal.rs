@@ -447,6 +447,41 @@ pub fn check_row(
     RowCheck { hash_ok: hash_ok || !resolvable, signature_ok, verifiable: verifiable && (hash_ok || resolvable) }
 }
 
+/// Bits of a row's verdict (`verdict_of`, `audit_seal_row_check`).
+pub const HASH_BAD: i64 = 1;
+pub const SIGNATURE_BAD: i64 = 2;
+pub const UNVERIFIABLE: i64 = 4;
+/// No signature although a key is configured: acceptable only inside a sealed block
+/// (sealed while the server had no key).
+pub const UNSIGNED: i64 = 8;
+
+/// Verification of one stored row, read straight from its tuple as the trigger reads
+/// it: the verdict bits and the row's element of its epoch's sum.
+///
+/// # Safety
+/// `tuple` and `tupdesc` describe a live row of audit_log (or of its row type) whose
+/// relation (or the row type's relation) is `relid`.
+pub unsafe fn verdict_of(
+    tuple: pg_sys::HeapTuple,
+    tupdesc: pg_sys::TupleDesc,
+    relid: pg_sys::Oid,
+    ring: Option<&KeyRing>,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> AuditResult<(i64, Limbs)> {
+    let cols = columns_of(relid, tupdesc)?;
+    // SAFETY: the caller's promise.
+    let row = unsafe { read_row(tuple, tupdesc, &cols) };
+    let stored = row.texts[C_ROW_HASH].as_deref().unwrap_or("");
+    let signature = row.texts[C_SIGNATURE].as_deref();
+    let personal = row.personal_keys.as_deref().unwrap_or(&[]);
+    let check = check_row(&row.event(), stored, signature, personal, ring, resolve);
+    let flags = if check.hash_ok { 0 } else { HASH_BAD }
+        | if check.signature_ok { 0 } else { SIGNATURE_BAD }
+        | if check.verifiable { 0 } else { UNVERIFIABLE }
+        | if signature.is_none() && ring.is_some() { UNSIGNED } else { 0 };
+    Ok((flags, element(stored, signature)))
+}
+
 // ------------------------------------------------------------ retirement
 
 thread_local! {

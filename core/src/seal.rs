@@ -253,6 +253,22 @@ impl Limbs {
         }
     }
 
+    /// The limbs as signed 64-bit integers (same bits), so SQL can sum them: `sum()`
+    /// of int8 is exact (numeric), and a sum of two's-complement values taken mod 2^64
+    /// is the wrapping sum of the unsigned limbs.
+    pub fn as_signed(&self) -> [i64; 4] {
+        self.0.map(|l| l as i64)
+    }
+
+    /// The limbs from SQL's exact sums of `as_signed` values (decimal text), mod 2^64.
+    pub fn from_signed_sums(sums: [&str; 4]) -> Option<Limbs> {
+        let mut l = [0u64; 4];
+        for (limb, text) in l.iter_mut().zip(sums) {
+            *limb = text.trim().parse::<i128>().ok()? as u64;
+        }
+        Some(Limbs(l))
+    }
+
     pub fn hex(&self) -> String {
         self.0.iter().map(|l| format!("{l:016x}")).collect()
     }

@@ -359,3 +359,24 @@ proptest! {
         let _ = manifest::parse(&text);
     }
 }
+
+proptest! {
+    /// SQL sums the limbs as int8 (exactly, in numeric); reduced mod 2^64 that is the
+    /// wrapping sum verification and the sealer compute in Rust.
+    #[test]
+    fn signed_limb_sums_reduce_to_the_wrapping_sum(elements in proptest::collection::vec(any::<[u8; 32]>(), 0..300)) {
+        use audit_db_core::seal::Limbs;
+        let mut wrapping = Limbs::default();
+        let mut exact = [0i128; 4];
+        for e in &elements {
+            let l = Limbs::from_bytes(e);
+            wrapping.add(&l);
+            for (acc, v) in exact.iter_mut().zip(l.as_signed()) {
+                *acc += i128::from(v);
+            }
+        }
+        let texts = exact.map(|v| v.to_string());
+        let parsed = Limbs::from_signed_sums([&texts[0], &texts[1], &texts[2], &texts[3]]).unwrap();
+        prop_assert_eq!(parsed, wrapping);
+    }
+}
