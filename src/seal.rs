@@ -28,7 +28,6 @@ use audit_db_core::integrity::sign;
 use audit_db_core::seal::{self as core_seal, element, EventV2, Limbs};
 use pgrx::prelude::*;
 use std::collections::BTreeMap;
-use std::num::NonZeroUsize;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering::SeqCst};
 
@@ -235,41 +234,57 @@ fn columns_of(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> AuditResult<Col
     Ok(c)
 }
 
-/// Reads the row's datums (borrowed from the tuple; `details` as jsonb text).
-struct RawRow {
-    texts: [Option<String>; COLS.len()],
+/// The row's values the hash reads: text borrowed from the tuple (detoasted in the
+/// current memory context when toasted), `details` as jsonb's text.
+struct RawRow<'t> {
+    texts: [Option<&'t str>; COLS.len()],
+    /// jsonb's text (lossy only in a database whose encoding is not UTF-8).
+    details: Option<std::borrow::Cow<'t, str>>,
     ints: [Option<i64>; COLS.len()],
     personal_keys: Option<Vec<String>>,
 }
 
-/// SAFETY (for callers): `tuple` and `tupdesc` describe a live audit_log tuple.
-unsafe fn read_row(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, cols: &Columns) -> RawRow {
-    let mut texts: [Option<String>; COLS.len()] = Default::default();
+/// Deforms the tuple once (one pass over its attributes, where reading 23 of them one
+/// by one would walk the variable-width ones again for each).
+///
+/// SAFETY (for callers): `tuple` and `tupdesc` describe a live audit_log tuple that
+/// outlives the row read from it (`'t`).
+unsafe fn read_row<'t>(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, cols: &Columns) -> RawRow<'t> {
+    // SAFETY: the caller's promise; heap_deform_tuple fills natts entries of each array.
+    let natts = unsafe { (*tupdesc).natts } as usize;
+    let mut values = vec![pg_sys::Datum::from(0); natts];
+    let mut nulls = vec![true; natts];
+    unsafe { pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
+    let mut texts: [Option<&'t str>; COLS.len()] = [None; COLS.len()];
     let mut ints = [None; COLS.len()];
     let mut personal_keys = None;
+    let mut details = None;
     for (i, attno) in cols.at.iter().enumerate() {
-        let Some(datum) = pgrx::heap_getattr_raw(tuple, NonZeroUsize::new(*attno as usize).expect("attnum > 0"), tupdesc)
-        else {
+        let index = *attno as usize - 1;
+        if nulls[index] {
             continue;
-        };
+        }
+        let datum = values[index];
         match i {
             C_ID | C_EPOCH | C_TS | 22 => ints[i] = Some(datum.value() as i64),
             C_LATENCY => ints[i] = Some(i64::from(datum.value() as i32)),
             C_DETAILS => {
-                texts[i] = pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(datum)])
-                    .map(|c| c.to_string_lossy().into_owned())
+                // SAFETY: jsonb_out returns a palloc'd C string in the current context.
+                details = pgrx::direct_function_call::<&std::ffi::CStr>(pg_sys::jsonb_out, &[Some(datum)])
+                    .map(|c| c.to_string_lossy())
             }
-            C_PERSONAL => personal_keys = <Vec<String> as FromDatum>::from_datum(datum, false),
-            _ => texts[i] = <String as FromDatum>::from_datum(datum, false),
+            // SAFETY: a non-NULL text[] datum of the tuple.
+            C_PERSONAL => personal_keys = unsafe { <Vec<String> as FromDatum>::from_datum(datum, false) },
+            // SAFETY: a non-NULL text-like datum of the tuple, alive for 't.
+            _ => texts[i] = unsafe { <&'t str as FromDatum>::from_datum(datum, false) },
         }
     }
-    RawRow { texts, ints, personal_keys }
+    RawRow { texts, details, ints, personal_keys }
 }
 
-
-impl RawRow {
+impl RawRow<'_> {
     fn event(&self) -> EventV2<'_> {
-        let t = |i: usize| self.texts[i].as_deref();
+        let t = |i: usize| self.texts[i];
         EventV2 {
             id: self.ints[C_ID],
             timestamp_us: self.ints[C_TS].map(|us| us + crate::integrity::UNIX_TO_PG_EPOCH_US),
@@ -288,7 +303,7 @@ impl RawRow {
             data_classification: t(14),
             retention_policy: t(15),
             processing_latency: self.ints[C_LATENCY].map(|v| v as i32),
-            details: t(C_DETAILS),
+            details: self.details.as_deref(),
             seal_epoch: self.ints[C_EPOCH],
         }
     }
@@ -315,9 +330,9 @@ pub fn signing_ring() -> Option<Rc<KeyRing>> {
 /// elsewhere: they keep their evidence when the session user is a superuser (no
 /// setting any role can change decides this) and their signature checks under a key of
 /// this server's ring. Anything else is hashed, signed and tagged afresh.
-fn genuine_restored_row(row: &RawRow, ring: Option<&KeyRing>) -> bool {
+fn genuine_restored_row(row: &RawRow<'_>, ring: Option<&KeyRing>) -> bool {
     let (Some(epoch), Some(stored), Some(sig)) =
-        (row.ints[C_EPOCH], row.texts[C_ROW_HASH].as_deref(), row.texts[C_SIGNATURE].as_deref())
+        (row.ints[C_EPOCH], row.texts[C_ROW_HASH], row.texts[C_SIGNATURE])
     else {
         return false;
     };
@@ -359,7 +374,7 @@ fn audit_log_seal_trigger<'a>(
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
     let key = ring.as_ref().map(|r| r.current());
-    let personal = core_seal::personal_keys_of(row.texts[C_DETAILS].as_deref(), &personal_details_keys());
+    let personal = core_seal::personal_keys_of(row.details.as_deref(), &personal_details_keys());
     let epoch = write_epoch().or_report();
     let mut event = row.event();
     event.seal_epoch = Some(epoch);
@@ -386,7 +401,10 @@ fn audit_log_seal_trigger<'a>(
 /// Whether `signature` (`key_id:hex`) is the HMAC of `hash` under that key of `ring`;
 /// false for a key the ring lacks.
 pub fn signed_by(ring: &KeyRing, hash: &str, signature: &str) -> bool {
-    signature.split_once(':').and_then(|(id, _)| ring.get(id)).map(|k| sign(k, hash) == signature).unwrap_or(false)
+    signature
+        .split_once(':')
+        .and_then(|(id, mac)| ring.get(id).map(|k| audit_db_core::integrity::mac_matches(k, hash, mac)))
+        .unwrap_or(false)
 }
 
 /// Per epoch: rows and the sum of their elements.
@@ -471,8 +489,8 @@ pub unsafe fn verdict_of(
     let cols = columns_of(relid, tupdesc)?;
     // SAFETY: the caller's promise.
     let row = unsafe { read_row(tuple, tupdesc, &cols) };
-    let stored = row.texts[C_ROW_HASH].as_deref().unwrap_or("");
-    let signature = row.texts[C_SIGNATURE].as_deref();
+    let stored = row.texts[C_ROW_HASH].unwrap_or("");
+    let signature = row.texts[C_SIGNATURE];
     let personal = row.personal_keys.as_deref().unwrap_or(&[]);
     let check = check_row(&row.event(), stored, signature, personal, ring, resolve);
     let flags = if check.hash_ok { 0 } else { HASH_BAD }

@@ -57,6 +57,19 @@ pub enum Field {
 
 pub fn json_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    push_json_string(&mut out, s);
+    out
+}
+
+/// Appends `json_string(s)` to `out` (no allocation when nothing needs escaping).
+pub fn push_json_string(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     out.push('"');
     for c in s.chars() {
         match c {
@@ -72,7 +85,6 @@ pub fn json_string(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 pub fn canonical_json(v: &Value) -> String {
@@ -119,6 +131,15 @@ pub fn event_hash(fields: &[(&str, Field)]) -> String {
 
 pub fn chain_hash(previous: &str, hash: &str) -> String {
     sha256_hex(format!("{previous}{hash}").as_bytes())
+}
+
+/// Whether `mac_hex` is the lowercase hex of the signature MAC of `hash` under `key`
+/// (what `sign` writes after `key_id:`), compared without building strings.
+pub fn mac_matches(key: &RootKey, hash: &str, mac_hex: &str) -> bool {
+    let mut expected = [0u8; 64];
+    hex::encode_to_slice(key.mac(Purpose::IntegritySigning, hash.as_bytes()), &mut expected)
+        .expect("64 bytes hold 32 in hex");
+    expected.as_slice() == mac_hex.as_bytes()
 }
 
 pub fn sign(key: &RootKey, hash: &str) -> String {
@@ -215,6 +236,11 @@ mod tests {
         assert!(s.starts_with("k1:"));
         assert_eq!(s.len(), 3 + 64);
         assert_ne!(s, sign(&RootKey::new("k1", [8; 32]), &h));
+        // mac_matches accepts exactly what sign wrote after "k1:".
+        assert!(mac_matches(&key, &h, &s[3..]));
+        assert!(!mac_matches(&key, &h, &s[3..].to_uppercase()));
+        assert!(!mac_matches(&key, &h, &s[4..]));
+        assert!(!mac_matches(&RootKey::new("k1", [8; 32]), &h, &s[3..]));
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! record of their epoch, so `present + retired = sealed` still holds for each block.
 
 use crate::crypto::RootKey;
-use crate::integrity::{json_string, sha256_hex, sign, Field};
+use crate::integrity::{json_string, push_json_string, sha256_hex, sign};
 use crate::pseudonym::{hash_pseudonym, passes_through};
 use serde_json::Value;
 
@@ -96,7 +96,7 @@ fn write_jsonb(v: &Value, out: &mut String) {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&n.to_string()),
-        Value::String(s) => out.push_str(&json_string(s)),
+        Value::String(s) => push_json_string(out, s),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -115,7 +115,7 @@ fn write_jsonb(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&json_string(k));
+                push_json_string(out, k);
                 out.push_str(": ");
                 write_jsonb(&map[*k], out);
             }
@@ -125,7 +125,13 @@ fn write_jsonb(v: &Value, out: &mut String) {
 }
 
 fn mentions_key(text: &str, key: &str) -> bool {
-    text.contains(&format!("{}: ", json_string(key)))
+    if key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        return text.contains(&format!("{}: ", json_string(key)));
+    }
+    // `"key": ` without building the pattern.
+    text.match_indices(key).any(|(i, _)| {
+        i > 0 && text.as_bytes()[i - 1] == b'"' && text.as_bytes()[i + key.len()..].starts_with(b"\": ")
+    })
 }
 
 /// The personal keys that apply to `details` on insert: those of `configured` present
@@ -147,10 +153,21 @@ pub fn personal_keys_of(details: Option<&str>, configured: &[String]) -> Vec<Str
 /// by `reference(value)`, as jsonb text; NULL counts as `{}`. Without markers or
 /// personal keys this is the stored text itself (nothing is parsed).
 pub fn encoded_details(details: Option<&str>, personal: &[String], reference: &dyn Fn(&str) -> String) -> String {
-    let Some(text) = details else { return "{}".to_string() };
+    let mut out = String::new();
+    push_encoded_details(&mut out, details, personal, reference);
+    out
+}
+
+/// Appends `encoded_details(..)` to `out`.
+fn push_encoded_details(out: &mut String, details: Option<&str>, personal: &[String], reference: &dyn Fn(&str) -> String) {
+    let Some(text) = details else {
+        out.push_str("{}");
+        return;
+    };
     let touched = MARKER_KEYS.iter().any(|k| mentions_key(text, k)) || personal.iter().any(|k| mentions_key(text, k));
     if !touched {
-        return text.to_string();
+        out.push_str(text);
+        return;
     }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(mut map)) => {
@@ -163,65 +180,84 @@ pub fn encoded_details(details: Option<&str>, personal: &[String], reference: &d
                     map.insert(k.clone(), Value::String(r));
                 }
             }
-            jsonb_text(&Value::Object(map))
+            write_jsonb(&Value::Object(map), out);
         }
-        _ => text.to_string(),
+        _ => out.push_str(text),
     }
 }
 
-fn text(v: Option<&str>) -> Field {
-    v.map(|s| Field::Text(s.to_string())).unwrap_or(Field::Null)
+/// `name=value\n` lines of the encoding, written straight into one buffer.
+struct Lines(String);
+
+impl Lines {
+    fn name(&mut self, name: &str) {
+        self.0.push_str(name);
+        self.0.push('=');
+    }
+
+    fn text(&mut self, name: &str, v: Option<&str>) {
+        self.name(name);
+        match v {
+            Some(s) => push_json_string(&mut self.0, s),
+            None => self.0.push('~'),
+        }
+        self.0.push('\n');
+    }
+
+    fn int(&mut self, name: &str, v: Option<i64>) {
+        self.name(name);
+        match v {
+            Some(i) => {
+                use std::fmt::Write;
+                write!(self.0, "{i}").expect("writing to a String cannot fail");
+            }
+            None => self.0.push('~'),
+        }
+        self.0.push('\n');
+    }
 }
 
-/// The encoding of a row (see the module documentation). `reference` maps a personal
-/// value (principal, personal details values) to what enters the hash.
 pub fn encode_v2(row: &EventV2, personal: &[String], reference: &dyn Fn(&str) -> String) -> Vec<u8> {
-    let fields: [(&str, Field); 20] = [
-        ("id", row.id.map(Field::Int).unwrap_or(Field::Null)),
-        ("timestamp", row.timestamp_us.map(Field::Timestamp).unwrap_or(Field::Null)),
-        ("ttl", text(row.ttl)),
-        ("principal", row.principal_id.map(|p| Field::Text(reference(p))).unwrap_or(Field::Null)),
-        ("organization_id", text(row.organization_id)),
-        ("action", text(row.action)),
-        ("target_resource_type", text(row.target_resource_type)),
-        ("target_resource_id", text(row.target_resource_id)),
-        ("status", text(row.status)),
-        ("outcome_description", text(row.outcome_description)),
-        ("hash", text(row.hash)),
-        ("hash_algorithm", text(row.hash_algorithm)),
-        ("event_version", text(row.event_version)),
-        ("correlation_id", text(row.correlation_id)),
-        ("data_classification", text(row.data_classification)),
-        ("retention_policy", text(row.retention_policy)),
-        ("processing_latency", row.processing_latency.map(|i| Field::Int(i64::from(i))).unwrap_or(Field::Null)),
-        ("details", Field::Text(String::new())), // placeholder, written raw below
-        ("seal_epoch", row.seal_epoch.map(Field::Int).unwrap_or(Field::Null)),
-        (
-            "personal_keys",
-            if personal.is_empty() {
-                Field::Null
-            } else {
-                Field::Json(Value::Array(personal.iter().map(|k| Value::String(k.clone())).collect()))
-            },
-        ),
-    ];
-    let mut out = String::with_capacity(512);
-    out.push_str(ENCODING_V2);
-    out.push('\n');
-    for (name, value) in &fields {
-        out.push_str(name);
-        out.push('=');
-        match (*name, value) {
-            ("details", _) => out.push_str(&encoded_details(row.details, personal, reference)),
-            (_, Field::Null) => out.push('~'),
-            (_, Field::Text(s)) => out.push_str(&json_string(s)),
-            (_, Field::Int(i)) => out.push_str(&i.to_string()),
-            (_, Field::Timestamp(us)) => out.push_str(&us.to_string()),
-            (_, Field::Json(v)) => out.push_str(&jsonb_text(v)),
+    let mut out = Lines(String::with_capacity(512));
+    out.0.push_str(ENCODING_V2);
+    out.0.push('\n');
+    out.int("id", row.id);
+    out.int("timestamp", row.timestamp_us);
+    out.text("ttl", row.ttl);
+    out.text("principal", row.principal_id.map(reference).as_deref());
+    out.text("organization_id", row.organization_id);
+    out.text("action", row.action);
+    out.text("target_resource_type", row.target_resource_type);
+    out.text("target_resource_id", row.target_resource_id);
+    out.text("status", row.status);
+    out.text("outcome_description", row.outcome_description);
+    out.text("hash", row.hash);
+    out.text("hash_algorithm", row.hash_algorithm);
+    out.text("event_version", row.event_version);
+    out.text("correlation_id", row.correlation_id);
+    out.text("data_classification", row.data_classification);
+    out.text("retention_policy", row.retention_policy);
+    out.int("processing_latency", row.processing_latency.map(i64::from));
+    out.name("details");
+    push_encoded_details(&mut out.0, row.details, personal, reference);
+    out.0.push('\n');
+    out.int("seal_epoch", row.seal_epoch);
+    out.name("personal_keys");
+    if personal.is_empty() {
+        out.0.push('~');
+    } else {
+        // jsonb's text of an array of strings.
+        out.0.push('[');
+        for (i, k) in personal.iter().enumerate() {
+            if i > 0 {
+                out.0.push_str(", ");
+            }
+            push_json_string(&mut out.0, k);
         }
-        out.push('\n');
+        out.0.push(']');
     }
-    out.into_bytes()
+    out.0.push('\n');
+    out.0.into_bytes()
 }
 
 pub fn row_hash(row: &EventV2, personal: &[String], reference: &dyn Fn(&str) -> String) -> String {
@@ -282,9 +318,10 @@ impl Limbs {
 
 /// The element of a row: its signature's HMAC bytes, or SHA-256 of its hash if unsigned.
 pub fn element(row_hash: &str, signature: Option<&str>) -> Limbs {
-    if let Some(mac) = signature.and_then(|s| s.split_once(':')).and_then(|(_, h)| hex::decode(h).ok()) {
-        if let Ok(arr) = <[u8; 32]>::try_from(mac.as_slice()) {
-            return Limbs::from_bytes(&arr);
+    if let Some((_, h)) = signature.and_then(|s| s.split_once(':')) {
+        let mut mac = [0u8; 32];
+        if hex::decode_to_slice(h, &mut mac).is_ok() {
+            return Limbs::from_bytes(&mac);
         }
     }
     use sha2::Digest;
@@ -331,6 +368,38 @@ mod tests {
             seal_epoch: Some(3),
             ..Default::default()
         }
+    }
+
+    proptest::proptest! {
+        /// The allocation-free search finds `"key": ` exactly where the plain one does.
+        #[test]
+        fn mentions_key_equals_the_plain_search(text in "[a-z\"\\\\: {}]{0,40}", key in "[a-z\"]{1,4}") {
+            proptest::prop_assert_eq!(mentions_key(&text, &key), text.contains(&format!("{}: ", json_string(&key))));
+        }
+    }
+
+    /// Pinned: the encoding is a format (rows written by earlier builds must keep
+    /// verifying), so any change of its bytes fails here.
+    #[test]
+    fn encoding_v2_is_pinned() {
+        let key = RootKey::new("k1", [7; 32]);
+        let r = |v: &str| reference(Some(&key), v);
+        let mut full = row();
+        full.ttl = Some("30d");
+        full.target_resource_type = Some("Patient");
+        full.target_resource_id = Some("p-\"1\"\n");
+        full.outcome_description = Some("tab\there \u{1}");
+        full.event_version = Some("1.0");
+        full.correlation_id = Some("c-1");
+        full.data_classification = Some("PHI");
+        full.retention_policy = Some("standard");
+        full.processing_latency = Some(-12);
+        full.details = Some(r#"{"ip": "203.0.113.7", "name": "Zoë", "email": "alice@example.com", "pseudonymized": true}"#);
+        let personal = vec!["email".to_string(), "name".to_string()];
+        let digest = |e: &EventV2, p: &[String]| sha256_hex(&encode_v2(e, p, &r));
+        assert_eq!(digest(&full, &personal), "969804c1f0cffaaae1aeb8fb11c17e548b5edc51a32f4661aa2a3d7e791d21aa");
+        assert_eq!(digest(&row(), &[]), "f1b83cf8e3d5f22d8cf1ff5354dff250679d4e68885c38a15d2e8a2427e94344");
+        assert_eq!(digest(&EventV2::default(), &[]), "82087dc1a4e9de0a6f13d0235406406b902a9e8d99284032d6aa7232e9789d38");
     }
 
     #[test]
