@@ -12,6 +12,11 @@
 --   * audit_chain_lock() / audit_chain_store() and the old trigger function go.
 --   * partitions of audit_log can no longer be dropped, detached or truncated one by
 --     one outside audit_db (event triggers audit_log_guard_ddl / audit_log_guard_drop).
+--   * the original's migration 0005 (run_id columns) and 64-bit audit_log ids: this
+--     step rewrites audit_log (issue 14; see the section below).
+--   * audit_pseudonymize_hash / audit_pseudonymize_batch (issue 17), the row check
+--     verification runs in parallel (audit_seal_row_check), compatibility wrappers
+--     for the original's partition functions.
 \echo Use "ALTER EXTENSION audit_db UPDATE" to load this file. \quit
 
 SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
@@ -63,6 +68,22 @@ SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
        pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(h.chain_key, h.seq, h.hash) ORDER BY h.chain_key COLLATE "C")
   FROM audit_chain_head h
 HAVING pg_catalog.count(*) > 0;
+
+-- ------------------------------------------- the original's columns (issue 14)
+-- Migration 0005 of the original: run_id on scheduled_reports and report_executions.
+-- Rows that predate it have no run id; report_executions requires one, and each
+-- existing execution is taken as its own run (run_id := id).
+ALTER TABLE scheduled_reports ADD COLUMN run_id varchar(255);
+ALTER TABLE report_executions ADD COLUMN run_id varchar(255);
+UPDATE report_executions SET run_id = id WHERE run_id IS NULL;
+ALTER TABLE report_executions ALTER COLUMN run_id SET NOT NULL;
+-- 64-bit event ids. Changing a column's type rewrites the table: every partition of
+-- audit_log is rewritten and its indexes rebuilt under ACCESS EXCLUSIVE, about as long
+-- as a copy of the table (docs/migrating.md: how to run it in a maintenance window).
+-- The rows keep their values, so their hashes and signatures still verify.
+ALTER SEQUENCE audit_log_id_seq AS bigint;
+ALTER TABLE audit_log ALTER COLUMN id TYPE bigint;
+ALTER TABLE audit_integrity_log ALTER COLUMN audit_log_id TYPE bigint;
 
 -- ------------------------------------------------------------- functions
 DROP TRIGGER audit_log_integrity ON audit_log;
@@ -147,12 +168,20 @@ AS 'MODULE_PATHNAME', 'audit_internal_write_wrapper';
 
 -- Verification of one row, PARALLEL SAFE (src/row_check.rs): audit_verify_integrity()
 -- sums its answers per epoch in one aggregate query that may use parallel workers.
+-- Declared VOLATILE although its answer only changes with the key ring: the planner
+-- then keeps the subquery that calls it (a STABLE call would be inlined into each of
+-- the ten aggregates that read its answer, and run ten times per row).
 CREATE FUNCTION audit_seal_row_check(event audit_log) RETURNS int8[]
-    STRICT STABLE PARALLEL SAFE COST 500
+    STRICT VOLATILE PARALLEL SAFE COST 500
     LANGUAGE c AS 'MODULE_PATHNAME', 'audit_seal_row_check_v1';
 REVOKE ALL ON FUNCTION audit_seal_row_check(audit_log) FROM PUBLIC;
 COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
 'Internal to audit_verify_integrity(): {flags, four limbs} of one audit_log row, checked as the insert trigger computed it (flags: 1 hash mismatch, 2 signature mismatch, 4 unverifiable, 8 unsigned; limbs: its element of the epoch sum). Not granted to any role.';
+
+-- Verification's aggregate query over every row looks expensive to the planner (the
+-- row check costs 500), which would JIT-compile it in the leader and in each parallel
+-- worker: about 0.3 s each, for expressions that are not the work.
+ALTER FUNCTION audit_verify_integrity(timestamptz, timestamptz) SET jit = off;
 
 -- ------------------------------------------------------- partition guard
 -- audit_db 0.6.0: rows leave audit_log only through audit_db (which records them for
@@ -268,6 +297,45 @@ COMMENT ON FUNCTION audit_pseudonymize_hash(text) IS
 'The hash pseudonym of a value, as audit_pseudonymize(x, ''hash''): pseudo- + 64 hex of HMAC-SHA256 under the current key; values starting with pseudo, system, security or integrity unchanged; NULL gives NULL. STABLE and PARALLEL SAFE, no SECURITY DEFINER: use it over large tables.';
 COMMENT ON FUNCTION audit_pseudonymize_batch(text[], text) IS
 'audit_pseudonymize of every element of an array, in order (NULL elements stay NULL): token and encryption mappings of the whole array are looked up with one statement and the new ones written with one more.';
+
+-- ------------------------------------------ the original's partition functions
+-- Thin wrappers with the original package's names and signatures, so a scheduler
+-- written for it keeps working (docs/migrating.md maps every original operation).
+CREATE FUNCTION create_audit_log_partitions() RETURNS void
+LANGUAGE sql SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.count(*) FROM @extschema@.audit_create_partitions(
+        '@extschema@.audit_log'::regclass,
+        GREATEST(6, (SELECT c.premake FROM @extschema@.audit_partition_config c
+                      WHERE c.parent = '@extschema@.audit_log'::regclass)));
+$fn$;
+CREATE FUNCTION drop_old_audit_partitions(retention_days integer DEFAULT 2555) RETURNS text[]
+LANGUAGE sql STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce(pg_catalog.array_agg(d ORDER BY d), '{}')
+      FROM @extschema@.audit_drop_expired_partitions('@extschema@.audit_log'::regclass,
+                                                     pg_catalog.make_interval(days => retention_days)) d;
+$fn$;
+CREATE FUNCTION get_audit_partition_stats()
+RETURNS TABLE(partition_name text, record_count bigint, size_bytes bigint, size_pretty text)
+LANGUAGE sql STABLE SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    SELECT c.relname::text, coalesce(p.row_estimate, 0)::bigint, coalesce(p.total_bytes, 0)::bigint,
+           pg_catalog.pg_size_pretty(coalesce(p.total_bytes, 0)::bigint)
+      FROM @extschema@.audit_partitions('@extschema@.audit_log'::regclass) p
+      JOIN pg_catalog.pg_class c ON c.oid = p.partition
+     ORDER BY 1;
+$fn$;
+REVOKE ALL ON FUNCTION create_audit_log_partitions(), drop_old_audit_partitions(integer),
+                       get_audit_partition_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION create_audit_log_partitions(), drop_old_audit_partitions(integer) TO audit_db_admin;
+GRANT EXECUTE ON FUNCTION get_audit_partition_stats() TO audit_db_reader, audit_db_admin;
+COMMENT ON FUNCTION create_audit_log_partitions() IS
+'The original package''s name: audit_create_partitions(''audit_log'') with at least 6 months ahead (the original made this month and the next 6). Returns nothing, as the original did.';
+COMMENT ON FUNCTION drop_old_audit_partitions(integer) IS
+'The original package''s name: audit_drop_expired_partitions(''audit_log'', retention_days days), returning the dropped partitions as an array. Unlike the original it drops only partitions entirely older than the cutoff, records each as an integrity checkpoint, and refuses a retention of zero or less (22023).';
+COMMENT ON FUNCTION get_audit_partition_stats() IS
+'The original package''s name and columns: one row per audit_log partition (name, estimated rows, bytes with indexes and TOAST, pretty size), from audit_partitions(''audit_log'').';
 
 -- -------------------------------------------------------------- journal
 INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)

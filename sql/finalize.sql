@@ -90,12 +90,20 @@ GRANT SELECT ON audit_chain_head, audit_chain_retired, audit_seal_block, audit_s
 
 -- Verification of one row, PARALLEL SAFE (src/row_check.rs): audit_verify_integrity()
 -- sums its answers per epoch in one aggregate query that may use parallel workers.
+-- Declared VOLATILE although its answer only changes with the key ring: the planner
+-- then keeps the subquery that calls it (a STABLE call would be inlined into each of
+-- the ten aggregates that read its answer, and run ten times per row).
 CREATE FUNCTION audit_seal_row_check(event audit_log) RETURNS int8[]
-    STRICT STABLE PARALLEL SAFE COST 500
+    STRICT VOLATILE PARALLEL SAFE COST 500
     LANGUAGE c AS 'MODULE_PATHNAME', 'audit_seal_row_check_v1';
 REVOKE ALL ON FUNCTION audit_seal_row_check(audit_log) FROM PUBLIC;
 COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
 'Internal to audit_verify_integrity(): {flags, four limbs} of one audit_log row, checked as the insert trigger computed it (flags: 1 hash mismatch, 2 signature mismatch, 4 unverifiable, 8 unsigned; limbs: its element of the epoch sum). Not granted to any role.';
+
+-- Verification's aggregate query over every row looks expensive to the planner (the
+-- row check costs 500), which would JIT-compile it in the leader and in each parallel
+-- worker: about 0.3 s each, for expressions that are not the work.
+ALTER FUNCTION audit_verify_integrity(timestamptz, timestamptz) SET jit = off;
 
 -- ----------------------------------------------------------- integrity triggers
 CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
@@ -299,6 +307,45 @@ COMMENT ON FUNCTION audit_restore_indexes_trigger() IS
 CREATE EVENT TRIGGER audit_db_restore_indexes ON ddl_command_start
     WHEN TAG IN ('ALTER INDEX') EXECUTE FUNCTION audit_restore_indexes_trigger();
 
+-- ------------------------------------------ the original's partition functions
+-- Thin wrappers with the original package's names and signatures, so a scheduler
+-- written for it keeps working (docs/migrating.md maps every original operation).
+CREATE FUNCTION create_audit_log_partitions() RETURNS void
+LANGUAGE sql SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.count(*) FROM @extschema@.audit_create_partitions(
+        '@extschema@.audit_log'::regclass,
+        GREATEST(6, (SELECT c.premake FROM @extschema@.audit_partition_config c
+                      WHERE c.parent = '@extschema@.audit_log'::regclass)));
+$fn$;
+CREATE FUNCTION drop_old_audit_partitions(retention_days integer DEFAULT 2555) RETURNS text[]
+LANGUAGE sql STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    SELECT coalesce(pg_catalog.array_agg(d ORDER BY d), '{}')
+      FROM @extschema@.audit_drop_expired_partitions('@extschema@.audit_log'::regclass,
+                                                     pg_catalog.make_interval(days => retention_days)) d;
+$fn$;
+CREATE FUNCTION get_audit_partition_stats()
+RETURNS TABLE(partition_name text, record_count bigint, size_bytes bigint, size_pretty text)
+LANGUAGE sql STABLE SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+    SELECT c.relname::text, coalesce(p.row_estimate, 0)::bigint, coalesce(p.total_bytes, 0)::bigint,
+           pg_catalog.pg_size_pretty(coalesce(p.total_bytes, 0)::bigint)
+      FROM @extschema@.audit_partitions('@extschema@.audit_log'::regclass) p
+      JOIN pg_catalog.pg_class c ON c.oid = p.partition
+     ORDER BY 1;
+$fn$;
+REVOKE ALL ON FUNCTION create_audit_log_partitions(), drop_old_audit_partitions(integer),
+                       get_audit_partition_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION create_audit_log_partitions(), drop_old_audit_partitions(integer) TO audit_db_admin;
+GRANT EXECUTE ON FUNCTION get_audit_partition_stats() TO audit_db_reader, audit_db_admin;
+COMMENT ON FUNCTION create_audit_log_partitions() IS
+'The original package''s name: audit_create_partitions(''audit_log'') with at least 6 months ahead (the original made this month and the next 6). Returns nothing, as the original did.';
+COMMENT ON FUNCTION drop_old_audit_partitions(integer) IS
+'The original package''s name: audit_drop_expired_partitions(''audit_log'', retention_days days), returning the dropped partitions as an array. Unlike the original it drops only partitions entirely older than the cutoff, records each as an integrity checkpoint, and refuses a retention of zero or less (22023).';
+COMMENT ON FUNCTION get_audit_partition_stats() IS
+'The original package''s name and columns: one row per audit_log partition (name, estimated rows, bytes with indexes and TOAST, pretty size), from audit_partitions(''audit_log'').';
+
 -- ------------------------------- config rows, first partitions, the journal
 -- pg_dump scripts (plain, and pg_restore) set row_security = off before they create
 -- the extension (CREATE EXTENSION itself turns check_function_bodies off, so that
@@ -327,6 +374,7 @@ DECLARE
     cutoff timestamptz;
     shell regclass;
     legacy regclass;
+    extra text;
 BEGIN
     IF restoring THEN
         -- pg_dump recreates each dated partition, attaches it, then adds its primary key
@@ -367,6 +415,25 @@ BEGIN
             old := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle'));
             CONTINUE WHEN old IS NULL;
             new := ('@extschema@.' || pg_catalog.quote_ident(t))::regclass;
+            -- Adoption never drops a column: one audit_db does not know stops it here,
+            -- and CREATE EXTENSION's transaction undoes everything done so far.
+            SELECT pg_catalog.string_agg(pg_catalog.quote_ident(o.attname), ', ' ORDER BY o.attnum) INTO extra
+              FROM pg_catalog.pg_attribute o
+             WHERE o.attrelid = old AND o.attnum > 0 AND NOT o.attisdropped
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                                WHERE a.attrelid = new AND a.attname = o.attname AND NOT a.attisdropped);
+            IF extra IS NOT NULL THEN
+                RAISE EXCEPTION 'adoption would drop columns of %: %', t, extra
+                      USING ERRCODE = 'object_not_in_prerequisite_state',
+                            DETAIL = 'audit_db''s table has no such columns; nothing was changed.',
+                            HINT = 'Move the data of these columns elsewhere (or drop them) and run CREATE EXTENSION again.';
+            END IF;
+            -- Migration 0005 (run_id) not applied yet: each execution is its own run.
+            IF t = 'report_executions' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute o
+                                                        WHERE o.attrelid = old AND o.attname = 'run_id' AND NOT o.attisdropped) THEN
+                EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN run_id varchar(255)', old);
+                EXECUTE pg_catalog.format('UPDATE %s SET run_id = id', old);
+            END IF;
             SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = new AND a.attnum > 0 AND NOT a.attisdropped
@@ -377,13 +444,15 @@ BEGIN
             -- becomes the partition <table>_legacy; anything else is copied.
             same_columns := false;
             IF t = 'audit_log' AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = old) = 'r' THEN
-                -- The integrity columns (0.4.0) are new: empty on the adopted history.
+                -- The integrity columns (0.4.0) are new: empty on the adopted history; id
+                -- becomes bigint (a rewrite of the adopted table, in place).
                 EXECUTE pg_catalog.format('ALTER TABLE %s ADD COLUMN IF NOT EXISTS signature text,
                                            ADD COLUMN IF NOT EXISTS chain_seq bigint,
                                            ADD COLUMN IF NOT EXISTS chain_hash varchar(64),
                                            ADD COLUMN IF NOT EXISTS row_hash varchar(64),
                                            ADD COLUMN IF NOT EXISTS seal_epoch bigint,
-                                           ADD COLUMN IF NOT EXISTS personal_keys text[]', old);
+                                           ADD COLUMN IF NOT EXISTS personal_keys text[],
+                                           ALTER COLUMN id TYPE bigint', old);
             END IF;
             IF t IN ('audit_log', 'error_log')
                AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = old) = 'r' THEN

@@ -9,6 +9,11 @@
 -- names audit_log_pkey / error_log_pkey). Migration 0004 dropped the foreign key
 -- audit_integrity_log.audit_log_id -> audit_log.id for the same reason; it is
 -- not created here.
+--
+-- Two more, for volume: audit_log.id is bigint (bigserial; the original's serial runs
+-- out after 2^31 events, five days at 5,000 events/s) and so is
+-- audit_integrity_log.audit_log_id, which records such ids. Migration 0005's run_id
+-- columns (scheduled_reports, report_executions) are here since 0.6.0.
 
 -- The migration journal times each script from here (execution_ms).
 SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
@@ -61,7 +66,7 @@ $adopt$;
 
 -- ---------------------------------------------------------------- audit_log
 CREATE TABLE audit_log (
-    id serial NOT NULL,
+    id bigserial NOT NULL,
     "timestamp" timestamp with time zone NOT NULL,
     ttl varchar(255),
     principal_id varchar(255),
@@ -140,7 +145,7 @@ CREATE INDEX error_log_component_timestamp_idx ON error_log USING btree (compone
 -- ------------------------------------------------------ audit_integrity_log
 CREATE TABLE audit_integrity_log (
     id serial PRIMARY KEY,
-    audit_log_id integer NOT NULL,
+    audit_log_id bigint NOT NULL,
     verification_timestamp timestamp with time zone NOT NULL DEFAULT now(),
     verification_status varchar(20) NOT NULL,
     verification_details jsonb,
@@ -230,7 +235,8 @@ CREATE TABLE scheduled_reports (
     updated_at timestamp with time zone NOT NULL DEFAULT now(),
     updated_by varchar(255),
     report_type varchar(50) NOT NULL,
-    export jsonb NOT NULL
+    export jsonb NOT NULL,
+    run_id varchar(255)
 );
 CREATE INDEX scheduled_reports_organization_id_idx ON scheduled_reports USING btree (organization_id);
 CREATE INDEX scheduled_reports_template_id_idx ON scheduled_reports USING btree (template_id);
@@ -257,6 +263,7 @@ CREATE TABLE report_executions (
     error text,
     created_at timestamp with time zone NOT NULL DEFAULT now(),
     integrity_report jsonb,
+    run_id varchar(255) NOT NULL,
     CONSTRAINT report_executions_report_config_id_scheduled_reports_id_fk
         FOREIGN KEY (report_config_id) REFERENCES scheduled_reports (id)
 );

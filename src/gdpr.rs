@@ -77,7 +77,24 @@ fn log_event(action: &str, target: Option<&str>, status: &str, description: &str
     Ok(())
 }
 
+/// A mapping row adopted from the original application (strategy NULL) for `p`.
+fn adopted_mapping(p: &str) -> AuditResult<Option<i32>> {
+    at_most_one(Spi::get_one_with_args::<i32>(
+        "SELECT id FROM pseudonym_mapping WHERE pseudonym_id = $1 AND strategy IS NULL ORDER BY id LIMIT 1",
+        &[p.into()],
+    ))
+}
+
 pub fn depseudonymize(p: &str) -> AuditResult<String> {
+    if let Some(id) = adopted_mapping(p)? {
+        return Err(AuditError::object_not_in_prerequisite_state(
+            "this pseudonym was made by the original application, not by audit_db",
+        )
+        .detail(format!(
+            "Its mapping row (pseudonym_mapping.id = {id}) was adopted as the application stored it: the original is sealed by that application's key service, which audit_db does not hold."
+        ))
+        .hint("Reverse it with the original application's key service; audit_export_subject, audit_pseudonymize_subject and audit_delete_subject accept the pseudonym itself as the subject."));
+    }
     let strategy = pseudonym::classify(p).ok_or_else(|| {
         AuditError::no_data_found("unknown pseudonym")
             .hint("Pseudonyms look like pseudo-<32 hex> (token) or pseudo-enc-... (encryption).")
@@ -117,9 +134,12 @@ fn subject_pseudonyms(ring: &KeyRing, principal: &str) -> AuditResult<Vec<String
     let blinds = crate::mapping::blind_indexes(ring, principal);
     Spi::connect(|client| {
         for r in client.select(
-            "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)",
+            // Mappings made here (blind index), and adopted ones from the original
+            // application's first versions, which stored the original in clear.
+            "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)
+             UNION SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy IS NULL AND original_id = $2",
             None,
-            &[blinds.into()],
+            &[blinds.into(), principal.into()],
         )? {
             if let Some(p) = r.get::<String>(1)? {
                 out.push(p);

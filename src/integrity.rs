@@ -24,7 +24,7 @@ pub const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
 /// The fields of an audit event that the hash covers, as read from a row.
 #[derive(Debug, Default, Clone)]
 pub struct EventRow {
-    pub id: Option<i32>,
+    pub id: Option<i64>,
     pub timestamp: Option<TimestampWithTimeZone>,
     pub ttl: Option<String>,
     pub principal_id: Option<String>,
@@ -63,7 +63,7 @@ fn timestamp(v: &Option<TimestampWithTimeZone>) -> Field {
 /// The encoded fields, personal values replaced by `reference`.
 pub fn event_fields(row: &EventRow, personal: &[String], reference: &dyn Fn(&str) -> String) -> Vec<(&'static str, Field)> {
     vec![
-        ("id", row.id.map(|i| Field::Int(i64::from(i))).unwrap_or(Field::Null)),
+        ("id", row.id.map(Field::Int).unwrap_or(Field::Null)),
         ("timestamp", timestamp(&row.timestamp)),
         ("ttl", text(&row.ttl)),
         ("principal", row.principal_id.as_ref().map(|p| Field::Text(reference(p))).unwrap_or(Field::Null)),
@@ -555,8 +555,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn bad(&mut self, id: Option<i32>) {
-        let id = id.map(i64::from).unwrap_or(0);
+    fn bad(&mut self, id: Option<i64>) {
+        let id = id.unwrap_or(0);
         self.first_bad_id = Some(self.first_bad_id.map_or(id, |f| f.min(id)));
     }
 }
@@ -637,7 +637,7 @@ fn row_hash_matches(row: &EventRow, stored: &str, ring: Option<&KeyRing>, person
     Ok(Some(false))
 }
 
-const ROW_COLUMNS: &str = "id, \"timestamp\", ttl, principal_id, organization_id, action, target_resource_type,
+const ROW_COLUMNS: &str = "id::int8, \"timestamp\", ttl, principal_id, organization_id, action, target_resource_type,
     target_resource_id, status, outcome_description, event_version, correlation_id, data_classification,
     retention_policy, processing_latency, details, hash, signature, chain_seq, chain_hash";
 
@@ -711,7 +711,7 @@ struct ChainedRow {
 fn read_chained_row(r: &pgrx::spi::SpiHeapTupleData) -> Result<ChainedRow, pgrx::spi::Error> {
     Ok(ChainedRow {
         row: EventRow {
-            id: r.get::<i32>(1)?,
+            id: r.get::<i64>(1)?,
             timestamp: r.get::<TimestampWithTimeZone>(2)?,
             ttl: r.get::<String>(3)?,
             principal_id: r.get::<String>(4)?,
@@ -863,7 +863,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
           ORDER BY coalesce(organization_id, ''), chain_seq, id
           LIMIT 1000"
     );
-    let mut position: (String, i64, i32) = (String::new(), 0, 0);
+    let mut position: (String, i64, i64) = (String::new(), 0, 0);
     loop {
         let done = Spi::connect(|client| {
             let batch = client.select(

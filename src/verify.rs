@@ -400,7 +400,7 @@ fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone
     Spi::run_with_args(
         "INSERT INTO audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
                                           verification_details, verified_by)
-         VALUES (coalesce($1::int8, 0)::int4, pg_catalog.now(), $2,
+         VALUES (coalesce($1::int8, 0), pg_catalog.now(), $2,
                  pg_catalog.jsonb_build_object('from', $3::timestamptz, 'to', $4::timestamptz,
                      'checked', $5::int8, 'hash_mismatches', $6::int8, 'signature_mismatches', $7::int8,
                      'chain_breaks', $8::int8, 'blocks', $9::int8, 'unsealed', $10::int8, 'legacy', $11::int8,

@@ -16,9 +16,17 @@ SET timezone = 'UTC';
 DROP INDEX audit_log_hash_idx;
 ALTER TABLE alerts DROP COLUMN acknowledged_by;
 ALTER TABLE error_log DROP COLUMN session_id;
-INSERT INTO audit_log ("timestamp", action, status, principal_id)
-SELECT '2023-06-15'::timestamptz + i * interval '90 minutes', 'adopt.test', 'ok', 'u' || (i % 50)
+-- Events as the original application wrote them: its own SHA-256 in hash, some
+-- under the original's pseudonyms (mapping rows below), this month's last.
+INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm, details)
+SELECT '2023-06-15'::timestamptz + i * interval '90 minutes', 'adopt.test', 'ok',
+       CASE WHEN i % 10 = 0 THEN 'pseudo-' || substr(md5('orig-' || (i % 7)), 1, 16) ELSE 'u' || (i % 50) END,
+       encode(sha256(('event-' || i)::bytea), 'hex'), 'SHA-256',
+       CASE WHEN i % 3 = 0 THEN jsonb_build_object('n', i, 'email', 'u' || (i % 50) || '@example.com') END
   FROM generate_series(0, 19999) i;
+INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm)
+SELECT greatest(now() - i * interval '1 second', date_trunc('month', now())), 'adopt.recent', 'ok', 'u' || i, encode(sha256(('recent-' || i)::bytea), 'hex'), 'SHA-256'
+  FROM generate_series(1, 19) i;
 INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id,
                        retryable, aggregation_key, "timestamp")
 SELECT 'e' || i, 'db', 'high', 'E1', 'boom', 'api', 'read', 'c' || i, 'false', 'k', '2024-01-01'::timestamptz + i * interval '1 day'
@@ -26,12 +34,30 @@ SELECT 'e' || i, 'db', 'high', 'E1', 'boom', 'api', 'read', 'c' || i, 'false', '
 INSERT INTO scheduled_reports (id, name, organization_id, criteria, format, schedule, delivery, created_by,
                                report_type, export)
 SELECT 'r' || i, 'report', 'org', '{}', 'pdf', '{}', '{}', 'me', 'AUDIT', '{}' FROM generate_series(1, 3) i;
-INSERT INTO report_executions (id, report_config_id, organization_id, scheduled_time, execution_time, status)
-SELECT 'x' || i, 'r1', 'org', now(), now(), 'completed' FROM generate_series(1, 5) i;
+INSERT INTO report_executions (id, report_config_id, organization_id, scheduled_time, execution_time, status, run_id)
+SELECT 'x' || i, 'r1', 'org', now(), now(), 'completed', 'run-' || i FROM generate_series(1, 5) i;
+UPDATE scheduled_reports SET run_id = 'run-5' WHERE id = 'r1';
 INSERT INTO alerts (id, organization_id, severity, type, title, description, source)
 VALUES ('a1', 'org', 'HIGH', 'SECURITY', 't', 'd', 's');
+-- Mapping rows in the original's format: its pseudonym and the original sealed by its
+-- key service (opaque here).
 INSERT INTO pseudonym_mapping ("timestamp", pseudonym_id, original_id)
-SELECT now(), 'p' || i, 'o' || i FROM generate_series(1, 7) i;
+SELECT now(), 'pseudo-' || substr(md5('orig-' || i), 1, 16), 'kms:v1:' || encode(sha256(('orig-' || i)::bytea), 'base64')
+  FROM generate_series(0, 6) i;
+-- The original's first versions stored the original in clear.
+INSERT INTO pseudonym_mapping ("timestamp", pseudonym_id, original_id) VALUES (now(), 'pseudo-legacy-carol', 'carol');
+INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm)
+SELECT '2024-02-01'::timestamptz + i * interval '1 hour', 'adopt.carol', 'ok', 'pseudo-legacy-carol',
+       encode(sha256(('carol-' || i)::bytea), 'hex'), 'SHA-256'
+  FROM generate_series(1, 4) i;
+-- A checksum of every row of every table, as the application sees it (its columns).
+CREATE TEMP TABLE row_sums AS
+SELECT 'audit_log' AS t, md5(string_agg(to_jsonb(a)::text, E'\n' ORDER BY a.id)) AS sum FROM audit_log a
+UNION ALL SELECT 'error_log', md5(string_agg(to_jsonb(e)::text, E'\n' ORDER BY e.id)) FROM error_log e
+UNION ALL SELECT 'scheduled_reports', md5(string_agg(to_jsonb(r)::text, E'\n' ORDER BY r.id)) FROM scheduled_reports r
+UNION ALL SELECT 'report_executions', md5(string_agg(to_jsonb(x)::text, E'\n' ORDER BY x.id)) FROM report_executions x
+UNION ALL SELECT 'alerts', md5(string_agg(to_jsonb(l)::text, E'\n' ORDER BY l.id)) FROM alerts l
+UNION ALL SELECT 'pseudonym_mapping', md5(string_agg(to_jsonb(m)::text, E'\n' ORDER BY m.id)) FROM pseudonym_mapping m;
 CREATE TEMP TABLE before AS
 SELECT 'audit_log' AS t, count(*) AS n, sum(id) AS ids, max(id) AS max_id FROM audit_log
 UNION ALL SELECT 'error_log', count(*), NULL, NULL FROM error_log
@@ -46,6 +72,13 @@ SET audit_db.adopt = 'flyway';
 CREATE EXTENSION audit_db;
 \echo :LAST_ERROR_SQLSTATE
 SET audit_db.adopt = 'drizzle';
+-- A column audit_db does not know: adoption refuses, naming it, and changes nothing.
+ALTER TABLE alerts ADD COLUMN custom_note text, ADD COLUMN "Team Lead" text;
+CREATE EXTENSION audit_db;
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS extension_rows FROM pg_extension WHERE extname = 'audit_db';
+SELECT relname FROM pg_class WHERE relname = 'alerts';
+ALTER TABLE alerts DROP COLUMN custom_note, DROP COLUMN "Team Lead";
 SET client_min_messages = error;
 CREATE EXTENSION audit_db;
 RESET client_min_messages;
@@ -60,6 +93,26 @@ SELECT b.t, b.n, a.n AS after_n, b.ids IS NOT DISTINCT FROM a.ids AS same_ids
         UNION ALL SELECT 'alerts', count(*), NULL FROM alerts
         UNION ALL SELECT 'pseudonym_mapping', count(*), sum(id) FROM pseudonym_mapping) a USING (t)
  ORDER BY 1;
+-- Every adopted row byte for byte, the application's hash and hash_algorithm included
+-- (the columns audit_db adds are left out of the comparison; error_log lost its
+-- session_id column above, so it is compared without it).
+SELECT s.t, s.sum = a.sum AS rows_unchanged
+  FROM row_sums s
+  JOIN (SELECT 'audit_log' AS t,
+               md5(string_agg((to_jsonb(a) - ARRAY['signature', 'chain_seq', 'chain_hash', 'row_hash', 'seal_epoch',
+                                                   'personal_keys'])::text, E'\n' ORDER BY a.id)) AS sum
+          FROM audit_log a
+        UNION ALL SELECT 'error_log', md5(string_agg((to_jsonb(e) - 'session_id')::text, E'\n' ORDER BY e.id)) FROM error_log e
+        UNION ALL SELECT 'scheduled_reports', md5(string_agg(to_jsonb(r)::text, E'\n' ORDER BY r.id)) FROM scheduled_reports r
+        UNION ALL SELECT 'report_executions', md5(string_agg(to_jsonb(x)::text, E'\n' ORDER BY x.id)) FROM report_executions x
+        UNION ALL SELECT 'alerts', md5(string_agg((to_jsonb(l) - 'acknowledged_by')::text, E'\n' ORDER BY l.id)) FROM alerts l
+        UNION ALL SELECT 'pseudonym_mapping',
+                         md5(string_agg((to_jsonb(m) - ARRAY['strategy', 'key_id', 'blind_index'])::text, E'\n' ORDER BY m.id))
+          FROM pseudonym_mapping m) a USING (t)
+ ORDER BY 1;
+SELECT count(*) FILTER (WHERE hash = encode(sha256(('recent-' || substr(principal_id, 2))::bytea), 'hex')) AS recent_hashes_kept,
+       count(*) FILTER (WHERE tableoid <> 'audit_log_legacy'::regclass) AS moved_out_of_history
+  FROM audit_log WHERE action = 'adopt.recent';
 INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'after adoption', 'ok')
 RETURNING id = (SELECT max_id + 1 FROM before WHERE t = 'audit_log') AS id_follows;
 -- The tables are the extension's now, partitioned, with every index.
@@ -86,5 +139,14 @@ SELECT count(*) AS old_tables_left FROM pg_class WHERE relname LIKE '%\_\_drizzl
 -- The Drizzle journal is imported before the install.
 SELECT version, name, checksum, applied_at FROM audit_migrations() WHERE version LIKE 'drizzle:%';
 SELECT version, name FROM audit_migrations() WHERE version NOT LIKE 'drizzle:%';
+-- The original application's pseudonyms stay reachable: a subject's rows are found
+-- through an adopted clear-text mapping, or by the pseudonym itself; reversing one of
+-- its pseudonyms names the application's key service.
+SELECT jsonb_array_length(audit_export_subject('carol')) AS carol_rows;
+SELECT jsonb_array_length(audit_export_subject('pseudo-' || substr(md5('orig-3'), 1, 16)))
+       = (SELECT count(*) FROM audit_log WHERE principal_id = 'pseudo-' || substr(md5('orig-3'), 1, 16))
+       AS found_by_its_pseudonym;
+SELECT audit_depseudonymize('pseudo-' || substr(md5('orig-1'), 1, 16));
+\echo :LAST_ERROR_SQLSTATE
 \c audit_regress
 DROP DATABASE audit_adopt;
