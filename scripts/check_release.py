@@ -9,6 +9,8 @@
    equal the frozen script (comments aside); if it is not released yet, the newest
    upgrade script must target it.
 4. A manifest exists for the current version (audit_verify_schema() needs it).
+5. docs/reference.md has one heading per function of that manifest (the catalog of a
+   fresh install), and none for a function the catalog lacks.
 
 Usage: scripts/check_release.py GENERATED_SQL   (output of `cargo pgrx schema`)
 Prints "ok - ..." / "not ok - ..." lines and "release checks: N passed, M failed".
@@ -88,6 +90,20 @@ else:
 # 4. manifest
 check(f"sql/manifest/audit_db--{version}.tsv exists", (sql / "manifest" / f"audit_db--{version}.tsv").exists(),
       "run scripts/manifest.sh")
+
+# 5. the function reference documents exactly the catalog's functions
+manifest = sql / "manifest" / f"audit_db--{version}.tsv"
+if manifest.exists():
+    catalog = sorted(line.split("\t")[1].split("(")[0] for line in manifest.read_text().splitlines()
+                     if line.startswith("function\t"))
+    reference = (root / "docs" / "reference.md").read_text()
+    documented = sorted(m.group(1) for m in re.finditer(r"^#+ .*?`([a-z_][a-z0-9_]*)\(", reference, re.M))
+    missing = sorted(set(catalog) - set(documented))
+    stale = sorted(set(documented) - set(catalog))
+    check("docs/reference.md has one heading per function of the catalog", not missing and not stale
+          and len(documented) == len(set(documented)),
+          f"undocumented: {missing}; documented but not in the catalog: {stale}; "
+          f"documented twice: {sorted({d for d in documented if documented.count(d) > 1})}")
 
 failed = results.count(False)
 print(f"release checks: {len(results) - failed} passed, {failed} failed")

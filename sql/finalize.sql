@@ -105,6 +105,41 @@ COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
 -- worker: about 0.3 s each, for expressions that are not the work.
 ALTER FUNCTION audit_verify_integrity(timestamptz, timestamptz) SET jit = off;
 
+-- ------------------------------------------------ unique ids (issue 14)
+-- The original refused a duplicate id through its single-column primary keys, which a
+-- partitioned table cannot have. audit_log: ids from the default are unique by
+-- construction (src/unique_id.rs); the insert trigger checks only ids a statement
+-- supplied itself. error_log (ids chosen by the application): every insert looks its
+-- id up across the partitions, serialised per id by an advisory lock.
+ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT audit_log_next_id();
+REVOKE ALL ON FUNCTION audit_log_next_id() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_log_next_id() TO audit_db_writer, audit_db_admin;
+COMMENT ON FUNCTION audit_log_next_id() IS
+'The default of audit_log.id: the next value of audit_log_id_seq, remembered by this backend so that the insert trigger knows the id came from the sequence (only ids a statement supplies itself are looked up for duplicates).';
+CREATE FUNCTION error_log_unique_id() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id IS NOT DISTINCT FROM OLD.id THEN
+        RETURN NEW;
+    END IF;
+    -- Inserts of one id wait for each other, so the lookup sees a committed twin.
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('audit_db.error_log.id'), pg_catalog.hashtext(NEW.id));
+    IF EXISTS (SELECT 1 FROM @extschema@.error_log e WHERE e.id = NEW.id) THEN
+        RAISE EXCEPTION 'duplicate key value violates unique constraint "error_log_pkey"'
+              USING ERRCODE = 'unique_violation',
+                    DETAIL = pg_catalog.format('Key (id)=(%s) already exists.', NEW.id),
+                    HINT = 'error_log ids are unique across all partitions, as in the original schema.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION error_log_unique_id() FROM PUBLIC;
+CREATE TRIGGER error_log_unique_id BEFORE INSERT OR UPDATE OF id ON error_log
+    FOR EACH ROW EXECUTE FUNCTION error_log_unique_id();
+COMMENT ON FUNCTION error_log_unique_id() IS
+'Trigger of error_log: refuses (23505) an id that another row of any partition has, as the original''s single-column primary key did.';
+
 -- ----------------------------------------------------------- integrity triggers
 CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_seal_trigger();

@@ -73,6 +73,11 @@ impl AuditError {
         Self::new(PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION, message)
     }
 
+    /// 23505: a value that must be unique exists already.
+    pub fn unique_violation(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION, message)
+    }
+
     /// 42703: the named column does not exist.
     pub fn undefined_column(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN, message)

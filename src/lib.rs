@@ -25,6 +25,7 @@ pub mod sealer;
 pub mod spi_util;
 pub mod verify;
 pub mod subxact;
+pub mod unique_id;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -373,6 +373,7 @@ fn audit_log_seal_trigger<'a>(
     if genuine_restored_row(&row, ring.as_deref()) {
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
+    crate::unique_id::check(row.ints[C_ID]).or_report();
     let key = ring.as_ref().map(|r| r.current());
     let personal = core_seal::personal_keys_of(row.details.as_deref(), &personal_details_keys());
     let epoch = write_epoch().or_report();

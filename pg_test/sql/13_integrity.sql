@@ -140,12 +140,12 @@ CREATE ROLE regress_int_writer IN ROLE audit_db_writer;
 SET ROLE regress_int_writer;
 SET row_security = off;
 INSERT INTO audit_log (id, "timestamp", organization_id, action, status, row_hash, signature, seal_epoch)
-VALUES (900200, '2026-01-02', 'org-int', 'by.writer', 'ok', repeat('f', 64), 'test-1:' || repeat('0', 64), 1);
+VALUES (990200, '2026-01-02', 'org-int', 'by.writer', 'ok', repeat('f', 64), 'test-1:' || repeat('0', 64), 1);
 RESET row_security;
 RESET ROLE;
 SELECT row_hash = repeat('f', 64) AS forged_hash_kept, signature = 'test-1:' || repeat('0', 64) AS forged_signature_kept,
        seal_epoch = 1 AS forged_epoch_kept
-  FROM audit_log WHERE id = 900200;
+  FROM audit_log WHERE id = 990200;
 -- A superuser re-inserting a genuine row (as a restore does) keeps its evidence.
 BEGIN;
 CREATE TEMP TABLE saved AS SELECT * FROM audit_log WHERE id = 900002;

@@ -68,6 +68,41 @@ values ('0b6f5c2e-6a51-4d0e-9d55-3f0f8c1e2a77', 'DATABASE_ERROR', 'HIGH', 'DB001
     'corr-1', default, default, default, 'true', 'db:timeout', '{}', default, now(), default)
 returning "id", "category";
 
+-- ------------------------------------------------------- duplicate ids: 23505
+-- audit_log: an id given explicitly is looked up across partitions; one drawn by the
+-- default is unique by construction.
+\set VERBOSITY default
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (1, now() - interval '1 month', 'dup', 'ok');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'drawn', 'ok') RETURNING id AS drawn_id \gset
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (:drawn_id, now(), 'dup', 'ok');
+\echo :LAST_ERROR_SQLSTATE
+-- A new explicit id is taken, and the sequence moves past it.
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (5000, now(), 'explicit', 'ok') RETURNING id;
+INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'after explicit', 'ok') RETURNING id > 5000 AS past_it;
+-- A writer's inserts draw ids too (the default needs no privilege it lacks).
+SET ROLE audit_db_writer;
+INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'as writer', 'ok');
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (5000, now(), 'dup as writer', 'ok');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT count(*) AS rows_with_id_5000 FROM audit_log WHERE id = 5000;
+-- error_log: the application's id, unique across partitions and timestamps.
+INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id, retryable,
+                       aggregation_key, "timestamp")
+VALUES ('0b6f5c2e-6a51-4d0e-9d55-3f0f8c1e2a77', 'DATABASE_ERROR', 'HIGH', 'DB001', 'again', 'audit-db', 'insert',
+        'corr-2', 'true', 'db:timeout', now() - interval '1 month');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id, retryable,
+                       aggregation_key, "timestamp")
+VALUES ('9d1c0a77-0000-4000-8000-000000000002', 'DATABASE_ERROR', 'LOW', 'DB002', 'other', 'audit-db', 'insert',
+        'corr-3', 'false', 'db:other', now());
+UPDATE error_log SET id = '0b6f5c2e-6a51-4d0e-9d55-3f0f8c1e2a77' WHERE id = '9d1c0a77-0000-4000-8000-000000000002';
+\echo :LAST_ERROR_SQLSTATE
+UPDATE error_log SET message = 'kept id' WHERE id = '9d1c0a77-0000-4000-8000-000000000002' RETURNING id, message;
+SELECT count(*) AS error_rows FROM error_log;
+\set VERBOSITY terse
+
 -- ------------------------------------------- the original's partition functions
 SELECT create_audit_log_partitions() IS NULL AS returns_void;
 SELECT count(*) >= 7 AS this_month_and_six_ahead
