@@ -303,6 +303,27 @@ CREATE  FUNCTION "audit_log_next_id"() RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_log_next_id_wrapper';
+-- Rows the original application wrote: checked against its own hash (src/original.rs).
+-- audit_db::original::audit_original_hash_matches
+CREATE  FUNCTION "audit_original_hash_matches"(
+	"stored" TEXT, /* Option < & str > */
+	"algorithm" TEXT, /* Option < & str > */
+	"ts" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"action" TEXT, /* Option < & str > */
+	"status" TEXT, /* Option < & str > */
+	"principal_id" TEXT, /* Option < & str > */
+	"organization_id" TEXT, /* Option < & str > */
+	"target_resource_type" TEXT, /* Option < & str > */
+	"target_resource_id" TEXT, /* Option < & str > */
+	"outcome_description" TEXT /* Option < & str > */
+) RETURNS bool /* Option < bool > */
+VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_original_hash_matches_wrapper';
+REVOKE ALL ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, text, text, text, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, text, text, text, text, text, text) IS
+'Internal to audit_verify_integrity(): whether a row''s stored hash is the original application''s SHA-256 of its values (adopted rows and rows without chain or seal); NULL when it cannot be recomputed (no hash, another algorithm, a time with sub-millisecond digits).';
+
 -- ------------------------------------------------ unique ids (issue 14)
 -- The original refused a duplicate id through its single-column primary keys, which a
 -- partitioned table cannot have. audit_log: ids from the default are unique by

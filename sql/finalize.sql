@@ -105,6 +105,11 @@ COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
 -- worker: about 0.3 s each, for expressions that are not the work.
 ALTER FUNCTION audit_verify_integrity(timestamptz, timestamptz) SET jit = off;
 
+-- Rows the original application wrote: checked against its own hash (src/original.rs).
+REVOKE ALL ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, text, text, text, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, text, text, text, text, text, text) IS
+'Internal to audit_verify_integrity(): whether a row''s stored hash is the original application''s SHA-256 of its values (adopted rows and rows without chain or seal); NULL when it cannot be recomputed (no hash, another algorithm, a time with sub-millisecond digits).';
+
 -- ------------------------------------------------ unique ids (issue 14)
 -- The original refused a duplicate id through its single-column primary keys, which a
 -- partitioned table cannot have. audit_log: ids from the default are unique by

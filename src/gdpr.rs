@@ -211,7 +211,7 @@ pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<
             WHERE a.principal_id = $1
            RETURNING 1)
          SELECT pg_catalog.count(*) FROM u",
-        &[principal.into(), p.as_str().into(), keys.into(), strategy.name().into(), map.into()],
+        &[principal.into(), p.as_str().into(), keys.to_vec().into(), strategy.name().into(), map.into()],
     )?
     .unwrap_or(0);
     log_event("gdpr.data.pseudonymize", Some(&p), "success", &format!("{changed} audit_log rows pseudonymized"))?;

@@ -552,6 +552,10 @@ pub struct Report {
     pub unsigned: i64,
     pub unchained: i64,
     pub unverifiable: i64,
+    /// Rows without chain or seal, and those of them whose stored hash is the
+    /// original application's.
+    pub original_rows: i64,
+    pub original_verified: i64,
 }
 
 impl Report {
@@ -848,14 +852,28 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
     let mut walk = ChainWalk {
         ext: ext.clone(),
         ring: ring.as_deref(),
-        personal: personal_details_keys(),
+        personal: personal_details_keys().to_vec(),
         retired: retired_runs(&ext)?,
         last: None,
         report: Report::default(),
     };
-    let unchained = count_unchained(&ext, from, to, legacy_only)?;
-    walk.report.checked += unchained;
-    walk.report.unchained += unchained;
+    if legacy_only {
+        // 0.6.0: rows the original application wrote are checked against its own hash.
+        let u = crate::original::check_unchained(&ext, from, to)?;
+        walk.report.checked += u.rows;
+        walk.report.original_rows += u.rows;
+        walk.report.unchained += u.rows - u.verified - u.mismatched - u.pseudonymized;
+        walk.report.original_verified += u.verified;
+        walk.report.hash_mismatches += u.mismatched;
+        walk.report.unverifiable += u.pseudonymized;
+        if u.first_bad_id.is_some() {
+            walk.report.bad(u.first_bad_id);
+        }
+    } else {
+        let unchained = count_unchained(&ext, from, to, legacy_only)?;
+        walk.report.checked += unchained;
+        walk.report.unchained += unchained;
+    }
     let batch_sql = format!(
         "SELECT {ROW_COLUMNS} FROM {ext}.audit_log
           WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NOT NULL

@@ -48,16 +48,30 @@ pub fn register_gucs() {
     );
 }
 
+thread_local! {
+    /// The setting's text and its parsed list, reparsed only when the text changes
+    /// (the insert trigger reads it for every row).
+    static PERSONAL_KEYS: RefCell<(Option<CString>, Rc<Vec<String>>)> = RefCell::new((None, Rc::new(Vec::new())));
+}
+
 /// The details keys that hold personal data.
-pub fn personal_details_keys() -> Vec<String> {
-    PERSONAL_DETAILS_KEYS
-        .get()
-        .and_then(|c| c.into_string().ok())
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect()
+pub fn personal_details_keys() -> Rc<Vec<String>> {
+    let raw = PERSONAL_DETAILS_KEYS.get();
+    PERSONAL_KEYS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != raw {
+            let parsed = raw
+                .as_ref()
+                .and_then(|c| c.to_str().ok())
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+            *cache = (raw, Rc::new(parsed));
+        }
+        Rc::clone(&cache.1)
+    })
 }
 
 #[derive(PartialEq, Eq, Clone)]

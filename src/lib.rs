@@ -15,6 +15,7 @@ pub mod integrity;
 pub mod internal;
 pub mod keys;
 pub mod maintenance;
+pub mod original;
 pub mod mapping;
 pub mod partition;
 pub mod regclass;

@@ -43,10 +43,36 @@ pub fn with_fresh_snapshot<R>(f: impl FnOnce() -> AuditResult<R>) -> AuditResult
     out
 }
 
-/// The extension's OID (a syscache lookup by name); InvalidOid when it is absent.
+thread_local! {
+    /// The extension's OID as last looked up; cleared by any relcache invalidation.
+    static EXT_OID: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
+    static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_ext_oid(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    EXT_OID.with(|c| c.set(None));
+}
+
+/// The extension's OID; InvalidOid when it is absent. `get_extension_oid` is an index
+/// scan of pg_extension (no syscache in PostgreSQL 15), and the insert trigger needs the
+/// OID for every row: it is kept until the next relcache invalidation. DROP or CREATE
+/// EXTENSION drops or creates audit_db's tables, which invalidates, so a stale OID
+/// cannot outlive the extension it names.
 pub fn ext_oid() -> pg_sys::Oid {
-    // SAFETY: a syscache lookup by name, missing_ok.
-    unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) }
+    if let Some(oid) = EXT_OID.with(|c| c.get()) {
+        return oid;
+    }
+    if !CALLBACK.with(|c| c.replace(true)) {
+        // SAFETY: registers a callback for the life of this backend (once).
+        unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_ext_oid), pg_sys::Datum::from(0)) };
+    }
+    // SAFETY: a catalog lookup by name, missing_ok.
+    let oid = unsafe { pg_sys::get_extension_oid(c"audit_db".as_ptr(), true) };
+    if oid != pg_sys::InvalidOid {
+        EXT_OID.with(|c| c.set(Some(oid)));
+    }
+    oid
 }
 
 /// The extension's owner, as whom audit_db's internal statements run.

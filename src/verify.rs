@@ -27,6 +27,10 @@ pub struct Report {
     pub legacy: i64,
     /// Rows with no integrity evidence at all (before 0.4.0, or adopted).
     pub unchained: i64,
+    /// Rows without chain or seal, and those verified against the original
+    /// application's hash.
+    pub original_rows: i64,
+    pub original_verified: i64,
     pub unverifiable: i64,
 }
 
@@ -338,6 +342,8 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
     report.checked += legacy.checked;
     report.legacy = legacy.checked;
     report.unchained = legacy.unchained;
+    report.original_verified = legacy.original_verified;
+    report.original_rows = legacy.original_rows;
     report.hash_mismatches += legacy.hash_mismatches;
     report.signature_mismatches += legacy.signature_mismatches;
     report.chain_breaks += legacy.chain_breaks;
@@ -374,15 +380,21 @@ fn audit_verify_integrity_v2(
     if !unsafe { pg_sys::RecoveryInProgress() } {
         record_run(&r, from, to).or_report();
     }
-    if r.legacy > r.unchained {
+    if r.legacy > r.original_rows {
         pgrx::notice!(
             "audit_db: {} rows were written before 0.6.0 and verified through their per-organization chains",
-            r.legacy - r.unchained
+            r.legacy - r.original_rows
+        );
+    }
+    if r.original_verified > 0 {
+        pgrx::notice!(
+            "audit_db: {} rows written by the original application were verified against its own SHA-256 hash",
+            r.original_verified
         );
     }
     if r.unchained > 0 {
         pgrx::notice!(
-            "audit_db: {} rows carry no integrity evidence (written before 0.4.0, or adopted): counted in legacy, not verified",
+            "audit_db: {} rows carry no integrity evidence audit_db can check (no chain, no seal, no SHA-256 hash of the original application): counted in legacy, not verified",
             r.unchained
         );
     }
@@ -390,7 +402,7 @@ fn audit_verify_integrity_v2(
         pgrx::notice!("audit_db: {} rows are not sealed yet; their signatures cover them", r.unsealed);
     }
     if r.unverifiable > 0 {
-        pgrx::notice!("audit_db: {} rows or blocks could not be fully verified (no key, or a key not in the ring)", r.unverifiable);
+        pgrx::notice!("audit_db: {} rows or blocks could not be fully verified (no key, a key not in the ring, a forgotten subject, or an original application's hash made before the row was pseudonymized)", r.unverifiable);
     }
     TableIterator::once((r.checked, r.hash_mismatches, r.signature_mismatches, r.chain_breaks, r.first_bad_id, r.blocks, r.unsealed, r.legacy))
 }

@@ -2,12 +2,14 @@
 //!
 //! * [`calendar`]: proleptic Gregorian civil dates and day arithmetic.
 //! * [`manifest`]: schema manifests and catalog drift.
+//! * [`original`]: the original application's event hash (verifying adopted rows).
 //! * [`partition`]: partition intervals, period bounds (UTC), naming and planning.
 
 pub mod calendar;
 pub mod crypto;
 pub mod integrity;
 pub mod manifest;
+pub mod original;
 pub mod partition;
 pub mod pseudonym;
 pub mod seal;

@@ -16,17 +16,34 @@ SET timezone = 'UTC';
 DROP INDEX audit_log_hash_idx;
 ALTER TABLE alerts DROP COLUMN acknowledged_by;
 ALTER TABLE error_log DROP COLUMN session_id;
--- Events as the original application wrote them: its own SHA-256 in hash, some
--- under the original's pseudonyms (mapping rows below), this month's last.
+-- Events as the original application wrote them, with its own SHA-256 in hash (the
+-- original's algorithm, written here in SQL: eight fields, sorted keys, key:JSON
+-- joined by '|', the time as toISOString()). Every tenth was pseudonymized by the
+-- application after hashing; three are edited afterwards (tampering).
+CREATE FUNCTION pg_temp.app_hash(ts timestamptz, action text, status text, principal text) RETURNS text
+LANGUAGE sql AS $$
+  SELECT encode(sha256(convert_to(
+    'action:' || to_json(action)::text || '|organizationId:null|outcomeDescription:null'
+    || '|principalId:' || coalesce(to_json(nullif(principal, ''))::text, 'null')
+    || '|status:' || to_json(status)::text || '|targetResourceId:null|targetResourceType:null'
+    || '|timestamp:' || to_json(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))::text,
+    'UTF8')), 'hex')
+$$;
 INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm, details)
-SELECT '2023-06-15'::timestamptz + i * interval '90 minutes', 'adopt.test', 'ok',
+SELECT ts, 'adopt.test', 'ok',
        CASE WHEN i % 10 = 0 THEN 'pseudo-' || substr(md5('orig-' || (i % 7)), 1, 16) ELSE 'u' || (i % 50) END,
-       encode(sha256(('event-' || i)::bytea), 'hex'), 'SHA-256',
-       CASE WHEN i % 3 = 0 THEN jsonb_build_object('n', i, 'email', 'u' || (i % 50) || '@example.com') END
-  FROM generate_series(0, 19999) i;
+       pg_temp.app_hash(ts, 'adopt.test', 'ok', CASE WHEN i % 10 = 0 THEN 'orig-' || (i % 7) ELSE 'u' || (i % 50) END),
+       'SHA-256',
+       nullif(CASE WHEN i % 10 = 0 THEN '{"pseudonymized": true}'::jsonb ELSE '{}' END
+              || CASE WHEN i % 3 = 0 THEN jsonb_build_object('n', i, 'email', 'u' || (i % 50) || '@example.com')
+                      ELSE '{}' END, '{}')
+  FROM generate_series(0, 19999) i, LATERAL (SELECT '2023-06-15'::timestamptz + i * interval '90 minutes' AS ts) t;
+UPDATE audit_log SET outcome_description = 'edited after the fact' WHERE id IN (102, 204, 306);
 INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm)
-SELECT greatest(now() - i * interval '1 second', date_trunc('month', now())), 'adopt.recent', 'ok', 'u' || i, encode(sha256(('recent-' || i)::bytea), 'hex'), 'SHA-256'
-  FROM generate_series(1, 19) i;
+SELECT ts, 'adopt.recent', 'ok', 'u' || i, pg_temp.app_hash(ts, 'adopt.recent', 'ok', 'u' || i), 'SHA-256'
+  FROM generate_series(1, 19) i,
+       LATERAL (SELECT greatest(date_trunc('milliseconds', now()) - i * interval '1 second',
+                                date_trunc('month', now())) AS ts) t;
 INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id,
                        retryable, aggregation_key, "timestamp")
 SELECT 'e' || i, 'db', 'high', 'E1', 'boom', 'api', 'read', 'c' || i, 'false', 'k', '2024-01-01'::timestamptz + i * interval '1 day'
@@ -46,10 +63,10 @@ SELECT now(), 'pseudo-' || substr(md5('orig-' || i), 1, 16), 'kms:v1:' || encode
   FROM generate_series(0, 6) i;
 -- The original's first versions stored the original in clear.
 INSERT INTO pseudonym_mapping ("timestamp", pseudonym_id, original_id) VALUES (now(), 'pseudo-legacy-carol', 'carol');
-INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm)
-SELECT '2024-02-01'::timestamptz + i * interval '1 hour', 'adopt.carol', 'ok', 'pseudo-legacy-carol',
-       encode(sha256(('carol-' || i)::bytea), 'hex'), 'SHA-256'
-  FROM generate_series(1, 4) i;
+INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm, details)
+SELECT ts, 'adopt.carol', 'ok', 'pseudo-legacy-carol', pg_temp.app_hash(ts, 'adopt.carol', 'ok', 'carol'),
+       'SHA-256', '{"pseudonymized": true}'
+  FROM generate_series(1, 4) i, LATERAL (SELECT '2024-02-01'::timestamptz + i * interval '1 hour' AS ts) t;
 -- A checksum of every row of every table, as the application sees it (its columns).
 CREATE TEMP TABLE row_sums AS
 SELECT 'audit_log' AS t, md5(string_agg(to_jsonb(a)::text, E'\n' ORDER BY a.id)) AS sum FROM audit_log a
@@ -110,7 +127,7 @@ SELECT s.t, s.sum = a.sum AS rows_unchanged
                          md5(string_agg((to_jsonb(m) - ARRAY['strategy', 'key_id', 'blind_index'])::text, E'\n' ORDER BY m.id))
           FROM pseudonym_mapping m) a USING (t)
  ORDER BY 1;
-SELECT count(*) FILTER (WHERE hash = encode(sha256(('recent-' || substr(principal_id, 2))::bytea), 'hex')) AS recent_hashes_kept,
+SELECT count(*) FILTER (WHERE hash = pg_temp.app_hash("timestamp", action, status, principal_id)) AS recent_hashes_kept,
        count(*) FILTER (WHERE tableoid <> 'audit_log_legacy'::regclass) AS moved_out_of_history
   FROM audit_log WHERE action = 'adopt.recent';
 INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'after adoption', 'ok')
@@ -139,6 +156,12 @@ SELECT count(*) AS old_tables_left FROM pg_class WHERE relname LIKE '%\_\_drizzl
 -- The Drizzle journal is imported before the install.
 SELECT version, name, checksum, applied_at FROM audit_migrations() WHERE version LIKE 'drizzle:%';
 SELECT version, name FROM audit_migrations() WHERE version NOT LIKE 'drizzle:%';
+-- The adopted history verifies against the application's own hashes: the three
+-- edited rows are hash mismatches (the first named), the rows it pseudonymized after
+-- hashing cannot be checked (NOTICE), the rest are verified (NOTICE).
+SELECT * FROM audit_seal(0) \gset
+SELECT checked, hash_mismatches, signature_mismatches, chain_breaks, first_bad_id, unsealed, legacy
+  FROM audit_verify_integrity();
 -- The original application's pseudonyms stay reachable: a subject's rows are found
 -- through an adopted clear-text mapping, or by the pseudonym itself; reversing one of
 -- its pseudonyms names the application's key service.
