@@ -14,6 +14,7 @@ pub mod hash_pseudonym;
 pub mod integrity;
 pub mod internal;
 pub mod keys;
+pub mod lock_retry;
 pub mod maintenance;
 pub mod original;
 pub mod mapping;
@@ -36,6 +37,7 @@ pub mod unique_id;
 pub extern "C-unwind" fn _PG_init() {
     keys::register_gucs();
     sealer::register_gucs();
+    lock_retry::register_gucs();
     // SAFETY: reads a postmaster global.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         seal::init_preloaded();

@@ -10,10 +10,11 @@
 //! EXCLUSIVE on the parent, run last (see `drop_phase`). A cancel or statement timeout
 //! is never taken for a skipped step: it ends the run.
 
-use crate::error::{AuditError, AuditResult, OrReport};
+use crate::error::{AuditResult, OrReport};
+use crate::lock_retry::with_lock_retries;
 use crate::partition::{
-    create_partition, detach_and_keep, drop_tables, expired_partitions, missing_periods, Parent,
-    PartitionConfig,
+    create_partition, detach_and_keep, drop_tables, expired_partitions, missing_periods, Expired, Parent,
+    PartitionConfig, OVERDUE,
 };
 use crate::spi_util::qualified;
 use crate::regclass::Regclass;
@@ -140,8 +141,21 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
         }
         live.push((parent, config));
     }
-    // Drops come after every creation: they are the only DDL here that takes an
-    // ACCESS EXCLUSIVE lock on a parent, and the transaction ends right after them.
+    // Sealing is part of maintenance (for databases the worker does not serve); a run
+    // that wrote blocks is reported, a failure too, never fatal to the rest.
+    if crate::seal::installed()? {
+        let run = try_in_subtransaction(|| crate::sealer::seal(std::time::Duration::from_millis(200)).or_report());
+        match run {
+            Ok(r) if r.blocks > 0 => steps.push(
+                Step::new(None, "sealed").detail(format!("{} blocks, {} rows", r.blocks, r.rows)),
+            ),
+            Ok(_) => {}
+            Err(caught) => steps.push(Step::new(None, "failed").detail(format!("sealing: {}: {}", caught.sqlstate, caught.message))),
+        }
+    }
+    // Drops come last: they are the only DDL here that takes an ACCESS EXCLUSIVE lock
+    // on a parent, held until the transaction ends right after them (only the
+    // last_run bookkeeping below comes between).
     drop_phase(&live, at, &mut steps)?;
     crate::spi_util::set_lock_timeout(&saved_lock_timeout)?;
 
@@ -165,18 +179,6 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
             ),
             &[rel.into(), summary.into()],
         )?;
-    }
-    // Sealing is part of maintenance (for databases the worker does not serve); a run
-    // that wrote blocks is reported, a failure too, never fatal to the rest.
-    if crate::seal::installed()? {
-        let run = try_in_subtransaction(|| crate::sealer::seal(std::time::Duration::from_millis(200)).or_report());
-        match run {
-            Ok(r) if r.blocks > 0 => steps.push(
-                Step::new(None, "sealed").detail(format!("{} blocks, {} rows", r.blocks, r.rows)),
-            ),
-            Ok(_) => {}
-            Err(caught) => steps.push(Step::new(None, "failed").detail(format!("sealing: {}: {}", caught.sqlstate, caught.message))),
-        }
     }
     let failed = steps.iter().filter(|s| s.action == "failed").count();
     if failed > 0 {
@@ -202,7 +204,9 @@ fn create_phase(
         }
     };
     for period in periods {
-        match try_in_subtransaction(|| create_partition(parent, &period).or_report()) {
+        let attempts = with_lock_retries(config.lock_timeout_ms, || create_partition(parent, &period).or_report());
+        let how = attempts.describe(config.lock_timeout_ms);
+        match attempts.result {
             Ok(moved) => {
                 let step = Step::new(Some(rel), "created").partition(&period.name).detail(format!(
                     "[{}, {})",
@@ -217,133 +221,137 @@ fn create_phase(
                 });
             }
             Err(caught) => {
-                steps.push(failure_step(rel, Some(&period.name), &caught, config.lock_timeout_ms))
+                let mut step = failure_step(rel, Some(&period.name), &caught, config.lock_timeout_ms);
+                if caught.is_lock_timeout() {
+                    step = step.detail(format!(
+                        "could not lock ({how}): {}; a later run retries",
+                        caught.message
+                    ));
+                }
+                steps.push(step)
             }
         }
     }
 }
 
-/// An expired partition whose own ACCESS EXCLUSIVE lock is already held.
-struct Locked {
+/// The expired partitions of one parent, to drop (or detach, with `keep_table`).
+struct Retire<'a> {
+    parent: &'a Parent,
     rel: Regclass,
-    schema: String,
-    name: String,
-    lock_ms: i64,
+    window_ms: i64,
+    keep_table: bool,
+    expired: Vec<Expired>,
 }
 
-/// Drops or detaches the expired partitions of every parent, in three steps:
-/// 1. a parent with expired partitions is locked ACCESS EXCLUSIVE (under its
-///    lock_timeout; if busy, its drops are skipped for this run), then each expired
-///    partition on its own, so a reader of one partition alone makes maintenance skip
-///    only that partition;
-/// 2. all the locked partitions that are to be dropped go in ONE `DROP TABLE`
-///    statement (falling back to one statement per parent if it cannot get a lock,
-///    of a DEFAULT partition say, in time);
-/// 3. `keep_table` parents detach theirs, one `DETACH PARTITION` each.
+/// One attempt at retention for `plans`: locks each parent (ONLY, ACCESS EXCLUSIVE),
+/// then its expired partitions, then drops them all in one `DROP TABLE` and detaches
+/// the `keep_table` ones. Lock order: parent, then partitions, as PostgreSQL's own DROP
+/// and every statement through the parent lock them (the other order would deadlock
+/// with a reader or writer of the parent waiting for a partition). ONLY: LOCK TABLE
+/// would otherwise lock every partition, and a session busy with one that is not
+/// expired would hold up the drops. Runs inside `with_lock_retries`: a lock it cannot
+/// get rolls the whole attempt back, so no lock is kept while maintenance waits.
+fn retire_attempt(plans: &[Retire<'_>]) -> AuditResult<Vec<Step>> {
+    for plan in plans {
+        Spi::run(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", plan.parent.qualified()))?;
+        for e in &plan.expired {
+            Spi::run(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", qualified(&e.schema, &e.name)))?;
+        }
+    }
+    let drops: Vec<(String, String)> = plans
+        .iter()
+        .filter(|p| !p.keep_table)
+        .flat_map(|p| p.expired.iter().map(|e| (e.schema.clone(), e.name.clone())))
+        .collect();
+    drop_tables(&drops)?;
+    let mut steps = Vec::new();
+    for plan in plans {
+        for e in &plan.expired {
+            steps.push(if plan.keep_table {
+                let kept = detach_and_keep(plan.parent, &e.schema, &e.name)?;
+                Step::new(Some(plan.rel), "detached").partition(&e.name).detail(format!("detached and kept as {kept}"))
+            } else {
+                Step::new(Some(plan.rel), "dropped").partition(&e.name).detail("dropped")
+            });
+        }
+    }
+    Ok(steps)
+}
+
+/// Reports the partitions of `plan` that could not be retired. A partition expired for
+/// longer than `OVERDUE` is reported as `overdue`, with a WARNING: monitoring can alert
+/// on it.
+fn not_retired(plan: &Retire<'_>, caught: &Caught, how: &str, steps: &mut Vec<Step>) {
+    for e in &plan.expired {
+        let mut step = failure_step(plan.rel, Some(&e.name), caught, plan.window_ms);
+        if caught.is_lock_timeout() {
+            step = step.detail(format!(
+                "could not lock ({how}): {}; a later run retries",
+                caught.message
+            ));
+            if e.overdue {
+                step.action = "overdue";
+                pgrx::warning!(
+                    "audit_db: partition \"{}\" is more than {OVERDUE} past its retention and still could not be locked: {}",
+                    e.name,
+                    caught.message
+                );
+            }
+        }
+        steps.push(step);
+    }
+}
+
+/// Drops or detaches the expired partitions of every parent: all parents in one
+/// attempt (one `DROP TABLE`), retried with backoff within the smallest window; if
+/// that window is spent, each parent once more on its own (one attempt each, so a
+/// parent already locked is not held while another one's locks are awaited).
 fn drop_phase(
     live: &[(Parent, PartitionConfig)],
     at: Option<TimestampWithTimeZone>,
     steps: &mut Vec<Step>,
 ) -> AuditResult<()> {
-    let mut to_drop: Vec<Locked> = Vec::new();
-    let mut to_detach: Vec<(&Parent, Locked)> = Vec::new();
+    let mut plans = Vec::new();
     for (parent, config) in live {
         let Some(retention) = config.retention.filter(|_| config.auto_drop) else {
             continue;
         };
         let rel = Regclass(parent.oid);
-        set_lock_timeout(config.lock_timeout_ms)?;
-        let expired =
-            match try_in_subtransaction(|| expired_partitions(parent, retention, at).or_report()) {
-                Ok(e) => e,
-                Err(caught) => {
-                    steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
-                    continue;
-                }
-            };
-        if expired.is_empty() {
-            continue;
+        match try_in_subtransaction(|| expired_partitions(parent, retention, at).or_report()) {
+            Ok(expired) if expired.is_empty() => {}
+            Ok(expired) => plans.push(Retire {
+                parent,
+                rel,
+                window_ms: config.lock_timeout_ms,
+                keep_table: config.keep_table,
+                expired,
+            }),
+            Err(caught) => steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms)),
         }
-        // The parent first, as PostgreSQL's DROP and every statement through the parent
-        // lock it (parent, then partitions): locking the partitions first would deadlock
-        // with a reader or writer of the parent waiting for one of them. ONLY: LOCK
-        // TABLE would otherwise lock every partition, and a session busy with one that
-        // is not expired would hold up the drops of all of them.
-        let lock_parent = format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", parent.qualified());
-        if let Err(caught) = try_in_subtransaction(|| Spi::run(&lock_parent).map_err(AuditError::from).or_report()) {
-            steps.extend(expired.iter().map(|e| failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms)));
-            continue;
-        }
-        for e in expired {
-            let part = qualified(&e.schema, &e.name);
-            let sql = format!("LOCK TABLE {part} IN ACCESS EXCLUSIVE MODE");
-            match try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report()) {
-                Ok(()) => {
-                    let locked = Locked {
-                        rel,
-                        schema: e.schema,
-                        name: e.name,
-                        lock_ms: config.lock_timeout_ms,
-                    };
-                    if config.keep_table {
-                        to_detach.push((parent, locked));
-                    } else {
-                        to_drop.push(locked);
-                    }
-                }
-                Err(caught) => {
-                    steps.push(failure_step(rel, Some(&e.name), &caught, config.lock_timeout_ms))
+    }
+    let Some(window_ms) = plans.iter().map(|p| p.window_ms).min() else {
+        return Ok(());
+    };
+    let all = with_lock_retries(window_ms, || retire_attempt(&plans).or_report());
+    let how = all.describe(window_ms);
+    match all.result {
+        Ok(done) => steps.extend(done),
+        Err(caught) if caught.is_lock_timeout() && plans.len() > 1 => {
+            for plan in &plans {
+                let one = with_lock_retries(crate::lock_retry::attempt_ms(), || retire_attempt(std::slice::from_ref(plan)).or_report());
+                match one.result {
+                    Ok(done) => steps.extend(done),
+                    Err(caught) => not_retired(plan, &caught, &how, steps),
                 }
             }
         }
-    }
-
-    if !to_drop.is_empty() {
-        let all: Vec<&Locked> = to_drop.iter().collect();
-        let lock_ms = all.iter().map(|l| l.lock_ms).min().unwrap_or(2000);
-        set_lock_timeout(lock_ms)?;
-        if try_drop(&all).is_ok() {
-            steps.extend(all.iter().map(|l| dropped_step(l)));
-        } else {
-            // One parent (or its DEFAULT partition) is busy: retry parent by parent so
-            // the others still get their drops.
-            let mut parents: Vec<Regclass> = all.iter().map(|l| l.rel).collect();
-            parents.dedup();
-            for rel in parents {
-                let group: Vec<&Locked> = all.iter().copied().filter(|l| l.rel == rel).collect();
-                set_lock_timeout(group[0].lock_ms)?;
-                match try_drop(&group) {
-                    Ok(()) => steps.extend(group.iter().map(|l| dropped_step(l))),
-                    Err(caught) => steps.extend(
-                        group.iter().map(|l| failure_step(l.rel, Some(&l.name), &caught, l.lock_ms)),
-                    ),
-                }
+        Err(caught) => {
+            for plan in &plans {
+                not_retired(plan, &caught, &how, steps);
             }
-        }
-    }
-
-    for (parent, l) in to_detach {
-        set_lock_timeout(l.lock_ms)?;
-        match try_in_subtransaction(|| detach_and_keep(parent, &l.schema, &l.name).or_report()) {
-            Ok(kept) => steps.push(
-                Step::new(Some(l.rel), "detached")
-                    .partition(&l.name)
-                    .detail(format!("detached and kept as {kept}")),
-            ),
-            Err(caught) => steps.push(failure_step(l.rel, Some(&l.name), &caught, l.lock_ms)),
         }
     }
     Ok(())
-}
-
-fn try_drop(group: &[&Locked]) -> Result<(), Caught> {
-    let tables: Vec<(String, String)> =
-        group.iter().map(|l| (l.schema.clone(), l.name.clone())).collect();
-    try_in_subtransaction(|| drop_tables(&tables).or_report())
-}
-
-fn dropped_step(l: &Locked) -> Step {
-    Step::new(Some(l.rel), "dropped").partition(&l.name).detail("dropped")
 }
 
 /// `audit_partition_maintenance(reference_time)`: see README.

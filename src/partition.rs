@@ -348,7 +348,13 @@ pub struct Expired {
     /// The partition's own schema (a partition may live outside its parent's).
     pub schema: String,
     pub name: String,
+    /// Expired for more than `OVERDUE` already: maintenance should have dropped it.
+    pub overdue: bool,
 }
+
+/// How long past its retention an expired partition may stay before maintenance
+/// reports it as overdue (WARNING, and an `overdue` row instead of `skipped`).
+pub const OVERDUE: &str = "1 day";
 
 /// The partitions of `parent` whose entire range ends at or before `at - retention`
 /// (their rows are all strictly older than the cutoff). Never DEFAULT, never a
@@ -370,7 +376,8 @@ pub fn expired_partitions(
             .hint("For example '12 months' or '90 days'; NULL uses the parent's config row."));
     }
     let query = format!(
-        "SELECT n.nspname::text, c.relname::text
+        "SELECT n.nspname::text, c.relname::text,
+                p.range_to <= coalesce($2, pg_catalog.now()) - $3::interval - '{OVERDUE}'::interval
            FROM {}.audit_partitions($1) p
            JOIN pg_catalog.pg_class c ON c.oid = p.partition
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -382,7 +389,11 @@ pub fn expired_partitions(
     Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(&query, None, &[Regclass(parent.oid).into(), at.into(), retention.into()])? {
-            out.push(Expired { schema: r.get::<String>(1)?.unwrap_or_default(), name: r.get::<String>(2)?.unwrap_or_default() });
+            out.push(Expired {
+                schema: r.get::<String>(1)?.unwrap_or_default(),
+                name: r.get::<String>(2)?.unwrap_or_default(),
+                overdue: r.get::<bool>(3)?.unwrap_or(false),
+            });
         }
         Ok::<_, pgrx::spi::Error>(out)
     })

@@ -87,6 +87,13 @@ INSERT INTO audit_log (id, "timestamp", action, status) VALUES (5000, now(), 'du
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
 SELECT count(*) AS rows_with_id_5000 FROM audit_log WHERE id = 5000;
+-- A restore (a superuser session with row_security off, as pg_dump's scripts run) is
+-- trusted: its ids come from a table where they were unique, and no lookup is made.
+BEGIN;
+SET LOCAL row_security = off;
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (5000, now(), 'restored', 'ok');
+SELECT count(*) AS rows_with_id_5000_in_a_restore FROM audit_log WHERE id = 5000;
+ROLLBACK;
 -- error_log: the application's id, unique across partitions and timestamps.
 INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id, retryable,
                        aggregation_key, "timestamp")
