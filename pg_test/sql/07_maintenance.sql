@@ -14,7 +14,7 @@ SELECT count(*) AS created FROM audit_create_partitions('audit_log', 2, '2020-01
 
 -- As of 2020-08-15: months 2020-08 .. 2021-02 created for audit_log, 2020-08 .. 09 for
 -- error_log; audit_log partitions ending by the cutoff 2020-05-15 dropped.
-SELECT * FROM audit_partition_maintenance('2020-08-15 00:00:00+00');
+SELECT * FROM audit_partition_maintenance('2020-08-15 00:00:00+00') WHERE action <> 'sealed';
 -- Idempotent.
 SELECT count(*) AS steps FROM audit_partition_maintenance('2020-08-15 00:00:00+00');
 SELECT parent, last_run_at IS NOT NULL AS ran, last_run_result FROM audit_partition_config ORDER BY parent::text;
@@ -26,10 +26,10 @@ SELECT parent, last_run_at IS NOT NULL AS ran, last_run_result FROM audit_partit
 -- with a WARNING each.
 SELECT dblink_exec('other', 'BEGIN');
 SELECT dblink_exec('other', 'LOCK TABLE audit_log_2020_08 IN ACCESS SHARE MODE');
-SELECT * FROM audit_partition_maintenance('2021-01-15 00:00:00+00');
+SELECT * FROM audit_partition_maintenance('2021-01-15 00:00:00+00') WHERE action <> 'sealed';
 SELECT dblink_exec('other', 'COMMIT');
 -- The next run finishes the job.
-SELECT * FROM audit_partition_maintenance('2021-01-15 00:00:00+00');
+SELECT * FROM audit_partition_maintenance('2021-01-15 00:00:00+00') WHERE action <> 'sealed';
 
 -- Creating needs ACCESS EXCLUSIVE on the DEFAULT partition (to check it holds no row
 -- of the new range): a reader of DEFAULT makes the new months wait for the next run,
