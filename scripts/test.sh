@@ -7,7 +7,7 @@
 #   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips) and
 #      pg_test/key_sources.sh (key command, missing key, not preloaded),
 #      pg_test/integrity_cluster.sh (pgbench inserts, then verification; no key),
-#      pg_test/load.sh (4 writers for AUDIT_DB_LOAD_SECONDS=60 s against maintenance and
+#      pg_test/load.sh (8 writers on one organization for AUDIT_DB_LOAD_SECONDS=60 s against maintenance and
 #      pseudonymization; nothing acknowledged is lost) and
 #      pg_test/stall.sh (writers, a long reader and maintenance: no insert waits more
 #      than 100 ms, retention completes after the reader ends; issue 19),

@@ -562,7 +562,7 @@ mod tests {
             );
         }
         assert_eq!(
-            Spi::get_one::<i64>("SELECT count(*) FROM pseudonym_mapping WHERE original_id LIKE '%zo%'")
+            Spi::get_one::<i64>("SELECT count(*) FROM pseudonym_mapping WHERE original_id LIKE '%zoë@example.com%'")
                 .expect("runs"),
             Some(0)
         );
