@@ -331,7 +331,19 @@ COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, t
 -- supplied itself. error_log (ids chosen by the application): every insert looks its
 -- id up across the partitions, serialised per id by an advisory lock.
 ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT audit_log_next_id();
+-- audit_db::adopt::audit_adopt_rows
+CREATE  FUNCTION "audit_adopt_rows"(
+	"source" regclass, /* Regclass */
+	"target" regclass, /* Regclass */
+	"since" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_adopt_rows_wrapper';
 REVOKE ALL ON FUNCTION audit_log_next_id() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_adopt_rows(regclass, regclass, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION audit_adopt_rows(regclass, regclass, timestamptz) IS
+'Internal to adoption (SET audit_db.adopt = ''drizzle''; CREATE EXTENSION audit_db): copies audit_log rows keeping their times (also infinity) and ids; 42501 anywhere else.';
 GRANT EXECUTE ON FUNCTION audit_log_next_id() TO audit_db_writer, audit_db_admin;
 COMMENT ON FUNCTION audit_log_next_id() IS
 'The default of audit_log.id: the next value of audit_log_id_seq, remembered by this backend so that the insert trigger knows the id came from the sequence (only ids a statement supplies itself are looked up for duplicates).';

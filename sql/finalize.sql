@@ -118,6 +118,9 @@ COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, t
 -- id up across the partitions, serialised per id by an advisory lock.
 ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT audit_log_next_id();
 REVOKE ALL ON FUNCTION audit_log_next_id() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_adopt_rows(regclass, regclass, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION audit_adopt_rows(regclass, regclass, timestamptz) IS
+'Internal to adoption (SET audit_db.adopt = ''drizzle''; CREATE EXTENSION audit_db): copies audit_log rows keeping their times (also infinity) and ids; 42501 anywhere else.';
 GRANT EXECUTE ON FUNCTION audit_log_next_id() TO audit_db_writer, audit_db_admin;
 COMMENT ON FUNCTION audit_log_next_id() IS
 'The default of audit_log.id: the next value of audit_log_id_seq, remembered by this backend so that the insert trigger knows the id came from the sequence (only ids a statement supplies itself are looked up for duplicates).';
@@ -513,9 +516,15 @@ BEGIN
             IF same_columns THEN
                 cutoff := pg_catalog.date_trunc('month', pg_catalog.now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
                 EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', old) INTO expected;
-                -- This month's events go to the new partitions; the rest stays in place.
-                EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s WHERE "timestamp" >= %L',
-                                          new, cols, cols, old, cutoff);
+                -- This month's events go to the new partitions (an event dated infinity
+                -- to DEFAULT); the rest stays in place. audit_log's rows go through
+                -- audit_adopt_rows: the insert trigger keeps their times and ids.
+                IF t = 'audit_log' THEN
+                    PERFORM @extschema@.audit_adopt_rows(old, new, cutoff);
+                ELSE
+                    EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s WHERE "timestamp" >= %L',
+                                              new, cols, cols, old, cutoff);
+                END IF;
                 EXECUTE pg_catalog.format('DELETE FROM %s WHERE "timestamp" >= %L', old, cutoff);
                 PERFORM @extschema@.audit_convert_to_partitioned(old, 'attach');
                 shell := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle'));
@@ -548,7 +557,8 @@ BEGIN
             ELSE
                 IF t IN ('audit_log', 'error_log') THEN
                     -- Monthly partitions from the oldest event to now + 6 months.
-                    EXECUTE pg_catalog.format('SELECT pg_catalog.min("timestamp") FROM %s', old) INTO oldest;
+                    EXECUTE pg_catalog.format('SELECT pg_catalog.min("timestamp") FROM %s WHERE "timestamp" > ''-infinity''', old)
+                       INTO oldest;
                     IF oldest IS NOT NULL AND oldest > '-infinity' THEN
                         months := ((pg_catalog.date_part('year', pg_catalog.now() AT TIME ZONE 'UTC')
                                     - pg_catalog.date_part('year', oldest AT TIME ZONE 'UTC')) * 12
@@ -557,8 +567,12 @@ BEGIN
                         PERFORM @extschema@.audit_create_partitions(new, LEAST(GREATEST(months, 0) + 6, 1000), oldest);
                     END IF;
                 END IF;
-                EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s', new, cols, cols, old);
-                GET DIAGNOSTICS copied = ROW_COUNT;
+                IF t = 'audit_log' THEN
+                    copied := @extschema@.audit_adopt_rows(old, new, NULL);
+                ELSE
+                    EXECUTE pg_catalog.format('INSERT INTO %s (%s) SELECT %s FROM %s', new, cols, cols, old);
+                    GET DIAGNOSTICS copied = ROW_COUNT;
+                END IF;
                 EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s', old) INTO expected;
                 IF copied <> expected THEN
                     RAISE EXCEPTION 'adoption of % copied % rows of %', t, copied, expected
@@ -577,6 +591,14 @@ BEGIN
             END LOOP;
             adopted_tables := adopted_tables || old::text;
             RAISE WARNING 'audit_db: adopted % rows of %', copied, t;
+            IF t IN ('audit_log', 'error_log') THEN
+                EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %s WHERE "timestamp" IN (''infinity'', ''-infinity'')', new)
+                   INTO expected;
+                IF expected > 0 THEN
+                    RAISE WARNING 'audit_db: % adopted rows of % are dated infinity or -infinity', expected, t
+                          USING HINT = 'They are kept as written (in the DEFAULT or legacy partition); no retention ever drops them.';
+                END IF;
+            END IF;
         END LOOP;
         IF pg_catalog.cardinality(adopted_tables) > 0 THEN
             EXECUTE 'DROP TABLE ' || pg_catalog.array_to_string(adopted_tables, ', ');

@@ -679,7 +679,7 @@ fn retired_runs(ext: &str) -> AuditResult<Vec<RetiredRun>> {
 /// Rows in the range without any chain (written before 0.4.0, or adopted): counted,
 /// not verifiable through a chain. `legacy_only` leaves out 0.6.0 rows.
 fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<i64> {
-    Ok(Spi::get_one_with_args::<i64>(
+    Ok(crate::spi_util::read_one::<i64>(
         &format!(
             "SELECT pg_catalog.count(*) FROM {ext}.audit_log
               WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL{}",
@@ -692,14 +692,14 @@ fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTime
 
 /// Chains whose head is ahead of their last surviving (or retired) link: a lost tail.
 fn lost_tails(ext: &str) -> AuditResult<i64> {
-    Ok(Spi::get_one::<i64>(&format!(
+    Ok(crate::spi_util::read_one::<i64>(&format!(
         "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
           WHERE h.seq > 0
             AND NOT EXISTS (SELECT 1 FROM {ext}.audit_log a WHERE coalesce(a.organization_id, '') = h.chain_key
                                AND a.chain_seq = h.seq)
             AND NOT EXISTS (SELECT 1 FROM {ext}.audit_chain_retired r WHERE r.chain_key = h.chain_key
                                AND h.seq BETWEEN r.from_seq AND r.to_seq)"
-    ))?
+    ), &[])?
     .unwrap_or(0))
 }
 

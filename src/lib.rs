@@ -6,6 +6,7 @@
 
 use pgrx::prelude::*;
 
+pub mod adopt;
 pub mod analyze;
 pub mod convert;
 pub mod error;

@@ -66,12 +66,14 @@ fn set_lock_timeout(ms: i64) -> AuditResult<()> {
 
 /// Runs one maintenance pass; see the module documentation.
 pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Step>> {
-    // An infinite reference time is a caller's error, not a per-parent failure.
-    crate::partition::utc_date(at)?;
-    if Spi::get_one::<bool>("SELECT pg_catalog.pg_is_in_recovery()")?.unwrap_or(false) {
+    // On a standby nothing may write (not even the SPI calls below, which would
+    // assign a transaction id): say so before anything else.
+    if crate::spi_util::in_recovery() {
         return Ok(vec![Step::new(None, "skipped")
             .detail("server is a hot standby; maintenance runs on the primary only")]);
     }
+    // An infinite reference time is a caller's error, not a per-parent failure.
+    crate::partition::utc_date(at)?;
     let got_lock = Spi::get_one::<bool>(
         "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('audit_db.maintenance'))",
     )?

@@ -55,6 +55,11 @@ fn resolve(wanted: &mut [Wanted<'_>], found: &HashMap<String, String>) {
 /// (blind index -> pseudonym). Originals a concurrent transaction mapped first are
 /// left out (ON CONFLICT DO NOTHING) and read back by the caller.
 fn insert_new(ring: &KeyRing, strategy: Strategy, missing: &[&Wanted<'_>]) -> AuditResult<HashMap<String, String>> {
+    if crate::spi_util::in_recovery() {
+        return Err(AuditError::read_only_transaction("a new pseudonym mapping cannot be recorded on a hot standby")
+            .detail("The token and encryption strategies write one mapping row per new original.")
+            .hint("Run it on the primary. Hash pseudonyms (audit_pseudonymize_hash) and mappings that exist already work here."));
+    }
     let key = ring.current();
     let mut candidates = Vec::with_capacity(missing.len());
     let mut sealed = Vec::with_capacity(missing.len());

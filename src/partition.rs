@@ -186,7 +186,7 @@ fn plan_error(e: PlanError) -> AuditError {
 
 /// The UTC calendar date of `at` (NULL = now()).
 pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
-    let days = Spi::get_one_with_args::<i32>(
+    let days = crate::spi_util::read_one::<i32>(
         "SELECT CASE WHEN pg_catalog.isfinite(t)
                      THEN ((t AT TIME ZONE 'UTC')::date - DATE '1970-01-01') END
            FROM (SELECT coalesce($1, pg_catalog.now()) AS t) s",

@@ -55,7 +55,7 @@ fn statement_ring() -> Option<Rc<KeyRing>> {
 fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
     Ok(match pseudonym::classify(value) {
         Some(Strategy::Encryption) => pseudonym::decrypt_pseudonym(ring, value).ok(),
-        Some(Strategy::Token) => Spi::get_one_with_args::<String>(
+        Some(Strategy::Token) => crate::spi_util::read_one::<String>(
             "SELECT (SELECT original_id FROM pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)",
             &[value.into()],
         )?

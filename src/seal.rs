@@ -287,7 +287,8 @@ impl RawRow<'_> {
         let t = |i: usize| self.texts[i];
         EventV2 {
             id: self.ints[C_ID],
-            timestamp_us: self.ints[C_TS].map(|us| us + crate::integrity::UNIX_TO_PG_EPOCH_US),
+            // Saturating: an adopted `infinity` stays the largest value.
+            timestamp_us: self.ints[C_TS].map(|us| us.saturating_add(crate::integrity::UNIX_TO_PG_EPOCH_US)),
             ttl: t(2),
             principal_id: t(3),
             organization_id: t(4),
@@ -361,7 +362,8 @@ fn audit_log_seal_trigger<'a>(
     if crate::internal::active() && row.texts[C_ROW_HASH].is_some() {
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
-    if let Some(ts) = row.ints[C_TS] {
+    // Adoption (internal) keeps the original application's infinite times.
+    if let Some(ts) = row.ints[C_TS].filter(|_| !crate::internal::active()) {
         if ts == i64::MAX || ts == i64::MIN {
             AuditError::datetime_out_of_range("audit event timestamp must be finite")
                 .detail("audit_log refuses events dated infinity or -infinity.")
@@ -373,7 +375,7 @@ fn audit_log_seal_trigger<'a>(
     if genuine_restored_row(&row, ring.as_deref()) {
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
-    crate::unique_id::check(row.ints[C_ID]).or_report();
+    crate::unique_id::check(row.ints[C_ID], crate::internal::active()).or_report();
     let key = ring.as_ref().map(|r| r.current());
     let personal = core_seal::personal_keys_of(row.details.as_deref(), &personal_details_keys());
     let epoch = write_epoch().or_report();
@@ -549,7 +551,7 @@ fn record_retired(gone: &[(i64, (i64, Limbs))], reason: &str) -> AuditResult<()>
 /// Whether this installation has the 0.6.0 tables (a 0.5.0 schema served by this
 /// library has not been updated yet).
 pub fn installed() -> AuditResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
         &[format!("{}.audit_seal_block", crate::spi_util::ext_schema()?).into()],
     )?

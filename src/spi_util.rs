@@ -9,14 +9,30 @@ pub fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_identifier(schema), quote_identifier(name))
 }
 
+/// The first column of the first row of a read-only query. pgrx's `Spi::get_one*`
+/// run through `connect_mut`, which assigns a transaction id first: on a hot standby
+/// that is an ERROR ("cannot assign TransactionIds during recovery"). Every read that
+/// a standby may run (verification, the digest, maintenance's and sealing's no-ops)
+/// goes through here.
+pub fn read_one<T: FromDatum + IntoDatum>(query: &str, args: &[pgrx::datum::DatumWithOid]) -> AuditResult<Option<T>> {
+    Ok(Spi::connect(|client| client.select(query, Some(1), args)?.first().get_one::<T>())?)
+}
+
+/// True on a hot standby (a plain read of the server's state, no SPI).
+pub fn in_recovery() -> bool {
+    // SAFETY: reads shared recovery state.
+    unsafe { pg_sys::RecoveryInProgress() }
+}
+
 /// The extension's schema, quoted, for calling its own SQL functions whatever the
 /// caller's search_path.
 pub fn ext_schema() -> AuditResult<String> {
     // The scalar subquery always yields one row: NULL when the extension is absent.
-    let schema = Spi::get_one::<String>(
+    let schema = read_one::<String>(
         "SELECT (SELECT n.nspname::text FROM pg_catalog.pg_extension e
                    JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                   WHERE e.extname = 'audit_db')",
+        &[],
     )?;
     match schema {
         Some(s) => Ok(quote_identifier(s)),
@@ -77,13 +93,13 @@ pub fn ext_oid() -> pg_sys::Oid {
 
 /// The extension's owner, as whom audit_db's internal statements run.
 pub fn ext_owner() -> AuditResult<pg_sys::Oid> {
-    Spi::get_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'")?
+    read_one::<pg_sys::Oid>("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'audit_db'", &[])?
         .ok_or_else(|| AuditError::object_not_in_prerequisite_state("extension \"audit_db\" is not installed"))
 }
 
 /// The session's `lock_timeout` setting, as text.
 pub fn lock_timeout() -> AuditResult<String> {
-    Ok(Spi::get_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')")?.unwrap_or_default())
+    Ok(read_one::<String>("SELECT pg_catalog.current_setting('lock_timeout')", &[])?.unwrap_or_default())
 }
 
 /// Sets `lock_timeout` for the rest of the transaction (a value as `SET` takes it).

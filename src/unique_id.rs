@@ -77,14 +77,15 @@ fn restoring() -> bool {
 }
 
 /// Called by the insert trigger for every row it hashes: refuses an explicit id that
-/// exists already (23505).
-pub fn check(id: Option<i64>) -> AuditResult<()> {
+/// exists already (23505). `internal`: audit_db's own copy of rows whose ids were
+/// unique where they came from (adoption), trusted like a restore.
+pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
     let Some(id) = id else { return Ok(()) };
     if DRAWN.with(|d| d.get()) == Some(id) {
         DRAWN.with(|d| d.set(None));
         return Ok(());
     }
-    if restoring() {
+    if internal || restoring() {
         return Ok(());
     }
     let seq = sequence()?;

@@ -376,8 +376,7 @@ fn audit_verify_integrity_v2(
     let from = from_ts.ok_or_else(|| AuditError::null_argument("from_ts")).or_report();
     let to = to_ts.ok_or_else(|| AuditError::null_argument("to_ts")).or_report();
     let r = verify(from, to).or_report();
-    // SAFETY: reads backend state.
-    if !unsafe { pg_sys::RecoveryInProgress() } {
+    if !crate::spi_util::in_recovery() {
         record_run(&r, from, to).or_report();
     }
     if r.legacy > r.original_rows {
@@ -441,7 +440,7 @@ fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone
 #[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_integrity_digest_v2(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
     let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();
-    Spi::get_one_with_args::<pgrx::JsonB>(
+    crate::spi_util::read_one::<pgrx::JsonB>(
         "SELECT pg_catalog.jsonb_build_object(
                     'format', 'audit_db.digest.v2', 'upto', $1::timestamptz,
                     'blocks', (SELECT pg_catalog.count(*) FROM audit_seal_block WHERE sealed_at <= $1),

@@ -67,6 +67,8 @@ INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_alg
 SELECT ts, 'adopt.carol', 'ok', 'pseudo-legacy-carol', pg_temp.app_hash(ts, 'adopt.carol', 'ok', 'carol'),
        'SHA-256', '{"pseudonymized": true}'
   FROM generate_series(1, 4) i, LATERAL (SELECT '2024-02-01'::timestamptz + i * interval '1 hour' AS ts) t;
+-- Events dated infinity and -infinity, which the original accepted.
+INSERT INTO audit_log ("timestamp", action, status) VALUES ('infinity', 'adopt.infinite', 'ok'), ('-infinity', 'adopt.infinite', 'ok');
 -- A checksum of every row of every table, as the application sees it (its columns).
 CREATE TEMP TABLE row_sums AS
 SELECT 'audit_log' AS t, md5(string_agg(to_jsonb(a)::text, E'\n' ORDER BY a.id)) AS sum FROM audit_log a
@@ -156,6 +158,9 @@ SELECT count(*) AS old_tables_left FROM pg_class WHERE relname LIKE '%\_\_drizzl
 -- The Drizzle journal is imported before the install.
 SELECT version, name, checksum, applied_at FROM audit_migrations() WHERE version LIKE 'drizzle:%';
 SELECT version, name FROM audit_migrations() WHERE version NOT LIKE 'drizzle:%';
+-- The infinite times are adopted as they were (reported by a WARNING above): -infinity
+-- in the history partition, infinity in DEFAULT.
+SELECT "timestamp", tableoid::regclass AS partition FROM audit_log WHERE action = 'adopt.infinite' ORDER BY 1;
 -- The adopted history verifies against the application's own hashes: the three
 -- edited rows are hash mismatches (the first named), the rows it pseudonymized after
 -- hashing cannot be checked (NOTICE), the rest are verified (NOTICE).

@@ -94,6 +94,10 @@ SET LOCAL row_security = off;
 INSERT INTO audit_log (id, "timestamp", action, status) VALUES (5000, now(), 'restored', 'ok');
 SELECT count(*) AS rows_with_id_5000_in_a_restore FROM audit_log WHERE id = 5000;
 ROLLBACK;
+-- Adoption's own copy (times as written, ids trusted) is not for anyone else, superuser
+-- included: only CREATE EXTENSION audit_db may run it.
+SELECT audit_adopt_rows('audit_log', 'audit_log', now());
+\echo :LAST_ERROR_SQLSTATE
 -- error_log: the application's id, unique across partitions and timestamps.
 INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id, retryable,
                        aggregation_key, "timestamp")
