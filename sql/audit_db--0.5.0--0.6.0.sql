@@ -371,6 +371,48 @@ CREATE TRIGGER error_log_unique_id BEFORE INSERT OR UPDATE OF id ON error_log
 COMMENT ON FUNCTION error_log_unique_id() IS
 'Trigger of error_log: refuses (23505) an id that another row of any partition has, as the original''s single-column primary key did.';
 
+-- audit_db::maintenance::audit_partition_maintenance_phase
+CREATE  FUNCTION "audit_partition_maintenance_phase"(
+	"phase" TEXT, /* Option < & str > */
+	"reference_time" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
+) RETURNS TABLE (
+	"parent" regclass,  /* Option < Regclass > */
+	"action" TEXT,  /* String */
+	"partition" TEXT,  /* Option < String > */
+	"detail" TEXT  /* Option < String > */
+)
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_partition_maintenance_phase_wrapper';
+-- Creation and retention in two transactions (issue 19): a failure of one never rolls
+-- back the other. A procedure, for pg_cron: CALL audit_maintain(). No SET clause (a
+-- procedure with one cannot commit); every name is qualified.
+CREATE PROCEDURE audit_maintain(reference_time timestamptz DEFAULT now())
+LANGUAGE plpgsql
+AS $proc$
+DECLARE
+    step record;
+    phase text;
+BEGIN
+    FOREACH phase IN ARRAY ARRAY['create', 'retain'] LOOP
+        FOR step IN SELECT * FROM @extschema@.audit_partition_maintenance_phase(phase, reference_time) LOOP
+            RAISE NOTICE 'audit_db maintenance: % % % %', coalesce(step.parent::text, '-'), step.action,
+                         coalesce(step.partition, '-'), coalesce(step.detail, '');
+        END LOOP;
+        COMMIT;
+    END LOOP;
+END
+$proc$;
+REVOKE ALL ON FUNCTION audit_partition_maintenance_phase(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE audit_maintain(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_partition_maintenance_phase(text, timestamptz) TO audit_db_admin;
+GRANT EXECUTE ON PROCEDURE audit_maintain(timestamptz) TO audit_db_admin;
+COMMENT ON FUNCTION audit_partition_maintenance_phase(text, timestamptz) IS
+'One phase of audit_partition_maintenance(): ''create'' (repairs after a restore, creation, sealing) or ''retain'' (drops and detaches); last_run_result says which. For CALL audit_maintain(), which commits between them.';
+COMMENT ON PROCEDURE audit_maintain(timestamptz) IS
+'Partition maintenance in two transactions, creation then retention, so that one never rolls back the other; each step as a NOTICE. Schedule it with pg_cron: CALL audit_maintain(). Not inside a transaction block (it commits).';
+
 -- ------------------------------------------ the original's partition functions
 -- Thin wrappers with the original package's names and signatures, so a scheduler
 -- written for it keeps working (docs/migrating.md maps every original operation).

@@ -10,7 +10,7 @@
 //! EXCLUSIVE on the parent, run last (see `drop_phase`). A cancel or statement timeout
 //! is never taken for a skipped step: it ends the run.
 
-use crate::error::{AuditResult, OrReport};
+use crate::error::{AuditError, AuditResult, OrReport};
 use crate::lock_retry::with_lock_retries;
 use crate::partition::{
     create_partition, detach_and_keep, drop_tables, expired_partitions, missing_periods, Expired, Parent,
@@ -64,8 +64,37 @@ fn set_lock_timeout(ms: i64) -> AuditResult<()> {
     crate::spi_util::set_lock_timeout(&format!("{ms}ms"))
 }
 
-/// Runs one maintenance pass; see the module documentation.
-pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Step>> {
+/// Which part of maintenance a call runs. `All` is one transaction (the function);
+/// `CALL audit_maintain()` runs `Create` and `Retain` in two transactions, so that a
+/// failure of one never rolls back the other (issue 19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    All,
+    /// Repairs after a restore, creation, sealing.
+    Create,
+    /// Drops and detaches.
+    Retain,
+}
+
+impl Phase {
+    fn parse(text: &str) -> AuditResult<Phase> {
+        match text {
+            "create" => Ok(Phase::Create),
+            "retain" => Ok(Phase::Retain),
+            _ => Err(AuditError::invalid_parameter(format!("unknown maintenance phase \"{text}\""))
+                .hint("Use 'create' (creation and sealing) or 'retain' (drops and detaches).")),
+        }
+    }
+    fn creates(self) -> bool {
+        self != Phase::Retain
+    }
+    fn retains(self) -> bool {
+        self != Phase::Create
+    }
+}
+
+/// Runs one maintenance pass (or one phase of it); see the module documentation.
+pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> AuditResult<Vec<Step>> {
     // On a standby nothing may write (not even the SPI calls below, which would
     // assign a transaction id): say so before anything else.
     if crate::spi_util::in_recovery() {
@@ -85,13 +114,15 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
     let mut steps = Vec::new();
     // After a restore the parents lack their indexes until audit_finish_restore()
     // runs; a scheduled maintenance run heals that on its own.
-    match try_in_subtransaction(|| crate::schema_check::finish_restore().or_report()) {
-        Ok(created) => steps.extend(created.into_iter().map(|name| {
-            Step::new(None, "repaired").partition(&name).detail("index of a partitioned parent recreated after a restore")
-        })),
-        Err(caught) => steps.push(
-            Step::new(None, "failed").detail(format!("{}: {}", caught.sqlstate, caught.message)),
-        ),
+    if phase.creates() {
+        match try_in_subtransaction(|| crate::schema_check::finish_restore().or_report()) {
+            Ok(created) => steps.extend(created.into_iter().map(|name| {
+                Step::new(None, "repaired").partition(&name).detail("index of a partitioned parent recreated after a restore")
+            })),
+            Err(caught) => steps.push(
+                Step::new(None, "failed").detail(format!("{}: {}", caught.sqlstate, caught.message)),
+            ),
+        }
     }
     let saved_lock_timeout = crate::spi_util::lock_timeout()?;
     let schema = ext_schema()?;
@@ -138,14 +169,14 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
             }
         };
         set_lock_timeout(config.lock_timeout_ms)?;
-        if config.auto_create {
+        if config.auto_create && phase.creates() {
             create_phase(&parent, &config, at, &mut steps);
         }
         live.push((parent, config));
     }
     // Sealing is part of maintenance (for databases the worker does not serve); a run
     // that wrote blocks is reported, a failure too, never fatal to the rest.
-    if crate::seal::installed()? {
+    if phase.creates() && crate::seal::installed()? {
         let run = try_in_subtransaction(|| crate::sealer::seal(std::time::Duration::from_millis(200)).or_report());
         match run {
             Ok(r) if r.blocks > 0 => steps.push(
@@ -158,21 +189,32 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>) -> AuditResult<Vec<Ste
     // Drops come last: they are the only DDL here that takes an ACCESS EXCLUSIVE lock
     // on a parent, held until the transaction ends right after them (only the
     // last_run bookkeeping below comes between).
-    drop_phase(&live, at, &mut steps)?;
+    if phase.retains() {
+        drop_phase(&live, at, &mut steps)?;
+    }
     crate::spi_util::set_lock_timeout(&saved_lock_timeout)?;
 
     for (parent, _) in &live {
         let rel = Regclass(parent.oid);
         let mine: Vec<&Step> = steps.iter().filter(|s| s.parent == Some(rel)).collect();
         let count = |a: &str| mine.iter().filter(|s| s.action == a).count();
-        let summary = format!(
-            "created {}, dropped {}, detached {}, skipped {}, failed {}",
-            count("created"),
-            count("dropped"),
-            count("detached"),
-            count("skipped"),
-            count("failed")
-        );
+        let skipped = count("skipped") + count("overdue");
+        let summary = match phase {
+            Phase::All => format!(
+                "created {}, dropped {}, detached {}, skipped {skipped}, failed {}",
+                count("created"),
+                count("dropped"),
+                count("detached"),
+                count("failed")
+            ),
+            Phase::Create => format!("creation: created {}, skipped {skipped}, failed {}", count("created"), count("failed")),
+            Phase::Retain => format!(
+                "retention: dropped {}, detached {}, skipped {skipped}, failed {}",
+                count("dropped"),
+                count("detached"),
+                count("failed")
+            ),
+        };
         Spi::run_with_args(
             &format!(
                 "UPDATE {schema}.audit_partition_config
@@ -370,7 +412,31 @@ fn audit_partition_maintenance(
         name!(detail, Option<String>),
     ),
 > {
-    let steps = run_maintenance(reference_time).or_report();
+    let steps = run_maintenance(reference_time, Phase::All).or_report();
+    TableIterator::new(
+        steps.into_iter().map(|s| (s.parent, s.action.to_string(), s.partition, s.detail)),
+    )
+}
+
+/// `audit_partition_maintenance_phase(phase, reference_time)`: one phase of
+/// maintenance ('create' or 'retain'), for `CALL audit_maintain()`, which commits
+/// between the two.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_partition_maintenance_phase(
+    phase: Option<&str>,
+    reference_time: default!(Option<TimestampWithTimeZone>, "now()"),
+) -> TableIterator<
+    'static,
+    (
+        name!(parent, Option<Regclass>),
+        name!(action, String),
+        name!(partition, Option<String>),
+        name!(detail, Option<String>),
+    ),
+> {
+    let phase = phase.ok_or_else(|| AuditError::null_argument("phase")).and_then(Phase::parse).or_report();
+    let steps = run_maintenance(reference_time, phase).or_report();
     TableIterator::new(
         steps.into_iter().map(|s| (s.parent, s.action.to_string(), s.partition, s.detail)),
     )

@@ -55,6 +55,20 @@ SELECT tableoid::regclass FROM audit_log WHERE action = 'concurrent';
 SELECT parent, action, partition FROM audit_partition_maintenance('2021-04-02 00:00:00+00')
  WHERE parent = 'audit_log'::regclass;
 
+-- Creation and retention in two transactions: CALL audit_maintain() (each step is a
+-- NOTICE, left out here: the sealing step depends on other files' rows).
+SET client_min_messages = warning;
+CALL audit_maintain('2021-06-02 00:00:00+00');
+RESET client_min_messages;
+SELECT count(*) FILTER (WHERE range_to <= '2021-03-02') AS expired_left,
+       max(range_to) >= '2021-07-01' AS created_ahead
+  FROM audit_partitions('audit_log') WHERE NOT is_default;
+SELECT last_run_result FROM audit_partition_config WHERE parent = 'audit_log'::regclass;
+SELECT count(*) FROM audit_partition_maintenance_phase('rebuild');
+BEGIN;
+CALL audit_maintain('2021-06-02 00:00:00+00');
+ROLLBACK;
+
 -- One run at a time: while another session holds the maintenance lock, a run
 -- returns at once, saying so.
 SELECT * FROM dblink('other', $$SELECT 'held' FROM pg_advisory_lock(hashtext('audit_db.maintenance'))$$) AS t(x text);
