@@ -56,6 +56,13 @@ check "a token pseudonym (it writes a mapping) is refused on the standby with 25
     "$(spsql -v VERBOSITY=sqlstate -c "SELECT audit_pseudonymize('carol', 'token')" | sed -nE 's/^ERROR:  ([0-9A-Z]{5}).*/\1/p')"
 check "partition statistics read on the standby" "t" \
     "$(spsql -c "SELECT count(*) >= 7 FROM get_audit_partition_stats()")"
+# The read-only functions a DBA runs against a replica.
+check "partitions, analysis, schema drift, journal and version read on the standby" "true|true|0|true|true" \
+    "$(spsql -c "SELECT (SELECT count(*) > 0 FROM audit_partitions()) || '|' ||
+                        (SELECT total_partitions > 0 FROM audit_analyze_partitions()) || '|' ||
+                        (SELECT count(*) FROM audit_verify_schema()) || '|' ||
+                        (SELECT count(*) > 0 FROM audit_migrations()) || '|' ||
+                        (SELECT audit_schema_version() IS NOT NULL)")"
 check "no crash and no complaint of the sealer worker in the standby's log (it idles there)" "0" \
     "$(grep -cE 'terminated by signal|audit_db sealer' "$sdir/server.log")"
 finish "standby"

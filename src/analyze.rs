@@ -21,7 +21,7 @@ pub struct Analysis {
 pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZone>) -> AuditResult<Analysis> {
     let parent = Parent::load(rel)?;
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    let may_read = Spi::get_one_with_args::<bool>(
+    let may_read = crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT')",
         &[caller.into(), parent.oid.into()],
     )?
@@ -75,10 +75,10 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
     match &parent.default_partition {
         None => recs.push("no DEFAULT partition: inserts outside every partition's range fail".to_string()),
         Some(d) => {
-            let n = Spi::get_one::<i64>(&format!(
-                "SELECT count(*) FROM ONLY {}",
-                qualified(&parent.schema, d)
-            ))?
+            let n = crate::spi_util::read_one::<i64>(
+                &format!("SELECT count(*) FROM ONLY {}", qualified(&parent.schema, d)),
+                &[],
+            )?
             .unwrap_or(0);
             if n > 0 {
                 recs.push(format!(

@@ -118,7 +118,7 @@ impl Parent {
 /// of the extension's own tables.
 pub fn authorize_maintenance(parent: &Parent) -> AuditResult<()> {
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    let allowed = Spi::get_one_with_args::<bool>(
+    let allowed = crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE')
              OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                           JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
@@ -366,7 +366,7 @@ pub fn expired_partitions(
 ) -> AuditResult<Vec<Expired>> {
     // 'infinity' would expire every partition, the current and future ones included.
     utc_date(at)?;
-    let positive = Spi::get_one_with_args::<bool>(
+    let positive = crate::spi_util::read_one::<bool>(
         "SELECT $1::interval > interval '0'",
         &[retention.into()],
     )?
@@ -514,7 +514,7 @@ impl PartitionConfig {
         let schema = ext_schema()?;
         // Version 0.1.0 of the schema has no config table: this library serves every
         // released version, so it falls back to the defaults there.
-        let has_table = Spi::get_one_with_args::<bool>(
+        let has_table = crate::spi_util::read_one::<bool>(
             "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
             &[format!("{schema}.audit_partition_config").into()],
         )?
@@ -574,7 +574,7 @@ impl Default for PartitionConfig {
 }
 
 fn relation_exists(schema: &str, name: &str) -> AuditResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::spi_util::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = $1 AND c.relname = $2)",
@@ -591,7 +591,7 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
     let froms: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.from).collect();
     let tos: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.to).collect();
     // MINVALUE / MAXVALUE bounds come back as -infinity / infinity.
-    Ok(Spi::get_one_with_args::<bool>(
+    Ok(crate::spi_util::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM unnest($1::timestamptz[], $2::timestamptz[]) AS r(f, t)
                          WHERE r.f < $4::timestamptz AND r.t > $3::timestamptz)",
         &[

@@ -173,7 +173,8 @@ const PINNED_SETTINGS: &[(&str, &str)] =
     &[("IntervalStyle", "postgres"), ("DateStyle", "ISO, MDY"), ("extra_float_digits", "1")];
 
 fn set_local(name: &str, value: &str) -> AuditResult<()> {
-    Spi::run_with_args("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
+    // A SELECT, read-only: the snapshot also runs on a hot standby.
+    crate::spi_util::read_one::<String>("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
     Ok(())
 }
 
@@ -181,7 +182,7 @@ pub fn snapshot() -> AuditResult<Vec<Entry>> {
     let mut saved = Vec::new();
     for (name, value) in PINNED_SETTINGS {
         saved.push(
-            Spi::get_one_with_args::<String>("SELECT pg_catalog.current_setting($1)", &[(*name).into()])?
+            crate::spi_util::read_one::<String>("SELECT pg_catalog.current_setting($1)", &[(*name).into()])?
                 .unwrap_or_default(),
         );
         set_local(name, value)?;
@@ -196,8 +197,9 @@ pub fn snapshot() -> AuditResult<Vec<Entry>> {
 }
 
 pub fn installed_version() -> AuditResult<String> {
-    Spi::get_one::<String>(
+    crate::spi_util::read_one::<String>(
         "SELECT (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'audit_db')",
+        &[],
     )?
     .ok_or_else(|| {
         AuditError::object_not_in_prerequisite_state("extension \"audit_db\" is not installed in this database")
