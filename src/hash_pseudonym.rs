@@ -6,59 +6,36 @@
 //! IMMUTABLE: the answer depends on the current key, which a reload can change.
 //!
 //! Per call it costs the HMAC and one palloc of the result. The keyed HMAC state is
-//! prepared once per backend and key ring (`PREPARED`); the key ring itself is read
-//! by the postmaster when it loads the library (`preload_key_ring`), so backends and
-//! parallel workers start with it and only check the file's identity once per
-//! statement (keys.rs). The function is written against the V1 calling convention
+//! prepared once per key (`RootKey::mac`); the key ring itself is read by the
+//! postmaster when it loads the library (`preload_key_ring`), so backends and parallel
+//! workers start with it and only check the file's identity once per statement
+//! (keys.rs). The function is written against the V1 calling convention
 //! directly: the argument is read in place (detoasted only when it is toasted) and the
 //! pseudonym is written straight into the result varlena.
 
 use crate::error::{AuditResult, OrReport};
 use crate::keys::key_ring;
-use audit_db_core::crypto::KeyRing;
-use audit_db_core::pseudonym::{passes_through, passes_through_bytes, HashPseudonymizer, HASH_PSEUDONYM_LEN};
+use audit_db_core::crypto::Purpose;
+use audit_db_core::pseudonym::{self, passes_through_bytes, write_hash_pseudonym, HASH_PSEUDONYM_LEN};
 use pgrx::pg_sys;
-use std::cell::RefCell;
-use std::rc::Rc;
-
-thread_local! {
-    /// The prepared HMAC state and the key ring it was prepared from.
-    static PREPARED: RefCell<Option<(Rc<KeyRing>, HashPseudonymizer)>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with the prepared state of the current key.
-fn with_prepared<T>(f: impl FnOnce(&HashPseudonymizer) -> T) -> AuditResult<T> {
-    let ring = key_ring()?;
-    PREPARED.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        let fresh = matches!(&*slot, Some((r, _)) if Rc::ptr_eq(r, &ring));
-        if !fresh {
-            *slot = Some((Rc::clone(&ring), HashPseudonymizer::new(ring.current())));
-        }
-        let (_, prepared) = slot.as_ref().expect("prepared above");
-        Ok(f(prepared))
-    })
-}
 
 /// The hash pseudonym of `original` (values already shaped like pseudonyms or system
 /// principals are returned unchanged, as by `audit_pseudonymize`).
 pub fn hash_pseudonym(original: &str) -> AuditResult<String> {
-    if passes_through(original) {
+    if pseudonym::passes_through(original) {
         return Ok(original.to_string());
     }
-    with_prepared(|p| {
-        let mut out = [0u8; HASH_PSEUDONYM_LEN];
-        p.write(original.as_bytes(), &mut out);
-        String::from_utf8(out.to_vec()).expect("ASCII")
-    })
+    Ok(pseudonym::hash_pseudonym(key_ring()?.current(), original))
 }
 
-/// Loads the key ring in the postmaster (from `_PG_init` under
-/// shared_preload_libraries), so every backend and parallel worker forks with it.
-/// A missing or bad key is not an error here: the first call that needs the key
-/// reports it, with its SQLSTATE and hint.
+/// Loads the key ring and prepares the hash key's HMAC state in the postmaster (from
+/// `_PG_init` under shared_preload_libraries), so every backend and parallel worker
+/// forks with both. A missing or bad key is not an error here: the first call that
+/// needs the key reports it, with its SQLSTATE and hint.
 pub fn preload_key_ring() {
-    let _ = with_prepared(|_| ());
+    if let Ok(ring) = key_ring() {
+        ring.current().prepared_mac(Purpose::PseudonymHmac);
+    }
 }
 
 #[doc(hidden)]
@@ -97,7 +74,7 @@ pub unsafe extern "C-unwind" fn audit_pseudonymize_hash_v1(fcinfo: pg_sys::Funct
     // allocation above; set_varsize_4b writes the header.
     unsafe {
         let body = &mut *(pgrx::varlena::vardata_4b(result).cast_mut().cast::<[u8; HASH_PSEUDONYM_LEN]>());
-        with_prepared(|p| p.write(original, body)).or_report();
+        write_hash_pseudonym(key_ring().or_report().current(), original, body);
         pgrx::varlena::set_varsize_4b(result, total as i32);
     }
     pg_sys::Datum::from(result)

@@ -88,7 +88,9 @@ thread_local! {
     static CHECKED_AT: std::cell::Cell<i64> = const { std::cell::Cell::new(i64::MIN) };
 }
 
-fn statement_stamp() -> i64 {
+/// Identifies the running statement (the same in its parallel workers): caches that
+/// hold for one statement compare it.
+pub fn statement_stamp() -> i64 {
     // SAFETY: plain reads of backend state.
     unsafe { pg_sys::GetCurrentStatementStartTimestamp() ^ (i64::from(pg_sys::GetCurrentCommandId(false)) << 1) }
 }

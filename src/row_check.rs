@@ -15,6 +15,7 @@
 //! worker), cached for the statement.
 
 use crate::error::{AuditResult, OrReport};
+use crate::keys::statement_stamp;
 use crate::seal::{signing_ring, verdict_of};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::pseudonym::{self, Strategy};
@@ -26,11 +27,6 @@ use std::rc::Rc;
 thread_local! {
     /// Pseudonym -> original, for the statement that filled it (key: statement stamp).
     static RESOLVED: RefCell<(i64, HashMap<String, Option<String>>)> = RefCell::new((i64::MIN, HashMap::new()));
-}
-
-fn statement_stamp() -> i64 {
-    // SAFETY: plain reads of backend state (in a parallel worker: the leader's statement).
-    unsafe { pg_sys::GetCurrentStatementStartTimestamp() }
 }
 
 thread_local! {

@@ -14,8 +14,6 @@
 //! existing mapping without decrypting.
 
 use crate::crypto::{gcm_open_with, gcm_seal_with, CryptoError, KeyRing, Purpose, RootKey};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
@@ -76,38 +74,20 @@ pub fn classify(pseudonym: &str) -> Option<Strategy> {
 
 pub fn hash_pseudonym(key: &RootKey, original: &str) -> String {
     let mut out = [0u8; HASH_PSEUDONYM_LEN];
-    HashPseudonymizer::new(key).write(original.as_bytes(), &mut out);
+    write_hash_pseudonym(key, original.as_bytes(), &mut out);
     String::from_utf8(out.to_vec()).expect("the prefix and hex digits are ASCII")
 }
 
 /// Length of a hash pseudonym: `pseudo-` and 64 hex digits.
 pub const HASH_PSEUDONYM_LEN: usize = PREFIX.len() + 64;
 
-/// The keyed HMAC state of the `hash` strategy, prepared once per key: each pseudonym
-/// then costs the two SHA-256 compressions of the message and the outer hash, and
-/// writes into a caller's buffer (no allocation).
-#[derive(Clone)]
-pub struct HashPseudonymizer {
-    mac: Hmac<Sha256>,
-}
-
-impl HashPseudonymizer {
-    pub fn new(key: &RootKey) -> HashPseudonymizer {
-        HashPseudonymizer { mac: key.prepared_mac(Purpose::PseudonymHmac).clone() }
-    }
-
-    /// Writes `pseudo-` + hex(HMAC-SHA256(k_pseudonym_hmac, original)) into `out`.
-    pub fn write(&self, original: &[u8], out: &mut [u8; HASH_PSEUDONYM_LEN]) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut mac = self.mac.clone();
-        mac.update(original);
-        let digest = mac.finalize().into_bytes();
-        out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
-        for (i, b) in digest.iter().enumerate() {
-            out[PREFIX.len() + 2 * i] = HEX[usize::from(b >> 4)];
-            out[PREFIX.len() + 2 * i + 1] = HEX[usize::from(b & 0x0f)];
-        }
-    }
+/// Writes `pseudo-` + hex(HMAC-SHA256(k_pseudonym_hmac, original)) into a caller's
+/// buffer (no allocation). The key's HMAC state is prepared once (`RootKey::mac`):
+/// each pseudonym costs the compressions of the message and the outer hash.
+pub fn write_hash_pseudonym(key: &RootKey, original: &[u8], out: &mut [u8; HASH_PSEUDONYM_LEN]) {
+    out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+    hex::encode_to_slice(key.mac(Purpose::PseudonymHmac, original), &mut out[PREFIX.len()..])
+        .expect("64 bytes hold 32 in hex");
 }
 
 pub fn new_token() -> String {
@@ -231,10 +211,9 @@ mod tests {
         #[test]
         fn prepared_hash_state_equals_one_shot_hmac(inputs in proptest::collection::vec(".*", 1..8)) {
             let key = RootKey::new("k", [7u8; 32]);
-            let prepared = HashPseudonymizer::new(&key);
             for original in &inputs {
                 let mut out = [0u8; HASH_PSEUDONYM_LEN];
-                prepared.write(original.as_bytes(), &mut out);
+                write_hash_pseudonym(&key, original.as_bytes(), &mut out);
                 let expected = format!(
                     "{PREFIX}{}",
                     hex::encode(hmac_sha256(key.derive(Purpose::PseudonymHmac).as_ref(), original.as_bytes()))
