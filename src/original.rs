@@ -36,7 +36,8 @@ fn audit_original_hash_matches(
         return None;
     }
     let event = OriginalEvent {
-        timestamp_us: i64::from(pg_sys::TimestampTz::from(ts)) + crate::integrity::UNIX_TO_PG_EPOCH_US,
+        // `infinity` has no toISOString() form: it recomputes to None, not an overflow.
+        timestamp_us: crate::integrity::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
         action,
         status,
         principal_id,

@@ -287,8 +287,8 @@ impl RawRow<'_> {
         let t = |i: usize| self.texts[i];
         EventV2 {
             id: self.ints[C_ID],
-            // Saturating: an adopted `infinity` stays the largest value.
-            timestamp_us: self.ints[C_TS].map(|us| us.saturating_add(crate::integrity::UNIX_TO_PG_EPOCH_US)),
+            // An adopted `infinity` stays the largest value.
+            timestamp_us: self.ints[C_TS].map(crate::integrity::unix_micros),
             ttl: t(2),
             principal_id: t(3),
             organization_id: t(4),
