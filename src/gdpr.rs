@@ -49,9 +49,6 @@ fn at_most_one<T>(r: Result<Option<T>, pgrx::spi::Error>) -> AuditResult<Option<
 }
 
 pub fn pseudonymize(original: &str, strategy: Strategy) -> AuditResult<String> {
-    if strategy == Strategy::Hash {
-        return crate::hash_pseudonym::hash_pseudonym(original);
-    }
     let mut one = pseudonymize_many(&[Some(original)], strategy)?;
     Ok(one.pop().flatten().expect("one pseudonym for one original"))
 }
