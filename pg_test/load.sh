@@ -55,7 +55,7 @@ writers_running() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return
         if [ $? != 0 ]; then errors=$((errors + 1)); echo "$out" >>"$dir/maintenance.err"; continue; fi
         created=$((created + $(echo "$out" | awk '$1 == "created" {s += $2} END {print s + 0}')))
         dropped=$((dropped + $(echo "$out" | awk '$1 == "dropped" {s += $2} END {print s + 0}')))
-        skipped=$((skipped + $(echo "$out" | awk '$1 == "skipped" || $1 == "failed" {s += $2} END {print s + 0}')))
+        skipped=$((skipped + $(echo "$out" | awk '$1 == "skipped" || $1 == "failed" || $1 == "overdue" {s += $2} END {print s + 0}')))
     done
     echo "$rounds $errors $created $dropped $skipped" >"$dir/maintenance.out"
 ) &
@@ -102,6 +102,11 @@ check "subject pseudonymization ran alongside without an error" "0" "$perrors"
 for s in 1 2 3 4 5 6; do psql -c "SELECT audit_pseudonymize_subject('subject-$s', 'hash')" >/dev/null; done
 check "after a final pass no event of a pseudonymized subject names it" "0" \
     "$(psql -c "SELECT count(*) FROM audit_log WHERE principal_id IN ('subject-1','subject-2','subject-3','subject-4','subject-5','subject-6')")"
+# Under load a drop or a move out of DEFAULT may not get its lock within the retry
+# window (issue 19: maintenance gives way to writers and reports "skipped"/"overdue");
+# the next scheduled run completes it. That run, now that the writers are gone:
+final=$(psql_as load_admin -c "SELECT action || ' ' || count(*) FROM audit_partition_maintenance() WHERE action IN ('skipped', 'overdue', 'failed') GROUP BY action")
+check "a maintenance run after the load completes every step (nothing skipped, overdue or failed)" "" "$final"
 check "no partition older than the retention survives; no row left in DEFAULT for a month with a partition" "0|0" \
     "$(psql -c "SELECT count(*) FROM audit_partitions('audit_log') WHERE range_to < now() - interval '10 years'")|$(psql -c "SELECT count(*) FROM audit_log_default d WHERE EXISTS (SELECT 1 FROM audit_partitions('audit_log') p WHERE NOT p.is_default AND d.\"timestamp\" >= p.range_from AND d.\"timestamp\" < p.range_to)")"
 total=$(psql -c "SELECT count(*) FROM audit_log")
