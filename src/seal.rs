@@ -242,6 +242,9 @@ struct RawRow<'t> {
     details: Option<std::borrow::Cow<'t, str>>,
     ints: [Option<i64>; COLS.len()],
     personal_keys: Option<Vec<String>>,
+    /// The deformed tuple, for forming the trigger's result without deforming it again.
+    values: Vec<pg_sys::Datum>,
+    nulls: Vec<bool>,
 }
 
 /// Deforms the tuple once (one pass over its attributes, where reading 23 of them one
@@ -279,7 +282,7 @@ unsafe fn read_row<'t>(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, col
             _ => texts[i] = unsafe { <&'t str as FromDatum>::from_datum(datum, false) },
         }
     }
-    RawRow { texts, details, ints, personal_keys }
+    RawRow { texts, details, ints, personal_keys, values, nulls }
 }
 
 impl RawRow<'_> {
@@ -383,18 +386,28 @@ fn audit_log_seal_trigger<'a>(
     event.seal_epoch = Some(epoch);
     let hash = core_seal::row_hash(&event, &personal, &|v| core_seal::reference(key, v));
     let signature = key.map(|k| sign(k, &hash));
-    let mut repl_cols = [cols.at[C_EPOCH] as i32, cols.at[C_ROW_HASH] as i32, cols.at[C_SIGNATURE] as i32, cols.at[C_PERSONAL] as i32];
     let personal_datum = if personal.is_empty() { None } else { personal.into_datum() };
-    let mut values = [
-        epoch.into_datum().expect("int8"),
-        hash.into_datum().expect("text"),
-        signature.clone().into_datum().unwrap_or(pg_sys::Datum::from(0)),
-        personal_datum.unwrap_or(pg_sys::Datum::from(0)),
-    ];
-    let mut nulls = [false, false, signature.is_none(), personal_datum.is_none()];
-    // SAFETY: arrays of equal length 4, valid attribute numbers of this tuple descriptor.
+    // The row's own deformed values with the four evidence columns replaced: what
+    // heap_modify_tuple does, without deforming the tuple a second time.
+    let RawRow { mut values, mut nulls, .. } = row;
+    let mut set = |col: usize, datum: Option<pg_sys::Datum>| {
+        let index = cols.at[col] as usize - 1;
+        values[index] = datum.unwrap_or(pg_sys::Datum::from(0));
+        nulls[index] = datum.is_none();
+    };
+    set(C_EPOCH, epoch.into_datum());
+    set(C_ROW_HASH, hash.into_datum());
+    set(C_SIGNATURE, signature.into_datum());
+    set(C_PERSONAL, personal_datum);
+    // SAFETY: values and nulls hold natts entries for this descriptor (read_row); the
+    // unchanged ones point into `tuple`, alive until the trigger returns. The header
+    // fields copied are those heap_modify_tuple copies.
     let modified = unsafe {
-        pg_sys::heap_modify_tuple_by_cols(tuple, tupdesc, 4, repl_cols.as_mut_ptr(), values.as_mut_ptr(), nulls.as_mut_ptr())
+        let formed = pg_sys::heap_form_tuple(tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr());
+        (*(*formed).t_data).t_ctid = (*(*tuple).t_data).t_ctid;
+        (*formed).t_self = (*tuple).t_self;
+        (*formed).t_tableOid = (*tuple).t_tableOid;
+        formed
     };
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), modified) }))
 }

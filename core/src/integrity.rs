@@ -122,7 +122,22 @@ pub fn encode(fields: &[(&str, Field)]) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    hex32(&Sha256::digest(bytes).into())
+}
+
+/// Lowercase hex of 32 bytes, written into one allocation of the exact size (the
+/// insert trigger calls this twice per row; `hex::encode` goes through an iterator).
+pub fn hex32(bytes: &[u8; 32]) -> String {
+    let mut out = String::with_capacity(64);
+    push_hex32(&mut out, bytes);
+    out
+}
+
+/// Appends the lowercase hex of 32 bytes to `out`.
+pub fn push_hex32(out: &mut String, bytes: &[u8; 32]) {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(bytes, &mut buf).expect("64 bytes hold 32 in hex");
+    out.push_str(std::str::from_utf8(&buf).expect("hex is ASCII"));
 }
 
 pub fn event_hash(fields: &[(&str, Field)]) -> String {
@@ -143,7 +158,11 @@ pub fn mac_matches(key: &RootKey, hash: &str, mac_hex: &str) -> bool {
 }
 
 pub fn sign(key: &RootKey, hash: &str) -> String {
-    format!("{}:{}", key.id, hex::encode(key.mac(Purpose::IntegritySigning, hash.as_bytes())))
+    let mut out = String::with_capacity(key.id.len() + 65);
+    out.push_str(&key.id);
+    out.push(':');
+    push_hex32(&mut out, &key.mac(Purpose::IntegritySigning, hash.as_bytes()));
+    out
 }
 
 /// The reference that stands for a personal value in the encoding.
