@@ -17,11 +17,17 @@
 --   * audit_pseudonymize_hash / audit_pseudonymize_batch (issue 17), the row check
 --     verification runs in parallel (audit_seal_row_check), compatibility wrappers
 --     for the original's partition functions.
+--   * audit_partition_config.default_partition (issue 19): maintenance can run a
+--     parent without a DEFAULT partition, so creation never waits for a reader.
 \echo Use "ALTER EXTENSION audit_db UPDATE" to load this file. \quit
 
 SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
 
 -- ------------------------------------------------------------- tables
+ALTER TABLE audit_partition_config ADD COLUMN default_partition boolean;
+COMMENT ON TABLE audit_partition_config IS
+'Partition upkeep per parent: interval (daily, weekly, monthly), premake periods ahead, retention (NULL = keep all), keep_table (detach and keep instead of drop), auto_create/auto_drop switches, lock_timeout for maintenance, the last maintenance run, and default_partition (false = maintenance moves the DEFAULT partition''s rows into partitions and drops it, so that creation never waits for a reader or pg_dump; true = creates one when missing; NULL = leaves it as it is).';
+GRANT UPDATE (default_partition) ON audit_partition_config TO audit_db_admin;
 ALTER TABLE audit_log
     ADD COLUMN row_hash varchar(64),
     ADD COLUMN seal_epoch bigint,
@@ -267,7 +273,7 @@ COMMENT ON FUNCTION audit_log_guard_drop() IS
 
 -- Two COMMENTs that no longer described what the functions do.
 COMMENT ON FUNCTION audit_partition_maintenance(timestamptz) IS
-'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby. Locks are taken in short attempts (audit_db.lock_attempt_timeout, 50 ms) retried with backoff within the row''s lock_timeout, each attempt in a subtransaction that releases what it locked when it gives up: writers of a parent wait at most one attempt, also behind a long reader or pg_dump. A partition not locked in time is reported as skipped (overdue, with a WARNING, once it is more than a day past its retention) and done by a later run. Creation holds writers off for milliseconds (SHARE ROW EXCLUSIVE on the parent alone, then ACCESS EXCLUSIVE on its DEFAULT partition while rows move); it seals (audit_seal); the drops, which need ACCESS EXCLUSIVE on the parents, run last in a single DROP TABLE statement.';
+'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby. Locks are taken in short attempts (audit_db.lock_attempt_timeout, 50 ms) retried with backoff within the row''s lock_timeout, each attempt in a subtransaction that releases what it locked when it gives up: writers of a parent wait at most one attempt, also behind a long reader or pg_dump. A partition not locked in time is reported as skipped (overdue, with a WARNING, once it is more than a day past its retention) and done by a later run. Creation holds writers off for milliseconds (SHARE ROW EXCLUSIVE on the parent alone, then ACCESS EXCLUSIVE on its DEFAULT partition while rows move); a parent without DEFAULT partition (default_partition = false: its rows are moved into partitions, then it is dropped, action default_dropped) takes only SHARE UPDATE EXCLUSIVE, which no reader or pg_dump blocks; it seals (audit_seal); the drops, which need ACCESS EXCLUSIVE on the parents, run last in a single DROP TABLE statement.';
 COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
 'Replaces a principal by its pseudonym in every audit_log row (one statement over all partitions), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
 

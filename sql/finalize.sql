@@ -24,7 +24,8 @@ GRANT USAGE ON SEQUENCE audit_log_id_seq TO audit_db_writer;
 GRANT SELECT ON audit_partition_config TO audit_db_reader, audit_db_admin;
 -- Admins tune the configured parents; adding a row for another table is for its owner
 -- or a superuser (maintenance runs as SECURITY DEFINER).
-GRANT UPDATE ("interval", premake, retention, keep_table, auto_create, auto_drop, lock_timeout)
+GRANT UPDATE ("interval", premake, retention, keep_table, auto_create, auto_drop, lock_timeout,
+              default_partition)
    ON audit_partition_config TO audit_db_admin;
 
 REVOKE ALL ON FUNCTION audit_create_partitions(regclass, integer, timestamptz) FROM PUBLIC;
@@ -239,7 +240,7 @@ COMMENT ON FUNCTION audit_create_partitions(regclass, integer, timestamptz) IS
 COMMENT ON FUNCTION audit_drop_expired_partitions(regclass, interval, boolean, timestamptz) IS
 'Drops, or with keep_table detaches and renames to <name>_detached, every partition whose whole range ends at or before reference_time - retention (NULL retention = the config row; none configured = nothing). Never the DEFAULT partition nor one open-ended above. Returns the partitions removed.';
 COMMENT ON FUNCTION audit_partition_maintenance(timestamptz) IS
-'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby. Locks are taken in short attempts (audit_db.lock_attempt_timeout, 50 ms) retried with backoff within the row''s lock_timeout, each attempt in a subtransaction that releases what it locked when it gives up: writers of a parent wait at most one attempt, also behind a long reader or pg_dump. A partition not locked in time is reported as skipped (overdue, with a WARNING, once it is more than a day past its retention) and done by a later run. Creation holds writers off for milliseconds (SHARE ROW EXCLUSIVE on the parent alone, then ACCESS EXCLUSIVE on its DEFAULT partition while rows move); it seals (audit_seal); the drops, which need ACCESS EXCLUSIVE on the parents, run last in a single DROP TABLE statement.';
+'Creates then drops partitions for every row of audit_partition_config; the call to schedule with pg_cron. One run at a time (advisory lock; a second returns at once), nothing on a hot standby. Locks are taken in short attempts (audit_db.lock_attempt_timeout, 50 ms) retried with backoff within the row''s lock_timeout, each attempt in a subtransaction that releases what it locked when it gives up: writers of a parent wait at most one attempt, also behind a long reader or pg_dump. A partition not locked in time is reported as skipped (overdue, with a WARNING, once it is more than a day past its retention) and done by a later run. Creation holds writers off for milliseconds (SHARE ROW EXCLUSIVE on the parent alone, then ACCESS EXCLUSIVE on its DEFAULT partition while rows move); a parent without DEFAULT partition (default_partition = false: its rows are moved into partitions, then it is dropped, action default_dropped) takes only SHARE UPDATE EXCLUSIVE, which no reader or pg_dump blocks; it seals (audit_seal); the drops, which need ACCESS EXCLUSIVE on the parents, run last in a single DROP TABLE statement.';
 COMMENT ON FUNCTION audit_analyze_partitions(regclass, bigint, timestamptz) IS
 'Totals over the partitions of a parent (count, bytes, estimated rows, average size) and recommendations: no partition covering or ahead of now, rows in DEFAULT, partitions above size_threshold bytes, retention not configured.';
 COMMENT ON FUNCTION audit_convert_to_partitioned(regclass, text, text) IS

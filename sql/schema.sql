@@ -532,10 +532,12 @@ CREATE TABLE audit_partition_config (
         CONSTRAINT audit_partition_config_lock_timeout_check
         CHECK (lock_timeout > interval '0' AND lock_timeout <= interval '1 hour'),
     last_run_at timestamptz,
-    last_run_result text
+    last_run_result text,
+    -- 0.6.0 (issue 19): whether the parent keeps a DEFAULT partition; NULL = as it is.
+    default_partition boolean
 );
 COMMENT ON TABLE audit_partition_config IS
-'Partition upkeep per parent: interval (daily, weekly, monthly), premake periods ahead, retention (NULL = keep all), keep_table (detach and keep instead of drop), auto_create/auto_drop switches, lock_timeout for maintenance, and the last maintenance run.';
+'Partition upkeep per parent: interval (daily, weekly, monthly), premake periods ahead, retention (NULL = keep all), keep_table (detach and keep instead of drop), auto_create/auto_drop switches, lock_timeout for maintenance, the last maintenance run, and default_partition (false = maintenance moves the DEFAULT partition''s rows into partitions and drops it, so that creation never waits for a reader or pg_dump; true = creates one when missing; NULL = leaves it as it is).';
 
 -- audit_db 0.5.0: a config row must name a table maintenance can keep, checked when
 -- the row is written rather than reported as a failure by every maintenance run.

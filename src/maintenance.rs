@@ -13,13 +13,13 @@
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::lock_retry::with_lock_retries;
 use crate::partition::{
-    create_partition, detach_and_keep, drop_tables, expired_partitions, missing_periods, Expired, Parent,
-    PartitionConfig, OVERDUE,
+    attach_partitions, create_default_partition, create_partition, default_row_periods, detach_and_keep, drop_default_partition,
+    drop_tables, expired_partitions, missing_periods, prepare_partition, Expired, Parent, PartitionConfig, OVERDUE,
 };
 use crate::spi_util::qualified;
 use crate::regclass::Regclass;
 use crate::spi_util::ext_schema;
-use crate::subxact::{try_in_subtransaction, Caught};
+use crate::subxact::{in_subtransaction, try_in_subtransaction, Caught};
 use pgrx::prelude::*;
 
 /// One line of the maintenance report.
@@ -147,6 +147,8 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
 
     // Loaded parents and their config, for the drop phase.
     let mut live = Vec::new();
+    // Whether a lock that holds writers off until commit is held (see below).
+    let mut holding = false;
     for (oid, exists) in parents {
         let rel = Regclass(oid);
         if !exists {
@@ -169,8 +171,19 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
             }
         };
         set_lock_timeout(config.lock_timeout_ms)?;
+        let mut parent = parent;
         if config.auto_create && phase.creates() {
-            create_phase(&parent, &config, at, &mut steps);
+            if let Some(now) = default_phase(&parent, &config, &mut steps) {
+                // Its DEFAULT partition came or went: what follows must know (the
+                // catalog as this statement's snapshot sees it does not say so yet).
+                holding = true;
+                parent.default_partition = now;
+            }
+        }
+        // Parents without a DEFAULT partition first: their creation holds no one off.
+        if config.auto_create && phase.creates() && parent.default_partition.is_none() {
+            let window = if holding { crate::lock_retry::attempt_ms() } else { config.lock_timeout_ms };
+            create_phase(&parent, &config, at, window, &mut steps);
         }
         live.push((parent, config));
     }
@@ -186,11 +199,22 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
             Err(caught) => steps.push(Step::new(None, "failed").detail(format!("sealing: {}: {}", caught.sqlstate, caught.message))),
         }
     }
+    // Creation into parents with a DEFAULT partition comes after sealing: it holds
+    // that parent's writers off (SHARE ROW EXCLUSIVE) until the transaction ends. Once
+    // such a lock is held, every later lock gets one attempt, not a window of retries,
+    // so writers are never held off while maintenance waits for another lock.
+    if phase.creates() {
+        for (parent, config) in live.iter().filter(|(p, c)| c.auto_create && p.default_partition.is_some()) {
+            set_lock_timeout(config.lock_timeout_ms)?;
+            let window = if holding { crate::lock_retry::attempt_ms() } else { config.lock_timeout_ms };
+            holding |= create_phase(parent, config, at, window, &mut steps);
+        }
+    }
     // Drops come last: they are the only DDL here that takes an ACCESS EXCLUSIVE lock
     // on a parent, held until the transaction ends right after them (only the
     // last_run bookkeeping below comes between).
     if phase.retains() {
-        drop_phase(&live, at, &mut steps)?;
+        drop_phase(&live, at, holding, &mut steps)?;
     }
     crate::spi_util::set_lock_timeout(&saved_lock_timeout)?;
 
@@ -231,49 +255,148 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     Ok(steps)
 }
 
+/// Brings `parent`'s DEFAULT partition in line with `default_partition` (issue 19):
+/// false = its rows go into partitions of their own (created here), then the empty
+/// DEFAULT is dropped, after which creation takes only SHARE UPDATE EXCLUSIVE on the
+/// parent and never waits for a reader (pg_dump included); true = one is created when
+/// missing; NULL = left as it is. Lock attempts as for every other DDL here. Returns
+/// the parent's new DEFAULT partition (`Some(None)`: dropped) when it changed it; its
+/// locks then hold writers off until commit.
+fn default_phase(parent: &Parent, config: &PartitionConfig, steps: &mut Vec<Step>) -> Option<Option<String>> {
+    let rel = Regclass(parent.oid);
+    let lock_ms = config.lock_timeout_ms;
+    let report = |steps: &mut Vec<Step>, caught: &Caught, how: &str, name: Option<&str>| {
+        let mut step = failure_step(rel, name, caught, lock_ms);
+        if caught.is_lock_timeout() {
+            step = step.detail(format!("could not lock ({how}): {}; a later run retries", caught.message));
+        }
+        steps.push(step);
+    };
+    match (config.default_partition, &parent.default_partition) {
+        (Some(false), Some(default_name)) => {
+            let placed = try_in_subtransaction(|| {
+                let (starts, unplaceable) = default_row_periods(parent, config.interval).or_report();
+                let mut periods = Vec::new();
+                for start in starts {
+                    periods.extend(missing_periods(parent, config.interval, 0, Some(start)).or_report());
+                }
+                (periods, unplaceable)
+            });
+            let periods = match placed {
+                Ok((periods, _)) => periods,
+                Err(caught) => {
+                    report(steps, &caught, "", Some(default_name));
+                    return None;
+                }
+            };
+            for period in periods {
+                let attempts = with_lock_retries(lock_ms, || create_partition(parent, &period).or_report());
+                let how = attempts.describe(lock_ms);
+                match attempts.result {
+                    Ok(moved) => steps.push(Step::new(Some(rel), "created").partition(&period.name).detail(format!(
+                        "[{}, {}); moved {moved} rows from the DEFAULT partition, which goes (default_partition = false)",
+                        period.from_literal(),
+                        period.to_literal()
+                    ))),
+                    // The DEFAULT stays until every row has a partition.
+                    Err(caught) => {
+                        report(steps, &caught, &how, Some(&period.name));
+                        return None;
+                    }
+                }
+            }
+            let attempts = with_lock_retries(lock_ms, || drop_default_partition(parent).or_report());
+            let how = attempts.describe(lock_ms);
+            match attempts.result {
+                Ok(_) => {
+                    steps.push(
+                        Step::new(Some(rel), "default_dropped")
+                            .partition(default_name)
+                            .detail("the empty DEFAULT partition was dropped (default_partition = false)"),
+                    );
+                    Some(None)
+                }
+                Err(caught) => {
+                    report(steps, &caught, &how, Some(default_name));
+                    None
+                }
+            }
+        }
+        (Some(true), None) => {
+            let attempts = with_lock_retries(lock_ms, || create_default_partition(parent).or_report());
+            let how = attempts.describe(lock_ms);
+            match attempts.result {
+                Ok(name) => {
+                    steps.push(
+                        Step::new(Some(rel), "default_created")
+                            .partition(&name)
+                            .detail("DEFAULT partition created (default_partition = true)"),
+                    );
+                    Some(Some(name))
+                }
+                Err(caught) => {
+                    report(steps, &caught, &how, None);
+                    None
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Creates the missing partitions of `parent`: every table is built first
+/// (`prepare_partition`, no lock that holds anyone off), then one run of lock attempts
+/// (within `window_ms`) moves rows out of DEFAULT and attaches them all. If the
+/// attempts fail, the built tables go too (one subtransaction). Returns whether a lock
+/// that holds writers off until commit was taken (a parent with a DEFAULT partition).
 fn create_phase(
     parent: &Parent,
     config: &PartitionConfig,
     at: Option<TimestampWithTimeZone>,
+    window_ms: i64,
     steps: &mut Vec<Step>,
-) {
+) -> bool {
     let rel = Regclass(parent.oid);
     let periods = match try_in_subtransaction(|| {
         missing_periods(parent, config.interval, config.premake, at).or_report()
     }) {
+        Ok(p) if p.is_empty() => return false,
         Ok(p) => p,
         Err(caught) => {
             steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
-            return;
+            return false;
         }
     };
-    for period in periods {
-        let attempts = with_lock_retries(config.lock_timeout_ms, || create_partition(parent, &period).or_report());
-        let how = attempts.describe(config.lock_timeout_ms);
-        match attempts.result {
-            Ok(moved) => {
-                let step = Step::new(Some(rel), "created").partition(&period.name).detail(format!(
-                    "[{}, {})",
-                    period.from_literal(),
-                    period.to_literal()
-                ));
-                steps.push(if moved > 0 {
-                    let d = step.detail.clone().unwrap_or_default();
-                    step.detail(format!("{d}; moved {moved} rows from the DEFAULT partition"))
+    let how = std::cell::RefCell::new(String::new());
+    let created = in_subtransaction(|| {
+        for period in &periods {
+            prepare_partition(parent, period).or_report();
+        }
+        let attempts = with_lock_retries(window_ms, || attach_partitions(parent, &periods).or_report());
+        *how.borrow_mut() = attempts.describe(window_ms);
+        attempts.result
+    });
+    match created {
+        Ok(moved) => {
+            for (period, moved) in periods.iter().zip(moved) {
+                let range = format!("[{}, {})", period.from_literal(), period.to_literal());
+                steps.push(Step::new(Some(rel), "created").partition(&period.name).detail(if moved > 0 {
+                    format!("{range}; moved {moved} rows from the DEFAULT partition")
                 } else {
-                    step
-                });
+                    range
+                }));
             }
-            Err(caught) => {
+            parent.default_partition.is_some()
+        }
+        Err(caught) => {
+            for period in &periods {
                 let mut step = failure_step(rel, Some(&period.name), &caught, config.lock_timeout_ms);
                 if caught.is_lock_timeout() {
-                    step = step.detail(format!(
-                        "could not lock ({how}): {}; a later run retries",
-                        caught.message
-                    ));
+                    step = step.detail(format!("could not lock ({}): {}; a later run retries", how.borrow(), caught.message));
                 }
-                steps.push(step)
+                steps.push(step);
             }
+            false
         }
     }
 }
@@ -353,6 +476,7 @@ fn not_retired(plan: &Retire<'_>, caught: &Caught, how: &str, steps: &mut Vec<St
 fn drop_phase(
     live: &[(Parent, PartitionConfig)],
     at: Option<TimestampWithTimeZone>,
+    holding: bool,
     steps: &mut Vec<Step>,
 ) -> AuditResult<()> {
     let mut plans = Vec::new();
@@ -366,7 +490,8 @@ fn drop_phase(
             Ok(expired) => plans.push(Retire {
                 parent,
                 rel,
-                window_ms: config.lock_timeout_ms,
+                // A lock held by creation already holds writers off: one attempt.
+                window_ms: if holding { crate::lock_retry::attempt_ms() } else { config.lock_timeout_ms },
                 keep_table: config.keep_table,
                 expired,
             }),

@@ -202,18 +202,52 @@ pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
 }
 
 /// Creates `period` as a partition of `parent` without an ACCESS EXCLUSIVE lock on the
-/// parent: the table is built standalone (LIKE the parent), filled with any rows of its
-/// range that sit in the DEFAULT partition, given a CHECK constraint equal to its bounds
-/// (so ATTACH skips the validation scan), then attached, which takes only SHARE UPDATE
-/// EXCLUSIVE on the parent. Returns the number of rows moved out of DEFAULT.
+/// parent: `prepare_partition`, then `attach_partitions`. Returns the number of rows
+/// moved out of DEFAULT.
 pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
-    // With a DEFAULT partition, rows of the new range may sit in it or arrive in it
-    // while we work. Writers are held off first (SHARE ROW EXCLUSIVE on the parent
-    // alone, ONLY: readers are not blocked, and a session holding one of the other
-    // partitions does not hold us up), then DEFAULT is locked, in the order PostgreSQL's own
-    // DDL and every INSERT take them (parent, then partition), so no writer deadlocks
-    // with us, none slips a row into DEFAULT between the move and the ATTACH, and none
-    // routes a row with a partition map from before the ATTACH.
+    prepare_partition(parent, period)?;
+    Ok(attach_partitions(parent, std::slice::from_ref(period))?[0])
+}
+
+fn bound_check(parent: &Parent, period: &Period) -> String {
+    let key = quote_identifier(&parent.key_column);
+    let (from, to) = (period.from_literal(), period.to_literal());
+    format!("{key} >= '{from}'::timestamptz AND {key} < '{to}'::timestamptz")
+}
+
+/// The part of creating a partition that takes time and holds no writer off: the
+/// table built standalone, LIKE the parent with copies of its indexes (so ATTACH builds
+/// none), and a CHECK constraint equal to its bounds (so ATTACH skips the validation
+/// scan).
+pub fn prepare_partition(parent: &Parent, period: &Period) -> AuditResult<()> {
+    let part = qualified(&parent.schema, &period.name);
+    Spi::run(&format!(
+        "CREATE TABLE {part} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
+                              INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED)",
+        parent.qualified()
+    ))?;
+    let key = quote_identifier(&parent.key_column);
+    Spi::run(&format!(
+        "ALTER TABLE {part} ADD CONSTRAINT audit_db_bound CHECK ({key} IS NOT NULL AND {})",
+        bound_check(parent, period)
+    ))?;
+    Ok(())
+}
+
+/// Attaches the prepared tables of `periods` (`prepare_partition`), moving rows of
+/// their ranges out of the DEFAULT partition first. ATTACH takes SHARE UPDATE
+/// EXCLUSIVE on the parent, which blocks no writer and no reader. Returns the rows
+/// moved per period.
+pub fn attach_partitions(parent: &Parent, periods: &[Period]) -> AuditResult<Vec<i64>> {
+    // With a DEFAULT partition, rows of the new ranges may sit in it or arrive in it
+    // while we work. Writers are held off from here to the commit (SHARE ROW EXCLUSIVE
+    // on the parent alone, ONLY: readers are not blocked, and a session holding one of
+    // the other partitions does not hold us up), then DEFAULT is locked, in the order
+    // PostgreSQL's own DDL and every INSERT take them (parent, then partition), so no
+    // writer deadlocks with us, none slips a row into DEFAULT between the move and the
+    // ATTACH, and none routes a row with a partition map from before the ATTACH (which
+    // PostgreSQL would refuse with an error). Only moves and ATTACHes follow:
+    // milliseconds, the tables are built.
     if let Some(default_name) = &parent.default_partition {
         Spi::run(&format!("LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE", parent.qualified()))?;
         Spi::run(&format!(
@@ -221,46 +255,126 @@ pub fn create_partition(parent: &Parent, period: &Period) -> AuditResult<i64> {
             qualified(&parent.schema, default_name)
         ))?;
     }
-    let part = qualified(&parent.schema, &period.name);
-    let key = quote_identifier(&parent.key_column);
-    let (from, to) = (period.from_literal(), period.to_literal());
-    let range = format!("{key} >= '{from}'::timestamptz AND {key} < '{to}'::timestamptz");
-    Spi::run(&format!(
-        "CREATE TABLE {part} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS
-                              INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED)",
-        parent.qualified()
-    ))?;
-    Spi::run(&format!(
-        "ALTER TABLE {part} ADD CONSTRAINT audit_db_bound CHECK ({key} IS NOT NULL AND {range})"
-    ))?;
-    let mut moved = 0i64;
-    if let Some(default_name) = &parent.default_partition {
-        let default_rel = qualified(&parent.schema, default_name);
-        let cols = parent.column_list();
-        // An internal write: the append-only trigger lets audit_db move its own rows.
-        moved = crate::internal::internal(|| Spi::connect_mut(|client| {
-            client
-                .update(
-                    &format!(
-                        "WITH m AS (DELETE FROM ONLY {default_rel} WHERE {range} RETURNING {cols})
-                         INSERT INTO {part} ({cols}) SELECT {cols} FROM m"
-                    ),
-                    None,
-                    &[],
-                )
-                .map(|t| t.len() as i64)
-        }))?;
+    let mut moved_per_period = Vec::with_capacity(periods.len());
+    for period in periods {
+        let part = qualified(&parent.schema, &period.name);
+        let range = bound_check(parent, period);
+        let mut moved = 0i64;
+        if let Some(default_name) = &parent.default_partition {
+            let default_rel = qualified(&parent.schema, default_name);
+            let cols = parent.column_list();
+            // An internal write: the append-only trigger lets audit_db move its own rows.
+            moved = crate::internal::internal(|| Spi::connect_mut(|client| {
+                client
+                    .update(
+                        &format!(
+                            "WITH m AS (DELETE FROM ONLY {default_rel} WHERE {range} RETURNING {cols})
+                             INSERT INTO {part} ({cols}) SELECT {cols} FROM m"
+                        ),
+                        None,
+                        &[],
+                    )
+                    .map(|t| t.len() as i64)
+            }))?;
+        }
+        Spi::run(&format!(
+            "ALTER TABLE {} ATTACH PARTITION {part} FOR VALUES FROM ('{}') TO ('{}')",
+            parent.qualified(),
+            period.from_literal(),
+            period.to_literal()
+        ))?;
+        Spi::run(&format!("ALTER TABLE {part} DROP CONSTRAINT audit_db_bound"))?;
+        // SECURITY DEFINER creates as the extension owner; hand the table to the
+        // parent's owner so that it can alter or drop what it owns.
+        Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
+        release_from_extension(parent, &period.name)?;
+        moved_per_period.push(moved);
     }
-    Spi::run(&format!(
-        "ALTER TABLE {} ATTACH PARTITION {part} FOR VALUES FROM ('{from}') TO ('{to}')",
-        parent.qualified()
-    ))?;
-    Spi::run(&format!("ALTER TABLE {part} DROP CONSTRAINT audit_db_bound"))?;
-    // SECURITY DEFINER creates as the extension owner; hand the table to the parent's
-    // owner so that it can alter or drop what it owns.
+    Ok(moved_per_period)
+}
+
+/// The periods (of `interval`) of the rows in `parent`'s DEFAULT partition that no
+/// partition covers yet: creating them moves those rows out. Rows dated +-infinity
+/// fit no period and are counted in the second value.
+pub fn default_row_periods(parent: &Parent, interval: PartitionInterval) -> AuditResult<(Vec<TimestampWithTimeZone>, i64)> {
+    let Some(default_name) = &parent.default_partition else { return Ok((Vec::new(), 0)) };
+    let key = quote_identifier(&parent.key_column);
+    let unit = match interval {
+        PartitionInterval::Daily => "day",
+        PartitionInterval::Weekly => "week",
+        PartitionInterval::Monthly => "month",
+    };
+    let query = format!(
+        "SELECT pg_catalog.date_trunc($1, {key} AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', pg_catalog.count(*)
+           FROM ONLY {} GROUP BY 1 ORDER BY 1",
+        qualified(&parent.schema, default_name)
+    );
+    Spi::connect(|client| {
+        let (mut periods, mut unplaceable) = (Vec::new(), 0);
+        for r in client.select(&query, None, &[unit.into()])? {
+            let n = r.get::<i64>(2)?.unwrap_or(0);
+            match r.get::<TimestampWithTimeZone>(1)? {
+                Some(ts) if ts.is_finite() => periods.push(ts),
+                _ => unplaceable += n,
+            }
+        }
+        Ok::<_, pgrx::spi::Error>((periods, unplaceable))
+    })
+    .map_err(AuditError::from)
+}
+
+/// Removes `parent`'s DEFAULT partition, which must be empty (its rows were moved into
+/// their partitions first). ACCESS EXCLUSIVE on the parent alone (ONLY), then on the
+/// DEFAULT partition: the order of PostgreSQL's own DROP and of every INSERT through
+/// the parent, so no writer deadlocks with us. Runs inside `with_lock_retries`.
+pub fn drop_default_partition(parent: &Parent) -> AuditResult<Option<String>> {
+    let Some(default_name) = &parent.default_partition else { return Ok(None) };
+    Spi::run(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", parent.qualified()))?;
+    let default_rel = qualified(&parent.schema, default_name);
+    Spi::run(&format!("LOCK TABLE {default_rel} IN ACCESS EXCLUSIVE MODE"))?;
+    let rows = Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ONLY {default_rel}"))?.unwrap_or(0);
+    if rows > 0 {
+        return Err(AuditError::object_not_in_prerequisite_state(format!(
+            "the DEFAULT partition \"{default_name}\" still holds {rows} rows"
+        ))
+        .detail("Rows dated infinity or -infinity, or of a range whose partition could not be created, stay there.")
+        .hint("Move or delete those rows, or set default_partition to true in audit_partition_config."));
+    }
+    // audit_log_default and error_log_default come with the install script, as members
+    // of the extension: released first (audit_verify_schema then no longer expects them).
+    let member = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_depend
+                         WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                           AND objid = pg_catalog.to_regclass($1) AND deptype = 'e')",
+        &[default_rel.as_str().into()],
+    )?
+    .unwrap_or(false);
+    if member {
+        let _internal = crate::internal::guard();
+        Spi::run(&format!("ALTER EXTENSION audit_db DROP TABLE {default_rel}"))?;
+    }
+    drop_tables(&[(parent.schema.clone(), default_name.clone())])?;
+    Ok(Some(default_name.clone()))
+}
+
+/// Gives `parent` a DEFAULT partition named `<parent>_default` (ACCESS EXCLUSIVE on the
+/// parent while it is attached). Runs inside `with_lock_retries`.
+pub fn create_default_partition(parent: &Parent) -> AuditResult<String> {
+    let mut name = parent.name.clone();
+    while name.len() + "_default".len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
+        name.pop();
+    }
+    name.push_str("_default");
+    if relation_exists(&parent.schema, &name)? {
+        return Err(AuditError::duplicate_table(format!("relation \"{name}\" already exists")).hint(
+            "Rename or drop that table, or attach it yourself with ALTER TABLE ... ATTACH PARTITION ... DEFAULT.",
+        ));
+    }
+    let part = qualified(&parent.schema, &name);
+    Spi::run(&format!("CREATE TABLE {part} PARTITION OF {} DEFAULT", parent.qualified()))?;
     Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
-    release_from_extension(parent, &period.name)?;
-    Ok(moved)
+    release_from_extension(parent, &name)?;
+    Ok(name)
 }
 
 /// During CREATE EXTENSION, tables created by SPI become extension members. Partitions
@@ -507,6 +621,8 @@ pub struct PartitionConfig {
     pub auto_drop: bool,
     /// `lock_timeout` in milliseconds.
     pub lock_timeout_ms: i64,
+    /// Whether the parent keeps a DEFAULT partition; None = as it is (issue 19).
+    pub default_partition: Option<bool>,
 }
 
 impl PartitionConfig {
@@ -522,10 +638,12 @@ impl PartitionConfig {
         if !has_table {
             return Ok(PartitionConfig::default());
         }
+        // default_partition came with 0.6.0: read through to_jsonb, NULL before.
         let query = format!(
             "SELECT \"interval\", premake, retention, keep_table, auto_create, auto_drop,
-                    (extract(epoch FROM lock_timeout) * 1000)::int8
-               FROM {schema}.audit_partition_config WHERE parent = $1"
+                    (extract(epoch FROM lock_timeout) * 1000)::int8,
+                    (pg_catalog.to_jsonb(c) OPERATOR(pg_catalog.->>) 'default_partition')::bool
+               FROM {schema}.audit_partition_config c WHERE parent = $1"
         );
         let row = Spi::connect(|client| {
             let mut out = None;
@@ -538,13 +656,14 @@ impl PartitionConfig {
                     r.get::<bool>(5)?.unwrap_or(true),
                     r.get::<bool>(6)?.unwrap_or(true),
                     r.get::<i64>(7)?.unwrap_or(2000),
+                    r.get::<bool>(8)?,
                 ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })?;
         Ok(match row {
             None => PartitionConfig::default(),
-            Some((interval, premake, retention, keep_table, auto_create, auto_drop, lock_ms)) => {
+            Some((interval, premake, retention, keep_table, auto_create, auto_drop, lock_ms, default_partition)) => {
                 PartitionConfig {
                     interval: PartitionInterval::parse(&interval).map_err(plan_error)?,
                     premake,
@@ -553,6 +672,7 @@ impl PartitionConfig {
                     auto_create,
                     auto_drop,
                     lock_timeout_ms: lock_ms,
+                    default_partition,
                 }
             }
         })
@@ -569,6 +689,7 @@ impl Default for PartitionConfig {
             auto_create: true,
             auto_drop: true,
             lock_timeout_ms: 2000,
+            default_partition: None,
         }
     }
 }

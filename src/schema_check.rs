@@ -219,8 +219,38 @@ fn installed_manifest() -> AuditResult<Vec<Entry>> {
     manifest::parse(text).map_err(AuditError::internal)
 }
 
+/// DEFAULT partitions of the extension's parents that maintenance manages
+/// (`default_partition` set in audit_partition_config, issue 19) and that are no
+/// longer members: dropped, or created again as a plain partition. Their manifest
+/// entries are not expected.
+fn released_defaults() -> AuditResult<Vec<String>> {
+    let schema = crate::spi_util::ext_schema()?;
+    let query = format!(
+        "SELECT c.relname::text || '_default'
+           FROM {schema}.audit_partition_config cfg
+           JOIN pg_catalog.pg_class c ON c.oid = cfg.parent::oid
+           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          WHERE (pg_catalog.to_jsonb(cfg) OPERATOR(pg_catalog.->>) 'default_partition') IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                               AND d.objid = pg_catalog.to_regclass(pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname || '_default'))
+                               AND d.deptype = 'e')"
+    );
+    Spi::connect(|client| {
+        client
+            .select(&query, None, &[])?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(AuditError::from)
+}
+
 pub fn verify() -> AuditResult<Vec<Entry>> {
-    let expected = installed_manifest()?;
+    let released = released_defaults()?;
+    let expected: Vec<Entry> = installed_manifest()?
+        .into_iter()
+        .filter(|e| !released.iter().any(|t| manifest::belongs_to_table(e, t)))
+        .collect();
     let mut drifts = manifest::diff(&expected, &snapshot()?);
     drifts.extend(triples(PARTITION_INDEX_SQL)?);
     drifts.extend(triples(PARTITION_TRIGGER_SQL)?);

@@ -41,8 +41,16 @@ pub fn sqlstate_text(code: i32) -> String {
 /// `query_canceled`, the subtransaction is rolled back and the cancel raised again, so
 /// the whole statement stops as the user asked.
 pub fn try_in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    in_subtransaction(move || Ok(f()))
+}
+
+/// As `try_in_subtransaction`, for work that reports a failure it caught itself (an
+/// `Err`): that rolls the subtransaction back too, undoing what came before it.
+pub fn in_subtransaction<R>(f: impl FnOnce() -> Result<R, Caught>) -> Result<R, Caught> {
+    // SAFETY: plain reads of backend globals, restored below.
     let (old_context, old_owner) =
         unsafe { (pg_sys::CurrentMemoryContext, pg_sys::CurrentResourceOwner) };
+    // SAFETY: a subtransaction begun here is released or rolled back below, whatever f does.
     unsafe {
         pg_sys::BeginInternalSubTransaction(std::ptr::null());
         pg_sys::MemoryContextSwitchTo(old_context);
@@ -60,8 +68,10 @@ pub fn try_in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
             Err((caught, e))
         })
         .execute();
+    // SAFETY: ends the subtransaction begun above; restores the memory context and
+    // resource owner the caller had.
     unsafe {
-        if outcome.is_ok() {
+        if matches!(outcome, Ok(Ok(_))) {
             pg_sys::ReleaseCurrentSubTransaction();
         } else {
             pg_sys::RollbackAndReleaseCurrentSubTransaction();
@@ -70,7 +80,7 @@ pub fn try_in_subtransaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
         pg_sys::CurrentResourceOwner = old_owner;
     }
     match outcome {
-        Ok(r) => Ok(r),
+        Ok(r) => r,
         Err((caught, e)) if caught.is_cancel() => e.rethrow(),
         Err((caught, _)) => Err(caught),
     }

@@ -66,6 +66,16 @@ fn problem(object_type: &str, expected: &str, found: &str) -> String {
 
 /// Compares `expected` (a manifest) with `live` (the catalog): one drift per object
 /// that is missing, unexpected or different, sorted by type and name.
+/// Whether `entry` describes the table `table` or a part of it (its columns,
+/// constraints, privileges, indexes): the entries a removed member table takes along.
+pub fn belongs_to_table(entry: &Entry, table: &str) -> bool {
+    let (kind, name, value) = entry;
+    match kind.as_str() {
+        "index" => value.contains(&format!(" ON {table} ")) || value.contains(&format!(" ON ONLY {table} ")),
+        _ => name == table || name.strip_prefix(table).map(|rest| rest.starts_with('.')).unwrap_or(false),
+    }
+}
+
 pub fn diff(expected: &[Entry], live: &[Entry]) -> Vec<Drift> {
     let key = |e: &Entry| (e.0.clone(), e.1.clone());
     // Only the kinds of object the manifest describes: a manifest written before the
@@ -162,5 +172,21 @@ mod tests {
         assert_eq!(parse(&text).unwrap(), sorted);
         assert!(parse("# comment\n\n").unwrap().is_empty());
         assert!(parse("table\tonly-two").is_err());
+    }
+
+    #[test]
+    fn a_tables_entries_are_its_own_only() {
+        let e = |k: &str, n: &str, v: &str| (k.to_string(), n.to_string(), v.to_string());
+        let t = "audit_log_default";
+        assert!(belongs_to_table(&e("table", t, "partition of audit_log DEFAULT"), t));
+        assert!(belongs_to_table(&e("column", "audit_log_default.id", "bigint"), t));
+        assert!(belongs_to_table(&e("table privilege", t, "none"), t));
+        assert!(belongs_to_table(
+            &e("index", "audit_log_default_action_idx", "CREATE INDEX audit_log_default_action_idx ON audit_log_default USING btree (action)"),
+            t
+        ));
+        assert!(!belongs_to_table(&e("table", "audit_log", "partitioned table RANGE (\"timestamp\")"), t));
+        assert!(!belongs_to_table(&e("column", "audit_log_defaults.id", "bigint"), t));
+        assert!(!belongs_to_table(&e("index", "audit_log_action_idx", "CREATE INDEX audit_log_action_idx ON ONLY audit_log USING btree (action)"), t));
     }
 }

@@ -179,8 +179,9 @@ def subject_pseudonymization():
 
 # ------------------------------------------------------------------- 2
 SECONDS = int(os.environ.get("BENCH_PGBENCH_SECONDS", "10"))
-# Each insert cell runs this many rounds of both tables; the median tps of each counts.
-ROUNDS = int(os.environ.get("BENCH_INSERT_ROUNDS", "3"))
+# Each insert cell runs this many rounds of both tables; the ratio is the median of the
+# rounds' ratios (each round runs both tables back to back: paired), tps medians beside.
+ROUNDS = int(os.environ.get("BENCH_INSERT_ROUNDS", "5"))
 
 
 def pgbench(script, clients):
@@ -236,11 +237,13 @@ VALUES (now(), 'user-' || :u, 'org-1', 'bench.insert', 'ok', '{{"ip": "203.0.113
         for t in tps:
             rates[(orgs, clients, t)] = median(tps[t])
         a, p = rates[(orgs, clients, "audit_log")], rates[(orgs, clients, "plain_log")]
-        spread = ", ".join(f"{x / y:.2f}" for x, y in zip(tps["audit_log"], tps["plain_log"]))
+        ratios = [x / y for x, y in zip(tps["audit_log"], tps["plain_log"])]
+        spread = ", ".join(f"{r:.2f}" for r in ratios)
         results.append((f"2. inserts/s, {orgs} organization(s), {clients} client(s), {ROUNDS} x {SECONDS} s",
                         "audit_log (hash + sign + epoch; sealer on)", 1000.0 / a,
                         "same table, no trigger", 1000.0 / p,
-                        f"tps (medians): audit_db {a:,.0f}, no trigger {p:,.0f}: {a / p:.2f}x (goal >= 0.8x); per round {spread}"))
+                        f"{median(ratios):.2f}x, median of the rounds (goal >= 0.8x); per round {spread}; "
+                        f"tps medians: audit_db {a:,.0f}, no trigger {p:,.0f} ({a / p:.2f}x)"))
     a_scale = rates[(1, 4, "audit_log")] / rates[(1, 1, "audit_log")]
     p_scale = rates[(1, 4, "plain_log")] / rates[(1, 1, "plain_log")]
     results.append(("2. scaling 1 -> 4 clients, 1 organization", "audit_log", 1.0 / a_scale, "no trigger", 1.0 / p_scale,
@@ -252,10 +255,12 @@ VALUES (now(), 'user-' || :u, 'org-1', 'bench.insert', 'ok', '{{"ip": "203.0.113
               FROM generate_series(1, 100000) i""")
         return ms
     bulk = paired(bulk_run)
-    spread = ", ".join(f"{y / x:.2f}" for x, y in zip(bulk["audit_log"], bulk["plain_log"]))
+    ratios = [y / x for x, y in zip(bulk["audit_log"], bulk["plain_log"])]
+    spread = ", ".join(f"{r:.2f}" for r in ratios)
     results.append((f"2. bulk INSERT ... SELECT, 100,000 rows, {ROUNDS} rounds", "audit_log", median(bulk["audit_log"]),
                     "same table, no trigger", median(bulk["plain_log"]),
-                    f"{median(bulk['plain_log']) / median(bulk['audit_log']):.2f}x (goal >= 0.8x); per round {spread}"))
+                    f"{median(ratios):.2f}x, median of the rounds (goal >= 0.8x); per round {spread}; "
+                    f"time medians {median(bulk['plain_log']) / median(bulk['audit_log']):.2f}x"))
     if LAG:
         lags = sorted(LAG)
         p50, p99 = lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
