@@ -134,14 +134,22 @@ thread_local! {
 }
 
 /// After a restart `closed` starts at 0: raise it past every block of this database
-/// before the first tag (once per backend and installation).
+/// and every epoch a row already carries, before the first tag (once per backend and
+/// installation). Blocks alone are not enough: runs that sealed nothing still moved
+/// `closed` on, so rows may carry epochs past the last block; a floor below them left
+/// those rows unsealed until `closed` caught up again, many runs later (found by the
+/// fault test: a crash while sealing 150,000 rows).
 fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
     let oid = crate::spi_util::ext_oid();
     if FLOOR_FOR.with(|f| f.get()) == oid {
         return Ok(());
     }
     let owner = crate::spi_util::ext_owner()?;
-    let sql = format!("SELECT coalesce(pg_catalog.max(epoch), 0) FROM {}.audit_seal_block", crate::spi_util::ext_schema()?);
+    let ext = crate::spi_util::ext_schema()?;
+    let sql = format!(
+        "SELECT GREATEST((SELECT coalesce(pg_catalog.max(epoch), 0) FROM {ext}.audit_seal_block),
+                         (SELECT coalesce(pg_catalog.max(seal_epoch), 0) FROM {ext}.audit_log))"
+    );
     // Writers may not read the block table: the floor is read as the extension's owner.
     let floor = {
         let _owner = crate::integrity::UserSwitch::to(owner);
