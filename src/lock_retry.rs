@@ -43,9 +43,14 @@ pub struct Attempts<R> {
 }
 
 impl<R> Attempts<R> {
-    /// "N attempts of M ms within W ms", for reports.
+    /// "N attempts of M ms within W ms" ("one attempt of M ms" when the window allowed
+    /// no retry), for reports.
     pub fn describe(&self, window_ms: i64) -> String {
-        format!("{} attempts of {} ms within {window_ms} ms", self.attempts, self.attempt_ms)
+        if self.attempts == 1 && window_ms <= self.attempt_ms {
+            return format!("one attempt of {} ms", self.attempt_ms);
+        }
+        let noun = if self.attempts == 1 { "attempt" } else { "attempts" };
+        format!("{} {noun} of {} ms within {window_ms} ms", self.attempts, self.attempt_ms)
     }
 }
 

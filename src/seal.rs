@@ -134,11 +134,14 @@ thread_local! {
 }
 
 /// After a restart `closed` starts at 0: raise it past every block of this database
-/// and every epoch a row already carries, before the first tag (once per backend and
-/// installation). Blocks alone are not enough: runs that sealed nothing still moved
+/// and up to the newest epoch a row carries, before the first tag (once per backend
+/// and installation). Blocks alone are not enough: runs that sealed nothing still moved
 /// `closed` on, so rows may carry epochs past the last block; a floor below them left
 /// those rows unsealed until `closed` caught up again, many runs later (found by the
-/// fault test: a crash while sealing 150,000 rows).
+/// fault test: a crash while sealing 150,000 rows). The newest row epoch minus one: in
+/// a running server that is at most `closed` (rows carry at most the open epoch), so a
+/// backend's first insert never closes the open epoch; after a restart new rows join
+/// the newest unsealed epoch, which has no block yet.
 fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
     let oid = crate::spi_util::ext_oid();
     if FLOOR_FOR.with(|f| f.get()) == oid {
@@ -148,7 +151,7 @@ fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
     let ext = crate::spi_util::ext_schema()?;
     let sql = format!(
         "SELECT GREATEST((SELECT coalesce(pg_catalog.max(epoch), 0) FROM {ext}.audit_seal_block),
-                         (SELECT coalesce(pg_catalog.max(seal_epoch), 0) FROM {ext}.audit_log))"
+                         (SELECT coalesce(pg_catalog.max(seal_epoch), 0) - 1 FROM {ext}.audit_log))"
     );
     // Writers may not read the block table: the floor is read as the extension's owner.
     let floor = {

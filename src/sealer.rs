@@ -87,6 +87,20 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     if !locked {
         return Ok(SealRun { status: "busy: another sealer runs", ..Default::default() });
     }
+    // Lock order and why: the sums read every partition on one snapshot, and that
+    // snapshot must agree with the list of partitions. Creating a partition moves rows
+    // out of DEFAULT into a table it then ATTACHes; a sealer whose partition list
+    // predates that transaction's commit but whose snapshot follows it sees the rows in
+    // neither place (found by the load test). SHARE UPDATE EXCLUSIVE on the parent
+    // alone (ONLY) conflicts with ATTACH and with creation's SHARE ROW EXCLUSIVE, not
+    // with writers' ROW EXCLUSIVE: writers never wait for the sealer. Taken first,
+    // before anything reads audit_log (the floor below reads every partition): a
+    // partition locked before the parent would deadlock with maintenance, which locks
+    // the parent and then the DEFAULT partition (found by the load test). Bounded by
+    // lock_timeout, a busy parent makes this run "busy" and the next one seals.
+    if !lock_parent(&ext)? {
+        return Ok(SealRun { status: "busy: partition maintenance holds audit_log", ..Default::default() });
+    }
     let sh = shared()?;
     ensure_floor_now(sh)?;
     let (last, mut prev) = last_block(&ext)?;
@@ -109,18 +123,6 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     };
     if upto <= last {
         return Ok(SealRun { sealed_upto: last, open_writers: open, status: "nothing to seal", ..Default::default() });
-    }
-    // Lock order and why: the sums read every partition on one snapshot, and that
-    // snapshot must agree with the list of partitions. Creating a partition moves rows
-    // out of DEFAULT into a table it then ATTACHes; a sealer whose partition list
-    // predates that transaction's commit but whose snapshot follows it sees the rows in
-    // neither place (found by the load test). SHARE UPDATE EXCLUSIVE on the parent
-    // alone (ONLY) conflicts with ATTACH and with creation's SHARE ROW EXCLUSIVE, not
-    // with writers' ROW EXCLUSIVE: writers never wait for the sealer. Taken after the
-    // advisory lock and the wait for writers, before the snapshot; bounded by
-    // lock_timeout, a busy parent makes this run "busy" and the next one seals.
-    if !lock_parent(&ext)? {
-        return Ok(SealRun { open_writers: open, status: "busy: partition maintenance holds audit_log", ..Default::default() });
     }
     let ring = signing_ring();
     let mut run = SealRun { sealed_upto: upto, open_writers: open, status: "sealed", ..Default::default() };
