@@ -255,93 +255,103 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     Ok(steps)
 }
 
+/// A failed step of `rel` (for `partition`); a lock timeout says how it was tried.
+fn lock_failure(rel: Regclass, partition: Option<&str>, caught: &Caught, how: &str, window_ms: i64) -> Step {
+    let step = failure_step(rel, partition, caught, window_ms);
+    if caught.is_lock_timeout() {
+        step.detail(format!("could not lock ({how}): {}; a later run retries", caught.message))
+    } else {
+        step
+    }
+}
+
+/// Runs `f` in lock attempts within `window_ms` (`with_lock_retries`); a failure is
+/// reported as a step for `partition` and gives None.
+fn attempt_step<R>(
+    rel: Regclass,
+    window_ms: i64,
+    partition: Option<&str>,
+    steps: &mut Vec<Step>,
+    f: impl FnMut() -> R,
+) -> Option<R> {
+    let attempts = with_lock_retries(window_ms, f);
+    let how = attempts.describe(window_ms);
+    match attempts.result {
+        Ok(r) => Some(r),
+        Err(caught) => {
+            steps.push(lock_failure(rel, partition, &caught, &how, window_ms));
+            None
+        }
+    }
+}
+
 /// Brings `parent`'s DEFAULT partition in line with `default_partition` (issue 19):
-/// false = its rows go into partitions of their own (created here), then the empty
-/// DEFAULT is dropped, after which creation takes only SHARE UPDATE EXCLUSIVE on the
-/// parent and never waits for a reader (pg_dump included); true = one is created when
-/// missing; NULL = left as it is. Lock attempts as for every other DDL here. Returns
-/// the parent's new DEFAULT partition (`Some(None)`: dropped) when it changed it; its
-/// locks then hold writers off until commit.
+/// false = `remove_default`; true = one is created when missing; NULL = left as it
+/// is. Returns the parent's new DEFAULT partition (`Some(None)`: dropped) when it
+/// changed it; its locks then hold writers off until commit.
 fn default_phase(parent: &Parent, config: &PartitionConfig, steps: &mut Vec<Step>) -> Option<Option<String>> {
     let rel = Regclass(parent.oid);
-    let lock_ms = config.lock_timeout_ms;
-    let report = |steps: &mut Vec<Step>, caught: &Caught, how: &str, name: Option<&str>| {
-        let mut step = failure_step(rel, name, caught, lock_ms);
-        if caught.is_lock_timeout() {
-            step = step.detail(format!("could not lock ({how}): {}; a later run retries", caught.message));
-        }
-        steps.push(step);
-    };
     match (config.default_partition, &parent.default_partition) {
-        (Some(false), Some(default_name)) => {
-            let placed = try_in_subtransaction(|| {
-                let (starts, unplaceable) = default_row_periods(parent, config.interval).or_report();
-                let mut periods = Vec::new();
-                for start in starts {
-                    periods.extend(missing_periods(parent, config.interval, 0, Some(start)).or_report());
-                }
-                (periods, unplaceable)
-            });
-            let periods = match placed {
-                Ok((periods, _)) => periods,
-                Err(caught) => {
-                    report(steps, &caught, "", Some(default_name));
-                    return None;
-                }
-            };
-            for period in periods {
-                let attempts = with_lock_retries(lock_ms, || create_partition(parent, &period).or_report());
-                let how = attempts.describe(lock_ms);
-                match attempts.result {
-                    Ok(moved) => steps.push(Step::new(Some(rel), "created").partition(&period.name).detail(format!(
-                        "[{}, {}); moved {moved} rows from the DEFAULT partition, which goes (default_partition = false)",
-                        period.from_literal(),
-                        period.to_literal()
-                    ))),
-                    // The DEFAULT stays until every row has a partition.
-                    Err(caught) => {
-                        report(steps, &caught, &how, Some(&period.name));
-                        return None;
-                    }
-                }
-            }
-            let attempts = with_lock_retries(lock_ms, || drop_default_partition(parent).or_report());
-            let how = attempts.describe(lock_ms);
-            match attempts.result {
-                Ok(_) => {
-                    steps.push(
-                        Step::new(Some(rel), "default_dropped")
-                            .partition(default_name)
-                            .detail("the empty DEFAULT partition was dropped (default_partition = false)"),
-                    );
-                    Some(None)
-                }
-                Err(caught) => {
-                    report(steps, &caught, &how, Some(default_name));
-                    None
-                }
-            }
-        }
+        (Some(false), Some(default_name)) => remove_default(parent, config, default_name, steps).then_some(None),
         (Some(true), None) => {
-            let attempts = with_lock_retries(lock_ms, || create_default_partition(parent).or_report());
-            let how = attempts.describe(lock_ms);
-            match attempts.result {
-                Ok(name) => {
-                    steps.push(
-                        Step::new(Some(rel), "default_created")
-                            .partition(&name)
-                            .detail("DEFAULT partition created (default_partition = true)"),
-                    );
-                    Some(Some(name))
-                }
-                Err(caught) => {
-                    report(steps, &caught, &how, None);
-                    None
-                }
-            }
+            let name = attempt_step(rel, config.lock_timeout_ms, None, steps, || {
+                create_default_partition(parent).or_report()
+            })?;
+            steps.push(
+                Step::new(Some(rel), "default_created")
+                    .partition(&name)
+                    .detail("DEFAULT partition created (default_partition = true)"),
+            );
+            Some(Some(name))
         }
         _ => None,
     }
+}
+
+/// The DEFAULT partition's rows go into partitions of their own (created here), then
+/// the empty DEFAULT partition is dropped: from then on creation takes only SHARE
+/// UPDATE EXCLUSIVE on the parent and never waits for a reader (pg_dump included).
+/// Lock attempts as for every other DDL here. Returns whether it was dropped.
+fn remove_default(parent: &Parent, config: &PartitionConfig, default_name: &str, steps: &mut Vec<Step>) -> bool {
+    let rel = Regclass(parent.oid);
+    let lock_ms = config.lock_timeout_ms;
+    let placed = try_in_subtransaction(|| {
+        let (starts, _unplaceable) = default_row_periods(parent, config.interval).or_report();
+        let mut periods = Vec::new();
+        for start in starts {
+            periods.extend(missing_periods(parent, config.interval, 0, Some(start)).or_report());
+        }
+        periods
+    });
+    let periods = match placed {
+        Ok(periods) => periods,
+        Err(caught) => {
+            steps.push(lock_failure(rel, Some(default_name), &caught, "", lock_ms));
+            return false;
+        }
+    };
+    for period in periods {
+        // The DEFAULT partition stays until every row has a partition.
+        let Some(moved) = attempt_step(rel, lock_ms, Some(&period.name), steps, || {
+            create_partition(parent, &period).or_report()
+        }) else {
+            return false;
+        };
+        steps.push(Step::new(Some(rel), "created").partition(&period.name).detail(format!(
+            "[{}, {}); moved {moved} rows from the DEFAULT partition, which goes (default_partition = false)",
+            period.from_literal(),
+            period.to_literal()
+        )));
+    }
+    if attempt_step(rel, lock_ms, Some(default_name), steps, || drop_default_partition(parent).or_report()).is_none() {
+        return false;
+    }
+    steps.push(
+        Step::new(Some(rel), "default_dropped")
+            .partition(default_name)
+            .detail("the empty DEFAULT partition was dropped (default_partition = false)"),
+    );
+    true
 }
 
 /// Creates the missing partitions of `parent`: every table is built first
@@ -390,11 +400,7 @@ fn create_phase(
         }
         Err(caught) => {
             for period in &periods {
-                let mut step = failure_step(rel, Some(&period.name), &caught, config.lock_timeout_ms);
-                if caught.is_lock_timeout() {
-                    step = step.detail(format!("could not lock ({}): {}; a later run retries", how.borrow(), caught.message));
-                }
-                steps.push(step);
+                steps.push(lock_failure(rel, Some(&period.name), &caught, &how.borrow(), config.lock_timeout_ms));
             }
             false
         }
@@ -450,12 +456,8 @@ fn retire_attempt(plans: &[Retire<'_>]) -> AuditResult<Vec<Step>> {
 /// on it.
 fn not_retired(plan: &Retire<'_>, caught: &Caught, how: &str, steps: &mut Vec<Step>) {
     for e in &plan.expired {
-        let mut step = failure_step(plan.rel, Some(&e.name), caught, plan.window_ms);
+        let mut step = lock_failure(plan.rel, Some(&e.name), caught, how, plan.window_ms);
         if caught.is_lock_timeout() {
-            step = step.detail(format!(
-                "could not lock ({how}): {}; a later run retries",
-                caught.message
-            ));
             if e.overdue {
                 step.action = "overdue";
                 pgrx::warning!(
