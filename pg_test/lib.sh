@@ -3,7 +3,9 @@
 #   source pg_test/lib.sh; start_cluster DIR PORT [postgresql.conf line ...]
 #   psql -c SQL (as postgres, -At, stderr inline); check NAME EXPECTED ACTUAL; ...;
 #   finish "what tests"
-bindir=$(/usr/bin/pg_config --bindir)
+PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+bindir=$("$PG_CONFIG" --bindir)
+[ "$PG_CONFIG" != /usr/bin/pg_config ] && export LD_LIBRARY_PATH="$("$PG_CONFIG" --libdir)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 passed=0
 failed=0
 

@@ -7,11 +7,17 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 dir=${AUDIT_DB_TEST_DIR:-/tmp/audit_db_sqltest}
 port=${AUDIT_DB_TEST_PORT:-55432}
-bindir=$(/usr/bin/pg_config --bindir)
-regress="$(/usr/bin/pg_config --pkglibdir)/pgxs/src/test/regress/pg_regress"
+PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+bindir=$("$PG_CONFIG" --bindir)
+regress="$("$PG_CONFIG" --pkglibdir)/pgxs/src/test/regress/pg_regress"
+[ "$PG_CONFIG" != /usr/bin/pg_config ] && export LD_LIBRARY_PATH="$("$PG_CONFIG" --libdir)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# pg_cron exists only for Debian's PostgreSQL 15 here: without it the tests that
+# schedule a job take their expected output without pg_cron (pg_regress's _1 files).
+preload=audit_db
+[ -f "$("$PG_CONFIG" --pkglibdir)/pg_cron.so" ] && preload=pg_cron,audit_db
 
 scripts/cluster.sh start "$dir" "$port" \
-    "shared_preload_libraries = 'pg_cron,audit_db'" \
+    "shared_preload_libraries = '$preload'" \
     "cron.database_name = 'audit_regress'" \
     "cron.host = '$dir/sock'" \
     "max_locks_per_transaction = 256"
@@ -19,11 +25,14 @@ trap 'scripts/cluster.sh stop "$dir"' EXIT
 
 export AUDIT_DB_FIXTURES="$root/pg_test/fixtures"
 tests=()
+skipped=()
 for f in pg_test/sql/*.sql; do
     name=$(basename "$f" .sql)
     if [ -n "${1:-}" ] && [[ "$name" != *"$1"* ]]; then continue; fi
+    if [ "$name" = 18_pg_cron ] && [[ "$preload" != *pg_cron* ]]; then skipped+=("$name"); continue; fi
     tests+=("$name")
 done
+[ ${#skipped[@]} = 0 ] || echo "skipped: ${skipped[*]} (pg_cron is not installed for PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'))"
 out="$dir/out"
 mkdir -p "$out"
 set +e

@@ -6,7 +6,11 @@
 # The socket lives in DIR/sock; connect with: psql -h DIR/sock -p PORT -U postgres
 set -euo pipefail
 
-PG_BIN="$(/usr/bin/pg_config --bindir 2>/dev/null || true)"
+# PG_CONFIG picks the PostgreSQL (default Debian's 15; scripts/pg_binaries.sh fetches 16-18).
+PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
+PG_BIN="$("$PG_CONFIG" --bindir 2>/dev/null || true)"
+# A relocatable build's programs and modules (dblink) must load its own libpq.
+[ "$PG_CONFIG" != /usr/bin/pg_config ] && export LD_LIBRARY_PATH="$("$PG_CONFIG" --libdir)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 [ -x "$PG_BIN/initdb" ] || PG_BIN=/usr/lib/postgresql/15/bin
 
 as_pg() {

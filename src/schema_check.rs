@@ -82,8 +82,11 @@ SELECT 'index', i.relname::text,
   FROM rels c JOIN pg_catalog.pg_index x ON x.indrelid = c.oid
   JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
 UNION ALL
+-- PostgreSQL 18 also stores NOT NULL as constraints (contype 'n'), named by the
+-- server: the column entries above already say "not null".
 SELECT 'constraint', c.relname || '.' || k.conname, pg_catalog.pg_get_constraintdef(k.oid)
   FROM rels c JOIN pg_catalog.pg_constraint k ON k.conrelid = c.oid
+ WHERE k.contype <> 'n'
 UNION ALL
 SELECT 'table privilege', c.relname::text, coalesce(g.acl, 'none')
   FROM rels c LEFT JOIN grants g ON g.oid = c.oid

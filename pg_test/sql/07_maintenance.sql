@@ -91,25 +91,5 @@ RESET lock_timeout;
 
 SELECT dblink_disconnect('other');
 
--- A real pg_cron job: one more month ahead for error_log, done by the scheduler.
-UPDATE audit_partition_config SET premake = 8, auto_drop = false WHERE parent = 'error_log'::regclass;
-SELECT to_regclass('error_log_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '8 months', 'YYYY_MM')) IS NULL
-       AS eighth_month_missing;
-CREATE EXTENSION pg_cron;
-SELECT cron.schedule('audit-maint', '* * * * *', 'SELECT audit_partition_maintenance()') > 0 AS scheduled;
--- pg_cron 1.4 schedules by the minute: poll (bounded at 75 s) until the job has run once.
-DO $$
-BEGIN
-    FOR i IN 1..750 LOOP
-        EXIT WHEN EXISTS (SELECT 1 FROM cron.job_run_details WHERE status IN ('succeeded', 'failed'));
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-END $$;
-SELECT cron.unschedule('audit-maint');
-SELECT status FROM cron.job_run_details ORDER BY runid LIMIT 1;
-SELECT to_regclass('error_log_' || to_char(date_trunc('month', now() AT TIME ZONE 'UTC') + interval '8 months', 'YYYY_MM')) IS NOT NULL
-       AS eighth_month_created,
-       (SELECT last_run_at IS NOT NULL FROM audit_partition_config WHERE parent = 'error_log'::regclass) AS recorded;
-DROP EXTENSION pg_cron;
 UPDATE audit_partition_config SET premake = 6, auto_drop = true, retention = NULL, lock_timeout = '2s';
 DROP EXTENSION dblink;

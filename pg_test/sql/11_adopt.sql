@@ -3,6 +3,8 @@
 -- plus Drizzle's journal; SET audit_db.adopt = 'drizzle' and CREATE EXTENSION take it
 -- over without losing a row.
 SET timezone = 'UTC';
+-- No CONTEXT lines: PostgreSQL 18 adds the extension script's statement to them.
+\set SHOW_CONTEXT never
 CREATE DATABASE audit_adopt;
 \c audit_adopt
 SET timezone = 'UTC';

@@ -72,7 +72,10 @@ SELECT audit_export_subject('alice');
 SELECT audit_forget_subject('alice');
 \echo :LAST_ERROR_SQLSTATE
 -- No setting, view or catalog shows the key (nor, to non-superusers, its path).
+-- (SQLSTATE only: PostgreSQL 16 reworded the message.)
+\set VERBOSITY sqlstate
 SHOW audit_db.key_file;
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) AS visible_key_settings FROM pg_settings WHERE name LIKE 'audit_db.key%';
 RESET ROLE;
