@@ -4,7 +4,7 @@
 demo:            ## build, install, start a throwaway cluster and run the demo script
 	bash scripts/demo.sh
 
-test:            ## every test: pure Rust, #[pg_test], SQL (pg_regress)
+test:            ## every test on PostgreSQL 15, 16, 17 and 18 (PG=17: one version): pure Rust, #[pg_test], SQL, cluster-level
 	bash scripts/test.sh
 
 prereqs:         ## Debian packages, cargo-pgrx 0.18.0, cargo pgrx init

@@ -46,40 +46,72 @@ cargo test -p audit_db_core 2>&1 | tee "$logdir/core.log" | grep -E '^test resul
 [ "${PIPESTATUS[0]}" = 0 ] || { status=1; grep -q failed "$logdir/core.log" || failed=$((failed + 1)); }
 count_cargo "$logdir/core.log"
 
-echo "== tier 2: cargo pgrx test pg15"
-pgdata_root=/tmp/audit_db_pgrx_test
-rm -rf "$pgdata_root"; mkdir -p "$pgdata_root"; chown postgres:postgres "$pgdata_root"
-cargo pgrx test pg15 --runas postgres --pgdata "$pgdata_root/data" 2>&1 | tee "$logdir/pgrx.log" \
-    | grep -E '^test |^test result|panicked|^error'
-if [ "${PIPESTATUS[0]}" != 0 ]; then
-    status=1
-    grep -q 'test result' "$logdir/pgrx.log" || failed=$((failed + 1))
-fi
-count_cargo "$logdir/pgrx.log"
-
-echo "== tier 3: SQL tests (pg_regress)"
-scripts/install.sh >"$logdir/install.log" 2>&1 \
-    || { cat "$logdir/install.log"; status=1; failed=$((failed + 1)); }
-pg_test/run.sh 2>&1 | tee "$logdir/sql.log" | grep -vE '^(SET|DROP DATABASE|CREATE DATABASE|ALTER DATABASE|CREATE EXTENSION)$'
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql.log")
-f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql.log")
-passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
-
-echo "== tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults)"
-for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/standby.sh; do
-    log="$logdir/$(basename "$t" .sh).log"
-    "$t" >"$log" 2>&1
-    [ "$?" = 0 ] || status=1
-    grep -E '^(ok|not ok) - |^    |^figures: ' "$log"
-    summary=$(grep -E '^[a-z/ ]+ tests: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
-    echo "$summary"
-    p=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\1/p')
-    f=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\2/p')
-    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+# Tiers 2-4 run once per PostgreSQL version: PG="15 16 17 18" (the default) or e.g.
+# `make test PG=17`. 15 is Debian's; 16-18 are fetched by scripts/pg_binaries.sh.
+versions=${PG:-15 16 17 18}
+declare -A pg_configs=()
+for v in $versions; do
+    if [ "$v" = 15 ]; then
+        pg_configs[$v]=/usr/bin/pg_config
+    elif pc=$(scripts/pg_binaries.sh "$v" 2>"$logdir/fetch-$v.log"); then
+        pg_configs[$v]=$pc
+    else
+        echo "PostgreSQL $v: could not be fetched (see $logdir/fetch-$v.log); counted as one failure"
+        cat "$logdir/fetch-$v.log"
+        failed=$((failed + 1)); status=1
+    fi
 done
+# cargo pgrx test needs every version in its config.
+init_args=()
+for v in "${!pg_configs[@]}"; do init_args+=("--pg$v" "${pg_configs[$v]}"); done
+cargo pgrx init "${init_args[@]}" >"$logdir/pgrx-init.log" 2>&1 || { cat "$logdir/pgrx-init.log"; status=1; }
 
-[ "$failed" -gt 0 ] && status=1
+declare -A per_version=()
+for v in $versions; do
+    [ -n "${pg_configs[$v]:-}" ] || continue
+    export PG_CONFIG=${pg_configs[$v]}
+    before_p=$passed before_f=$failed
+
+    echo "== PostgreSQL $v, tier 2: cargo pgrx test pg$v"
+    pgdata_root=/tmp/audit_db_pgrx_test
+    rm -rf "$pgdata_root"; mkdir -p "$pgdata_root"; chown postgres:postgres "$pgdata_root"
+    cargo pgrx test "pg$v" --runas postgres --pgdata "$pgdata_root/data" 2>&1 | tee "$logdir/pgrx-$v.log" \
+        | grep -E '^test |^test result|panicked|^error'
+    if [ "${PIPESTATUS[0]}" != 0 ]; then
+        status=1
+        grep -q 'test result' "$logdir/pgrx-$v.log" || failed=$((failed + 1))
+    fi
+    count_cargo "$logdir/pgrx-$v.log"
+
+    echo "== PostgreSQL $v, tier 3: SQL tests (pg_regress)"
+    scripts/install.sh >"$logdir/install-$v.log" 2>&1 \
+        || { cat "$logdir/install-$v.log"; status=1; failed=$((failed + 1)); }
+    pg_test/run.sh 2>&1 | tee "$logdir/sql-$v.log" | grep -vE '^(SET|DROP DATABASE|CREATE DATABASE|ALTER DATABASE|CREATE EXTENSION)$'
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    p=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/sql-$v.log")
+    f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql-$v.log")
+    passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+    skipped=$(grep -E '^skipped: ' "$logdir/sql-$v.log" | head -1)
+
+    echo "== PostgreSQL $v, tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults, stall, standby)"
+    for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/standby.sh; do
+        log="$logdir/$(basename "$t" .sh)-$v.log"
+        "$t" >"$log" 2>&1
+        [ "$?" = 0 ] || status=1
+        grep -E '^(ok|not ok) - |^    |^figures: ' "$log"
+        summary=$(grep -E '^[a-z/ ]+ tests: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+        echo "$summary"
+        p=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\1/p')
+        f=$(echo "$summary" | sed -nE 's/.* ([0-9]+) passed, ([0-9]+) failed$/\2/p')
+        passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+    done
+    per_version[$v]="PostgreSQL $v: $((passed - before_p)) passed, $((failed - before_f)) failed${skipped:+ ($skipped)}"
+    echo "${per_version[$v]}"
+done
+unset PG_CONFIG
+
 echo "logs: $logdir"
+for v in $versions; do [ -n "${per_version[$v]:-}" ] && echo "${per_version[$v]}"; done
+[ "$failed" -gt 0 ] && status=1
 echo "audit_db: $passed passed, $failed failed"
 exit "$status"

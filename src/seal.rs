@@ -84,10 +84,10 @@ pub fn shared() -> AuditResult<&'static SealShared> {
 /// index per-backend arrays). Not pointer arithmetic over `allProcs`: a PGPROC size that
 /// differs between Rust's bindings and C would make two backends share a slot.
 fn proc_number() -> usize {
-    #[cfg(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16"))]
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
     // SAFETY: MyProc is set for every backend and worker that can run our code.
     let n = unsafe { (*pg_sys::MyProc).pgprocno };
-    #[cfg(not(any(feature = "pg13", feature = "pg14", feature = "pg15", feature = "pg16")))]
+    #[cfg(not(any(feature = "pg15", feature = "pg16")))]
     // SAFETY: a backend global, set at process start.
     let n = unsafe { pg_sys::MyProcNumber };
     n as usize
