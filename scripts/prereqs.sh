@@ -22,6 +22,14 @@ if [ "$(cargo pgrx --version 2>/dev/null || true)" != "cargo-pgrx $PGRX_VERSION"
 fi
 
 PGRX_HOME="${PGRX_HOME:-$HOME/.pgrx}"
+# Every build reads every pg_config of pgrx's config: one that is gone (a fetched
+# PostgreSQL 16-18 removed, see scripts/pg_binaries.sh) breaks the build of all.
+stale=false
+while read -r path; do
+    [ -x "$path" ] || stale=true
+done < <(sed -nE 's/^pg[0-9]+ *= *"([^"]+)"/\1/p' "$PGRX_HOME/config.toml" 2>/dev/null)
+# (cargo pgrx init adds to the config, it never takes an entry away.)
+$stale && rm -f "$PGRX_HOME/config.toml"
 if ! grep -q '^pg15 *= *"/usr/bin/pg_config"' "$PGRX_HOME/config.toml" 2>/dev/null; then
     echo "prereqs: cargo pgrx init --pg15 /usr/bin/pg_config"
     cargo pgrx init --pg15 /usr/bin/pg_config >/dev/null
