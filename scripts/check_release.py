@@ -11,6 +11,7 @@
 4. A manifest exists for the current version (audit_verify_schema() needs it).
 5. docs/reference.md has one heading per function of that manifest (the catalog of a
    fresh install), and none for a function the catalog lacks.
+6. Every function of that manifest has a COMMENT in the install script.
 
 Usage: scripts/check_release.py GENERATED_SQL   (output of `cargo pgrx schema`)
 Prints "ok - ..." / "not ok - ..." lines and "release checks: N passed, M failed".
@@ -104,6 +105,14 @@ if manifest.exists():
           and len(documented) == len(set(documented)),
           f"undocumented: {missing}; documented but not in the catalog: {stale}; "
           f"documented twice: {sorted({d for d in documented if documented.count(d) > 1})}")
+
+# 6. every function of the catalog carries a COMMENT in the install script (what \df+
+#    shows; the reference above is the long form of the same text)
+if manifest.exists():
+    commented = set(re.findall(r'COMMENT ON (?:FUNCTION|PROCEDURE) (?:@extschema@\.)?"?([a-z_][a-z0-9_]*)', "\n".join(generated)))
+    uncommented = sorted(set(catalog) - commented)
+    check("every function of the catalog has a COMMENT in the install script", not uncommented,
+          f"no COMMENT ON FUNCTION for: {uncommented}")
 
 failed = results.count(False)
 print(f"release checks: {len(results) - failed} passed, {failed} failed")
