@@ -34,12 +34,16 @@ expired_partitions() {
 }
 
 # Waits (polling the catalog, not the clock) until the long reader holds its read.
-wait_for_reader() {
+# Polls (the catalog, 10 ms apart, at most 500 times) until QUERY returns 1.
+wait_until_one() {
     for _ in $(seq 1 500); do
-        [ "$(psql -c "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%stall reader%' AND wait_event = 'PgSleep'")" = 1 ] && return 0
+        [ "$(psql -c "$1")" = 1 ] && return 0
         "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -c "SELECT pg_sleep(0.01)" >/dev/null
     done
     return 1
+}
+wait_for_reader() {
+    wait_until_one "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%stall reader%' AND wait_event = 'PgSleep'"
 }
 
 # A maintenance run's retention steps, counted by action ("dropped 3").
@@ -48,6 +52,14 @@ maintenance() {
          -c "SELECT string_agg(action || ' ' || n, ', ' ORDER BY action)
                FROM (SELECT action, count(*) AS n FROM audit_partition_maintenance()
                       WHERE action IN ('dropped', 'skipped', 'overdue', 'failed') GROUP BY 1) s"
+}
+
+# From pgbench's latency logs of a scenario (-l: client, transaction, latency in us,
+# script, epoch seconds, us): sets max_ms and zero_seconds (seconds without an insert).
+latency_figures() {
+    max_ms=$(cat "$dir"/lat_"$1"* | awk '{ if ($3 > m) m = $3 } END { printf "%d", m / 1000 }')
+    zero_seconds=$(cat "$dir"/lat_"$1"* | awk '{ n[$5]++; if (!f || $5 < f) f = $5; if ($5 > l) l = $5 }
+        END { z = 0; for (s = f; s <= l; s++) if (!(s in n)) z++; print z }')
 }
 
 # One scenario with the given attempt timeout; sets: max_ms, zero_seconds, during, after.
@@ -66,10 +78,7 @@ scenario() {
     wait "$reader"
     after=$(maintenance "$attempt")
     wait "$bench"
-    # pgbench -l: client, transaction, latency (us), script, epoch seconds, us.
-    max_ms=$(cat "$dir"/lat_"$tag"* | awk '{ if ($3 > m) m = $3 } END { printf "%d", m / 1000 }')
-    zero_seconds=$(cat "$dir"/lat_"$tag"* | awk '{ n[$5]++; if (!f || $5 < f) f = $5; if ($5 > l) l = $5 }
-        END { z = 0; for (s = f; s <= l; s++) if (!(s in n)) z++; print z }')
+    latency_figures "$tag"
 }
 
 scenario 2000 old
@@ -119,12 +128,8 @@ dump_scenario() {
     # Until pg_dump holds its lock on app_events (it locks every table before it
     # writes any data).
     local held=0
-    for _ in $(seq 1 500); do
-        held=$(psql -c "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                         WHERE a.application_name = 'pg_dump' AND l.relation = 'app_events'::regclass AND l.granted")
-        [ "$held" = 1 ] && break
-        "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -q -c "SELECT pg_sleep(0.01)" >/dev/null
-    done
+    wait_until_one "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                     WHERE a.application_name = 'pg_dump' AND l.relation = 'app_events'::regclass AND l.granted" && held=1
     "$bindir/pgbench" -h "$dir/sock" -p "$port" -U postgres -n -M prepared -c 2 -j 2 -T 6 \
         -l --log-prefix="$dir/lat_$tag" -f "$dir/writer2.sql" postgres >"$dir/pgbench_$tag.log" 2>&1 &
     local bench=$!
@@ -136,9 +141,7 @@ dump_scenario() {
     exec 3<&-
     wait "$dump"; dump_status=$?
     dump_held=$held
-    max_ms=$(cat "$dir"/lat_"$tag"* | awk '{ if ($3 > m) m = $3 } END { printf "%d", m / 1000 }')
-    zero_seconds=$(cat "$dir"/lat_"$tag"* | awk '{ n[$5]++; if (!f || $5 < f) f = $5; if ($5 > l) l = $5 }
-        END { z = 0; for (s = f; s <= l; s++) if (!(s in n)) z++; print z }')
+    latency_figures "$tag"
 }
 # Enough rows that the dump outgrows the FIFO's buffer and blocks there.
 psql -c "INSERT INTO audit_log (\"timestamp\", organization_id, action, status, details)
