@@ -9,7 +9,7 @@
 #      pg_test/integrity_cluster.sh (pgbench inserts, then verification; no key),
 #      pg_test/load.sh (8 writers on one organization for AUDIT_DB_LOAD_SECONDS=60 s against maintenance and
 #      pseudonymization; nothing acknowledged is lost) and
-#      pg_test/standby.sh (a pg_basebackup hot standby: no-ops, read-only verification;
+#      pg_test/replication.sh (a pg_basebackup hot standby and a logical archive: no-ops, read-only verification;
 #      issue 16),
 #      pg_test/stall.sh (writers, a long reader and maintenance: no insert waits more
 #      than 100 ms, retention completes after the reader ends; issue 19),
@@ -93,8 +93,8 @@ for v in $versions; do
     passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
     skipped=$(grep -E '^skipped: ' "$logdir/sql-$v.log" | head -1)
 
-    echo "== PostgreSQL $v, tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults, stall, standby)"
-    for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/standby.sh; do
+    echo "== PostgreSQL $v, tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults, stall, standby and archive)"
+    for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/replication.sh; do
         log="$logdir/$(basename "$t" .sh)-$v.log"
         "$t" >"$log" 2>&1
         [ "$?" = 0 ] || status=1

@@ -19,6 +19,8 @@
 --     for the original's partition functions.
 --   * audit_partition_config.default_partition (issue 19): maintenance can run a
 --     parent without a DEFAULT partition, so creation never waits for a reader.
+--   * an archive cluster by logical replication (issue 16): audit_subject_command,
+--     audit_archive_publish(), audit_archive_prepare().
 \echo Use "ALTER EXTENSION audit_db UPDATE" to load this file. \quit
 
 SELECT pg_catalog.set_config('audit_db.script_started', pg_catalog.clock_timestamp()::text, true);
@@ -164,7 +166,7 @@ COMMENT ON FUNCTION audit_verify_integrity(timestamptz, timestamptz) IS
 COMMENT ON FUNCTION audit_integrity_digest(timestamptz) IS
 'The newest sealed block up to a time (epoch, block hash, rows), block and retired counts, as jsonb, to store outside the database and compare later: catches a rewrite of the whole chain.';
 COMMENT ON FUNCTION audit_seal(integer) IS
-'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby; one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
+'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby and on an archive (its blocks come from the primary); one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
 
 -- audit_db::integrity::audit_internal_write
 CREATE  FUNCTION "audit_internal_write"() RETURNS bool /* bool */
@@ -458,6 +460,53 @@ COMMENT ON FUNCTION drop_old_audit_partitions(integer) IS
 COMMENT ON FUNCTION get_audit_partition_stats() IS
 'The original package''s name and columns: one row per audit_log partition (name, estimated rows, bytes with indexes and TOAST, pretty size), from audit_partitions(''audit_log'').';
 
+-- ------------------------------------------ archive cluster (issue 16)
+-- audit_db::archive::audit_subject_command_replay
+CREATE FUNCTION "audit_subject_command_replay"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', 'audit_subject_command_replay_wrapper';
+
+-- audit_db::archive::audit_archive_publish
+CREATE  FUNCTION "audit_archive_publish"(
+	"publication" TEXT DEFAULT 'audit_db_archive' /* Option < & str > */
+) RETURNS SETOF TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_archive_publish_wrapper';
+
+-- audit_db::archive::audit_archive_prepare
+CREATE  FUNCTION "audit_archive_prepare"() RETURNS TEXT /* String */
+VOLATILE SECURITY DEFINER PARALLEL UNSAFE
+SET search_path TO @extschema@, pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_archive_prepare_wrapper';
+
+CREATE TABLE audit_subject_command (
+    id bigserial PRIMARY KEY,
+    operation text NOT NULL
+        CONSTRAINT audit_subject_command_operation_check
+        CHECK (operation IN ('pseudonymize', 'delete', 'forget')),
+    payload text NOT NULL,
+    issued_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE audit_subject_command IS
+'Always empty. Each subject function (pseudonymize, delete, forget) inserts its operation here, the subject encrypted under the root key, and deletes it in the same transaction: logical replication carries the insert to an archive, whose replica trigger runs the same operation over the archive''s rows (docs/scale-out.md).';
+CREATE TRIGGER audit_subject_command_replay BEFORE INSERT ON audit_subject_command
+    FOR EACH ROW EXECUTE FUNCTION audit_subject_command_replay();
+ALTER TABLE audit_subject_command ENABLE REPLICA TRIGGER audit_subject_command_replay;
+-- The apply worker runs with an empty search_path; the operations name their tables.
+ALTER FUNCTION audit_subject_command_replay() SET search_path = @extschema@, pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION audit_subject_command_replay(), audit_archive_publish(text), audit_archive_prepare() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_archive_publish(text), audit_archive_prepare() TO audit_db_admin;
+COMMENT ON FUNCTION audit_subject_command_replay() IS
+'BEFORE INSERT on audit_subject_command, enabled for replication only: on an archive, runs the primary''s subject operation (pseudonymize, delete, forget) over the archive''s rows, then drops the command row.';
+COMMENT ON FUNCTION audit_archive_publish(text) IS
+'On the primary: creates (or brings back in line) the publications an archive subscribes to: <publication> (audit_log, audit_seal_block and audit_subject_command, inserts only, via the partition root) and <publication>_mappings (pseudonym_mapping, every change). Returns their names.';
+COMMENT ON FUNCTION audit_archive_prepare() IS
+'On a new archive database: checks that it holds no events or blocks of its own and that the root key file is loaded, keeps a DEFAULT partition on audit_log for periods without a partition, and returns the CREATE SUBSCRIPTION to run next.';
+
 -- -------------------------------------------------------------- journal
 INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)
 VALUES ('0.6.0', 'integrity: per-row signatures, sealed epochs, no writer waits',
@@ -466,3 +515,4 @@ VALUES ('0.6.0', 'integrity: per-row signatures, sealed epochs, no writer waits'
             0, 67108864, true)), 'hex'),
         (extract(epoch FROM pg_catalog.clock_timestamp()
                   - pg_catalog.current_setting('audit_db.script_started')::timestamptz) * 1000)::int);
+

@@ -86,6 +86,8 @@ REVOKE ALL ON FUNCTION audit_verify_integrity(timestamptz, timestamptz),
 GRANT EXECUTE ON FUNCTION audit_verify_integrity(timestamptz, timestamptz), audit_integrity_digest(timestamptz)
    TO audit_db_admin, audit_db_reader;
 GRANT EXECUTE ON FUNCTION audit_seal(integer) TO audit_db_admin;
+REVOKE ALL ON FUNCTION audit_subject_command_replay(), audit_archive_publish(text), audit_archive_prepare() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_archive_publish(text), audit_archive_prepare() TO audit_db_admin;
 GRANT SELECT ON audit_chain_head, audit_chain_retired, audit_seal_block, audit_seal_retired
    TO audit_db_reader, audit_db_admin;
 
@@ -154,6 +156,11 @@ CREATE TRIGGER audit_log_integrity BEFORE INSERT ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_seal_trigger();
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only_trigger();
+CREATE TRIGGER audit_subject_command_replay BEFORE INSERT ON audit_subject_command
+    FOR EACH ROW EXECUTE FUNCTION audit_subject_command_replay();
+ALTER TABLE audit_subject_command ENABLE REPLICA TRIGGER audit_subject_command_replay;
+-- The apply worker runs with an empty search_path; the operations name their tables.
+ALTER FUNCTION audit_subject_command_replay() SET search_path = @extschema@, pg_catalog, pg_temp;
 CREATE FUNCTION audit_log_no_truncate() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -299,7 +306,13 @@ COMMENT ON FUNCTION audit_log_guard_ddl() IS
 COMMENT ON FUNCTION audit_log_guard_drop() IS
 'Event trigger (sql_drop): refuses (42501) DROP of an audit_log partition not made by audit_db; DROP EXTENSION passes.';
 COMMENT ON FUNCTION audit_seal(integer) IS
-'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby; one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
+'Seals audit_log: closes the open epoch, waits up to wait_ms for transactions still writing into closed epochs, and writes one signed block per epoch. A no-op on a standby and on an archive (its blocks come from the primary); one sealer per database at a time. The background worker (audit_db.sealer_database, audit_db.seal_interval) and audit_partition_maintenance() call it too.';
+COMMENT ON FUNCTION audit_subject_command_replay() IS
+'BEFORE INSERT on audit_subject_command, enabled for replication only: on an archive, runs the primary''s subject operation (pseudonymize, delete, forget) over the archive''s rows, then drops the command row.';
+COMMENT ON FUNCTION audit_archive_publish(text) IS
+'On the primary: creates (or brings back in line) the publications an archive subscribes to: <publication> (audit_log, audit_seal_block and audit_subject_command, inserts only, via the partition root) and <publication>_mappings (pseudonym_mapping, every change). Returns their names.';
+COMMENT ON FUNCTION audit_archive_prepare() IS
+'On a new archive database: checks that it holds no events or blocks of its own and that the root key file is loaded, keeps a DEFAULT partition on audit_log for periods without a partition, and returns the CREATE SUBSCRIPTION to run next.';
 
 -- ------------------------------------------------------- pg_dump support
 -- Extension member tables are not dumped unless registered: every table that holds

@@ -512,6 +512,17 @@ CREATE INDEX audit_seal_retired_epoch_idx ON audit_seal_retired USING btree (epo
 COMMENT ON TABLE audit_seal_retired IS
 'Rows that left audit_log through audit_db (retention, erasure, dropped or detached partitions), per epoch: count and sum, so present + retired = sealed still holds for each block.';
 
+CREATE TABLE audit_subject_command (
+    id bigserial PRIMARY KEY,
+    operation text NOT NULL
+        CONSTRAINT audit_subject_command_operation_check
+        CHECK (operation IN ('pseudonymize', 'delete', 'forget')),
+    payload text NOT NULL,
+    issued_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE audit_subject_command IS
+'Always empty. Each subject function (pseudonymize, delete, forget) inserts its operation here, the subject encrypted under the root key, and deletes it in the same transaction: logical replication carries the insert to an archive, whose replica trigger runs the same operation over the archive''s rows (docs/scale-out.md).';
+
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.
 -- retention NULL = keep every partition; lock_timeout bounds every lock wait of

@@ -9,6 +9,7 @@
 
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::keys::{key_ring, personal_details_keys};
+use audit_db_core::command::Command;
 use audit_db_core::crypto::{CryptoError, KeyRing};
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -63,6 +64,9 @@ pub fn pseudonymize_many(originals: &[Option<&str>], strategy: Strategy) -> Audi
 }
 
 fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
+    if !crate::archive::records_events(action, description)? {
+        return Ok(());
+    }
     Spi::run_with_args(
         "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, target_resource_type,
                                 target_resource_id, outcome_description, data_classification, details)
@@ -212,6 +216,7 @@ pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<
     )?
     .unwrap_or(0);
     log_event("gdpr.data.pseudonymize", Some(&p), "success", &format!("{changed} audit_log rows pseudonymized"))?;
+    crate::archive::emit(&Command::Pseudonymize { subject: principal.to_string(), strategy: strategy.name().to_string() })?;
     Ok(changed)
 }
 
@@ -249,6 +254,7 @@ pub fn forget_subject(principal: &str) -> AuditResult<i64> {
         "success",
         &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"),
     )?;
+    crate::archive::emit(&Command::Forget { subject: principal.to_string() })?;
     Ok(deleted)
 }
 
@@ -300,6 +306,7 @@ pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)
         "success",
         &format!("{deleted} audit_log rows deleted, {preserved} compliance rows kept pseudonymized"),
     )?;
+    crate::archive::emit(&Command::Delete { subject: principal.to_string(), preserve })?;
     Ok((deleted, preserved))
 }
 
@@ -427,11 +434,14 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
     }
     let total_archived: i64 = out.iter().map(|r| r.1).sum();
     let total_deleted: i64 = out.iter().map(|r| r.2).sum();
-    Spi::run_with_args(
-        "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
-         VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')",
-        &[format!("{} policies: {total_archived} rows archived, {total_deleted} deleted", out.len()).into()],
-    )?;
+    let summary = format!("{} policies: {total_archived} rows archived, {total_deleted} deleted", out.len());
+    if crate::archive::records_events("gdpr.retention.apply", &summary)? {
+        Spi::run_with_args(
+            "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
+             VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')",
+            &[summary.into()],
+        )?;
+    }
     Ok(out)
 }
 

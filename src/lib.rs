@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 
 pub mod adopt;
+pub mod archive;
 pub mod analyze;
 pub mod convert;
 pub mod error;

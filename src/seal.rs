@@ -392,6 +392,9 @@ fn audit_log_seal_trigger<'a>(
     crate::unique_id::check(row.ints[C_ID], crate::internal::active()).or_report();
     let key = ring.as_ref().map(|r| r.current());
     let personal = core_seal::personal_keys_of(row.details.as_deref(), &personal_details_keys());
+    if crate::archive::is_archive_cached().or_report() {
+        crate::archive::local_insert_refused().report();
+    }
     let epoch = write_epoch().or_report();
     let mut event = row.event();
     event.seal_epoch = Some(epoch);

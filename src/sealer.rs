@@ -75,6 +75,10 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     if unsafe { pg_sys::RecoveryInProgress() } {
         return Ok(SealRun { status: "standby: nothing to do", ..Default::default() });
     }
+    // An archive's blocks are the primary's, replicated; one of its own would collide.
+    if crate::archive::is_archive()? {
+        return Ok(SealRun { status: "archive: blocks come from the primary", ..Default::default() });
+    }
     // SAFETY: reads backend state.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         return Err(AuditError::feature_not_supported("audit_seal() needs READ COMMITTED")
