@@ -275,13 +275,13 @@ COMMENT ON FUNCTION audit_pseudonymize_batch(text[], text) IS
 COMMENT ON FUNCTION audit_depseudonymize(text) IS
 'The original value of a token or encryption pseudonym (hash pseudonyms are one-way: 22023); unknown or forgotten pseudonyms: P0002; tampered data or a wrong key: 22000. Logs a gdpr.data.depseudonymize event (never the plaintext). For audit_db_gdpr only.';
 COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
-'Replaces a principal by its pseudonym in every audit_log row (one statement over all partitions), with the personal details keys of audit_db.personal_details_keys, and marks the rows "pseudonymized": true; returns the rows changed and logs gdpr.data.pseudonymize.';
+'audit_pseudonymize_subject(ARRAY[principal_id], strategy): the subject at every place of audit_subject_map (as actor, target and mentioned in audit_log, and in the other tables); returns the audit_log rows changed.';
 COMMENT ON FUNCTION audit_export_subject(text) IS
-'GDPR access request: every audit_log row of a principal, also under its pseudonyms, as a jsonb array; logs gdpr.data.export.';
+'audit_export_subject(ARRAY[principal_id]): every row where the subject appears, as a jsonb array of {table, column, role, row}; logs gdpr.data.export.';
 COMMENT ON FUNCTION audit_forget_subject(text) IS
 'Crypto-shredding: deletes the principal''s pseudonym mappings, so no function can recover the identity while the trail stays; returns the mappings deleted; logs gdpr.data.delete.';
 COMMENT ON FUNCTION audit_delete_subject(text, boolean) IS
-'Right to erasure: deletes the principal''s audit_log rows, except (with preserve_compliance) the compliance actions, which are kept under the hash pseudonym; logs gdpr.data.delete.';
+'audit_delete_subject(ARRAY[principal_id], preserve_compliance): deletes the principal''s own audit_log events (with preserve_compliance the compliance actions stay, pseudonymized by hash) and pseudonymizes or deletes every other place of audit_subject_map; returns the audit_log rows deleted and the compliance rows kept.';
 COMMENT ON FUNCTION audit_apply_retention_policies() IS
 'Applies the active audit_retention_policy rows: archives (archived_at) rows of each data_classification older than archive_after_days (or retention_days) and deletes archived rows older than delete_after_days; logs gdpr.retention.apply.';
 COMMENT ON FUNCTION audit_rotate_pseudonym_key(text) IS
@@ -314,6 +314,147 @@ COMMENT ON FUNCTION audit_archive_publish(text) IS
 COMMENT ON FUNCTION audit_archive_prepare() IS
 'On a new archive database: checks that it holds no events or blocks of its own and that the root key file is loaded, keeps a DEFAULT partition on audit_log for periods without a partition, and returns the CREATE SUBSCRIPTION to run next.';
 
+-- ------------------------------------------------------- the subject map (issue 18)
+INSERT INTO audit_subject_map (relation, column_name, role, kind, on_erasure, builtin, note) VALUES
+    ('audit_log', 'principal_id', 'actor', 'column', 'delete_row', true,
+     'Erasure deletes the subject''s own events; with preserve_compliance the compliance actions stay, pseudonymized.'),
+    ('audit_log', 'target_resource_id', 'target', 'column', 'pseudonymize', true,
+     'Someone else''s event about the subject: kept, the target pseudonymized. Rows written before 0.6.0 keep it (their hash covers it).'),
+    ('audit_log', 'details', 'mentioned', 'details_keys', 'pseudonymize', true,
+     'String values of the personal keys recorded in each row (audit_db.personal_details_keys when it was written).'),
+    ('error_log', 'user_id', 'actor', 'column', 'delete_row', true, NULL),
+    ('error_log', 'session_id', 'actor', 'column', 'pseudonymize', true, 'Found only when the session id is given as an identifier.'),
+    ('error_aggregation', 'affected_users', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('alerts', 'acknowledged_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('alerts', 'resolved_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('config_change_event', 'changed_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('audit_integrity_log', 'verified_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('audit_preset', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('audit_preset', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('audit_retention_policy', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('report_templates', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('report_templates', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('scheduled_reports', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    ('scheduled_reports', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL);
+
+CREATE FUNCTION audit_subject_map_check() RETURNS trigger
+LANGUAGE plpgsql SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    col_type regtype;
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.builtin THEN
+        RAISE EXCEPTION 'the builtin places of audit_subject_map cannot be changed'
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = pg_catalog.format('%s.%I is where audit_db itself looks for a subject.', OLD.relation, OLD.column_name),
+                    HINT = 'Add rows for your own tables instead.';
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    END IF;
+    IF NEW.builtin OR NEW.kind = 'details_keys' THEN
+        RAISE EXCEPTION 'only audit_db declares builtin and details_keys places'
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'Insert with builtin = false and kind ''column'' or ''json_array''; personal details keys are set with audit_db.personal_details_keys.';
+    END IF;
+    -- audit_log's places are fixed (its row hash depends on them); the other members
+    -- of the extension hold its own state, except the original's tables.
+    IF NEW.relation = 'audit_log'::regclass
+       OR (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                    WHERE e.extname = 'audit_db' AND d.classid = 'pg_catalog.pg_class'::regclass
+                      AND d.objid = NEW.relation AND d.deptype = 'e')
+           AND (SELECT relname FROM pg_catalog.pg_class WHERE oid = NEW.relation)
+               NOT IN ('error_log', 'error_aggregation', 'alerts', 'config_change_event', 'audit_integrity_log',
+                       'audit_preset', 'audit_retention_policy', 'report_templates', 'scheduled_reports',
+                       'report_executions', 'archive_storage', 'archive_dlq_event')) THEN
+        RAISE EXCEPTION 'audit_subject_map cannot point at %', NEW.relation
+              USING ERRCODE = 'insufficient_privilege',
+                    HINT = 'audit_log''s places are builtin; audit_db''s own tables hold no person identifiers.';
+    END IF;
+    -- The subject functions run as the extension's owner: they may only touch what
+    -- the one declaring the place could read, change and delete itself.
+    IF NOT pg_catalog.has_table_privilege(NEW.relation, 'SELECT, UPDATE, DELETE') THEN
+        RAISE EXCEPTION 'permission denied for table %', NEW.relation
+              USING ERRCODE = 'insufficient_privilege',
+                    DETAIL = 'Declaring a place needs SELECT, UPDATE and DELETE on its table.';
+    END IF;
+    SELECT a.atttypid::regtype INTO col_type FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid = NEW.relation AND a.attname = NEW.column_name AND a.attnum > 0 AND NOT a.attisdropped;
+    IF col_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', NEW.column_name, NEW.relation
+              USING ERRCODE = 'undefined_column';
+    END IF;
+    IF (NEW.kind = 'column' AND col_type NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype))
+       OR (NEW.kind = 'json_array' AND col_type <> 'jsonb'::regtype) THEN
+        RAISE EXCEPTION 'column "%" of relation % is %, not what kind ''%'' needs', NEW.column_name, NEW.relation, col_type, NEW.kind
+              USING ERRCODE = 'datatype_mismatch',
+                    HINT = 'kind ''column'' takes text, varchar or char columns; ''json_array'' a jsonb array of identifiers.';
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_subject_map_check() FROM PUBLIC;
+CREATE TRIGGER audit_subject_map_check BEFORE INSERT OR UPDATE OR DELETE ON audit_subject_map
+    FOR EACH ROW EXECUTE FUNCTION audit_subject_map_check();
+GRANT SELECT ON audit_subject_map TO audit_db_reader, audit_db_admin, audit_db_gdpr;
+GRANT INSERT, UPDATE, DELETE ON audit_subject_map TO audit_db_gdpr;
+
+-- Streams a subject's rows (a set-returning function in materialize mode: PostgreSQL
+-- spills the rows to disk past work_mem, so a large subject does not grow memory).
+CREATE FUNCTION audit_subject_rows(identifiers text[])
+RETURNS TABLE(table_name text, column_name text, role text, row_data jsonb)
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    names text[] := @extschema@.audit_subject_names(identifiers);
+    place record;
+BEGIN
+    RETURN QUERY
+        SELECT 'audit_log'::text,
+               CASE WHEN a.principal_id = ANY(names) THEN 'principal_id'
+                    WHEN a.target_resource_id = ANY(names) THEN 'target_resource_id' ELSE 'details' END,
+               CASE WHEN a.principal_id = ANY(names) THEN 'actor'
+                    WHEN a.target_resource_id = ANY(names) THEN 'target' ELSE 'mentioned' END,
+               pg_catalog.to_jsonb(a)
+          FROM @extschema@.audit_log a
+         WHERE a.principal_id = ANY(names) OR a.target_resource_id = ANY(names)
+            OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names))
+         ORDER BY a."timestamp", a.id;
+    FOR place IN
+        SELECT m.relation, m.column_name, m.role, m.kind FROM @extschema@.audit_subject_map m
+         WHERE m.relation <> '@extschema@.audit_log'::regclass
+         ORDER BY m.relation::text, m.column_name
+    LOOP
+        RETURN QUERY EXECUTE pg_catalog.format(
+            'SELECT $2, $3, $4, pg_catalog.to_jsonb(t) FROM %s t WHERE t.%I %s',
+            place.relation, place.column_name,
+            CASE place.kind WHEN 'json_array' THEN '?| $1' ELSE '= ANY($1)' END)
+        USING names, place.relation::text, place.column_name::text, place.role;
+    END LOOP;
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_subject_rows(text[]), audit_subject_names(text[]),
+                       audit_pseudonymize_subject(text[], text), audit_export_subject(text[]),
+                       audit_forget_subject(text[]), audit_delete_subject(text[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_subject_rows(text[]), audit_subject_names(text[]),
+                          audit_pseudonymize_subject(text[], text), audit_export_subject(text[]),
+                          audit_forget_subject(text[]), audit_delete_subject(text[], boolean)
+   TO audit_db_gdpr;
+COMMENT ON FUNCTION audit_subject_map_check() IS
+'Trigger of audit_subject_map: builtin places cannot be changed (42501); a new place must be a column of a table the caller may SELECT, UPDATE and DELETE (42501), not audit_log or audit_db''s own state, existing (42703) and of the kind''s type (42804).';
+COMMENT ON FUNCTION audit_subject_rows(text[]) IS
+'GDPR access request, streamed: one row per place where the subject appears (table, column, role actor/target/mentioned, the row as jsonb), in audit_log under its identifiers and pseudonyms, then in every table of audit_subject_map. For audit_db_gdpr. CSV per table: \copy (SELECT r.* FROM audit_subject_rows(ARRAY[...]) s, jsonb_populate_record(NULL::audit_log, s.row_data) r WHERE s.table_name = ''audit_log'') TO ''audit_log.csv'' CSV HEADER.';
+COMMENT ON FUNCTION audit_subject_names(text[]) IS
+'The names a subject may appear under: its identifiers, their hash pseudonyms under every key of the ring, and their token and encryption pseudonyms. For audit_db_gdpr.';
+COMMENT ON FUNCTION audit_pseudonymize_subject(text[], text) IS
+'Pseudonymizes a subject given by one or more identifiers at every place of audit_subject_map: in audit_log as actor (principal and personal details), target and mentioned (personal details values), in the other tables as declared. One transaction; returns one row per place (table, column, action, rows); logs gdpr.data.pseudonymize.';
+COMMENT ON FUNCTION audit_export_subject(text[]) IS
+'GDPR access request: audit_subject_rows as one jsonb array of {table, column, role, row}; logs gdpr.data.export. Use audit_subject_rows for large subjects (streamed).';
+COMMENT ON FUNCTION audit_forget_subject(text[]) IS
+'Crypto-shredding for every identifier of a subject: deletes their pseudonym mappings; returns one row (pseudonym_mapping, original_id, deleted, rows); logs gdpr.data.delete.';
+COMMENT ON FUNCTION audit_delete_subject(text[], boolean) IS
+'Right to erasure for a subject given by one or more identifiers: deletes their own audit_log events (with preserve_compliance the compliance actions stay, pseudonymized by hash), pseudonymizes by hash every other place that names them (someone else''s event about them, details values, the other tables), or deletes the rows where audit_subject_map says delete_row. One transaction; returns one row per place; logs gdpr.data.delete.';
+
 -- ------------------------------------------------------- pg_dump support
 -- Extension member tables are not dumped unless registered: every table that holds
 -- data (the DEFAULT partitions included) and every sequence. The parents are
@@ -336,6 +477,8 @@ BEGIN
     END LOOP;
 END
 $dump$;
+-- The builtin places come with the install script; only a DPO's own are data.
+SELECT pg_catalog.pg_extension_config_dump('audit_subject_map', 'WHERE NOT builtin');
 
 -- ------------------------------------------------- restoring partition indexes
 -- A restore recreates the extension with its parents stripped of their indexes

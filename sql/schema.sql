@@ -523,6 +523,26 @@ CREATE TABLE audit_subject_command (
 COMMENT ON TABLE audit_subject_command IS
 'Always empty. Each subject function (pseudonymize, delete, forget) inserts its operation here, the subject encrypted under the root key, and deletes it in the same transaction: logical replication carries the insert to an archive, whose replica trigger runs the same operation over the archive''s rows (docs/scale-out.md).';
 
+-- ----------------------------------------------------------- audit_subject_map
+-- Where a data subject appears (issue 18): one row per column that holds a person
+-- identifier. The subject functions export, pseudonymize and erase at every place;
+-- builtin rows cover the original's tables, a DPO adds their own (audit_db_gdpr).
+CREATE TABLE audit_subject_map (
+    relation regclass NOT NULL,
+    column_name name NOT NULL,
+    role text NOT NULL
+        CONSTRAINT audit_subject_map_role_check CHECK (role IN ('actor', 'target', 'mentioned')),
+    kind text NOT NULL DEFAULT 'column'
+        CONSTRAINT audit_subject_map_kind_check CHECK (kind IN ('column', 'json_array', 'details_keys')),
+    on_erasure text NOT NULL DEFAULT 'pseudonymize'
+        CONSTRAINT audit_subject_map_on_erasure_check CHECK (on_erasure IN ('pseudonymize', 'delete_row')),
+    builtin boolean NOT NULL DEFAULT false,
+    note text,
+    PRIMARY KEY (relation, column_name)
+);
+COMMENT ON TABLE audit_subject_map IS
+'Where a data subject appears: per table and column, the role the person has there (actor, target, mentioned), how the value is stored (column, json_array of identifiers, details_keys = the personal keys of audit_log.details), and what erasure does (pseudonymize by hash, or delete_row). Builtin rows cover the original''s tables and cannot be changed; a DPO (audit_db_gdpr) adds rows for their own tables. Read by audit_export_subject, audit_pseudonymize_subject, audit_delete_subject and audit_subject_rows.';
+
 -- --------------------------------------------------- audit_partition_config
 -- One row per partitioned parent that audit_partition_maintenance() keeps.
 -- retention NULL = keep every partition; lock_timeout bounds every lock wait of

@@ -22,7 +22,7 @@
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::keys::key_ring;
 use audit_db_core::command::Command;
-use audit_db_core::pseudonym::{self, Strategy};
+use audit_db_core::pseudonym;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use std::cell::Cell;
@@ -110,15 +110,7 @@ pub fn emit(command: &Command) -> AuditResult<()> {
 /// Runs a replicated command over this database's rows.
 fn replay(command: Command) -> AuditResult<()> {
     REPLAYING.with(|r| r.set(true));
-    let out = as_origin(|| match command {
-        Command::Pseudonymize { subject, strategy } => {
-            let strategy = Strategy::parse(&strategy)
-                .ok_or_else(|| AuditError::data_exception(format!("unknown strategy \"{strategy}\" in a replicated command")))?;
-            crate::gdpr::pseudonymize_subject(&subject, strategy).map(|_| ())
-        }
-        Command::Delete { subject, preserve } => crate::gdpr::delete_subject(&subject, preserve).map(|_| ()),
-        Command::Forget { subject } => crate::gdpr::forget_subject(&subject).map(|_| ()),
-    });
+    let out = as_origin(|| crate::subject::run_command(command));
     REPLAYING.with(|r| r.set(false));
     out
 }

@@ -8,9 +8,8 @@
 //! without decrypting) and `original_id` sealed with AES-256-GCM.
 
 use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::{key_ring, personal_details_keys};
-use audit_db_core::command::Command;
-use audit_db_core::crypto::{CryptoError, KeyRing};
+use crate::keys::key_ring;
+use audit_db_core::crypto::CryptoError;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
 
@@ -24,7 +23,7 @@ pub const COMPLIANCE_ACTIONS: &[&str] = &[
     "gdpr.data.delete",
 ];
 
-fn parse_strategy(text: Option<&str>) -> AuditResult<Strategy> {
+pub(crate) fn parse_strategy(text: Option<&str>) -> AuditResult<Strategy> {
     let text = text.ok_or_else(|| AuditError::null_argument("strategy"))?;
     Strategy::parse(text).ok_or_else(|| {
         AuditError::invalid_parameter(format!("unknown pseudonymization strategy \"{text}\""))
@@ -63,7 +62,7 @@ pub fn pseudonymize_many(originals: &[Option<&str>], strategy: Strategy) -> Audi
     crate::mapping::pseudonymize_many(&*key_ring()?, strategy, originals)
 }
 
-fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
+pub(crate) fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
     if !crate::archive::records_events(action, description)? {
         return Ok(());
     }
@@ -126,188 +125,6 @@ pub fn depseudonymize(p: &str) -> AuditResult<String> {
     }
     log_event("gdpr.data.depseudonymize", Some(p), "success", "pseudonym reversed")?;
     Ok(original)
-}
-
-/// Every pseudonym a subject may appear under: the hash pseudonym under each key and
-/// the mapped token / encryption pseudonyms.
-fn subject_pseudonyms(ring: &KeyRing, principal: &str) -> AuditResult<Vec<String>> {
-    let mut out: Vec<String> = ring.keys().iter().map(|k| pseudonym::hash_pseudonym(k, principal)).collect();
-    let blinds = crate::mapping::blind_indexes(ring, principal);
-    Spi::connect(|client| {
-        for r in client.select(
-            // Mappings made here (blind index), and adopted ones from the original
-            // application's first versions, which stored the original in clear.
-            "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)
-             UNION SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy IS NULL AND original_id = $2",
-            None,
-            &[blinds.into(), principal.into()],
-        )? {
-            if let Some(p) = r.get::<String>(1)? {
-                out.push(p);
-            }
-        }
-        Ok::<_, pgrx::spi::Error>(())
-    })?;
-    Ok(out)
-}
-
-/// The pseudonyms of the personal `details` values of a principal's rows, as a jsonb
-/// object original -> pseudonym: all of them made with one batch (one statement for
-/// the mappings of token and encryption pseudonyms), not one call per value and row.
-fn details_pseudonyms(principal: &str, keys: &[String], strategy: Strategy) -> AuditResult<pgrx::JsonB> {
-    let values: Vec<String> = Spi::connect(|client| {
-        let mut out = Vec::new();
-        for r in client.select(
-            "SELECT DISTINCT e.value #>> '{}' FROM audit_log a, pg_catalog.jsonb_each(a.details) e
-              WHERE a.principal_id = $1 AND a.details ?| $2
-                AND e.key = ANY($2) AND pg_catalog.jsonb_typeof(e.value) = 'string'",
-            None,
-            &[principal.into(), keys.to_vec().into()],
-        )? {
-            out.extend(r.get::<String>(1)?);
-        }
-        Ok::<_, pgrx::spi::Error>(out)
-    })?;
-    let borrowed: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
-    let pseudonyms = pseudonymize_many(&borrowed, strategy)?;
-    let map: serde_json::Map<String, serde_json::Value> = values
-        .into_iter()
-        .zip(pseudonyms)
-        .filter_map(|(v, p)| p.map(|p| (v, serde_json::Value::String(p))))
-        .collect();
-    Ok(pgrx::JsonB(serde_json::Value::Object(map)))
-}
-
-/// Replaces `principal` by its pseudonym in every audit_log row, together with the
-/// configured personal `details` keys, and marks each row pseudonymized. One statement
-/// on the parent: it locks every partition for its duration, so maintenance cannot
-/// drop or fill a partition under it (a list of partitions read first would go stale).
-/// The details values' pseudonyms are made beforehand in one batch; a value the batch
-/// did not see (a row of the subject committed in between) is pseudonymized in the
-/// statement itself, so none is left in clear.
-pub fn pseudonymize_subject(principal: &str, strategy: Strategy) -> AuditResult<i64> {
-    let p = pseudonymize(principal, strategy)?;
-    let keys = personal_details_keys();
-    // Lock order: the UPDATE's lock first, parent then every partition (what LOCK
-    // TABLE on a partitioned table does, and the order maintenance locks in). Reading
-    // the details first under ACCESS SHARE and upgrading to ROW EXCLUSIVE for the
-    // UPDATE would deadlock with a maintenance run that holds the parent and waits
-    // for one of the partitions (pg_test/load.sh found it).
-    Spi::run("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE")?;
-    let map = details_pseudonyms(principal, &keys, strategy)?;
-    let _internal = crate::internal::guard();
-    let changed = Spi::get_one_with_args::<i64>(
-        "WITH u AS (
-           UPDATE audit_log a
-              SET principal_id = $2,
-                  details = CASE WHEN a.details ?| $3 THEN coalesce((
-                      SELECT pg_catalog.jsonb_object_agg(e.key,
-                               CASE WHEN e.key = ANY($3) AND pg_catalog.jsonb_typeof(e.value) = 'string'
-                                    THEN coalesce($5 -> (e.value #>> '{}'),
-                                                  pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{}', $4)))
-                                    ELSE e.value END)
-                        FROM pg_catalog.jsonb_each(a.details) e), '{}'::jsonb)
-                  ELSE coalesce(a.details, '{}'::jsonb) END
-                        || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now())
-            WHERE a.principal_id = $1
-           RETURNING 1)
-         SELECT pg_catalog.count(*) FROM u",
-        &[principal.into(), p.as_str().into(), keys.to_vec().into(), strategy.name().into(), map.into()],
-    )?
-    .unwrap_or(0);
-    log_event("gdpr.data.pseudonymize", Some(&p), "success", &format!("{changed} audit_log rows pseudonymized"))?;
-    crate::archive::emit(&Command::Pseudonymize { subject: principal.to_string(), strategy: strategy.name().to_string() })?;
-    Ok(changed)
-}
-
-pub fn export_subject(principal: &str) -> AuditResult<pgrx::JsonB> {
-    let ring = key_ring()?;
-    let mut names = subject_pseudonyms(&ring, principal)?;
-    names.push(principal.to_string());
-    let rows = Spi::get_one_with_args::<pgrx::JsonB>(
-        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) ORDER BY a.\"timestamp\", a.id), '[]'::jsonb)
-           FROM audit_log a WHERE a.principal_id = ANY($1)",
-        &[names.into()],
-    )?
-    .unwrap_or(pgrx::JsonB(serde_json::json!([])));
-    let count = rows.0.as_array().map(|a| a.len()).unwrap_or(0);
-    log_event(
-        "gdpr.data.export",
-        Some(&pseudonym::hash_pseudonym(ring.current(), principal)),
-        "success",
-        &format!("{count} audit_log rows exported"),
-    )?;
-    Ok(rows)
-}
-
-pub fn forget_subject(principal: &str) -> AuditResult<i64> {
-    let ring = key_ring()?;
-    let deleted = Spi::get_one_with_args::<i64>(
-        "WITH d AS (DELETE FROM pseudonym_mapping WHERE blind_index = ANY($1) RETURNING 1)
-         SELECT pg_catalog.count(*) FROM d",
-        &[crate::mapping::blind_indexes(&ring, principal).into()],
-    )?
-    .unwrap_or(0);
-    log_event(
-        "gdpr.data.delete",
-        Some(&pseudonym::hash_pseudonym(ring.current(), principal)),
-        "success",
-        &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"),
-    )?;
-    crate::archive::emit(&Command::Forget { subject: principal.to_string() })?;
-    Ok(deleted)
-}
-
-pub fn delete_subject(principal: &str, preserve: bool) -> AuditResult<(i64, i64)> {
-    let ring = key_ring()?;
-    let hashed = pseudonym::hash_pseudonym(ring.current(), principal);
-    let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
-    let _internal = crate::internal::guard();
-    // No insert may come between retiring the links and deleting the rows (an event of
-    // this subject committed in between would be deleted with its link unretired):
-    // writers wait for the erasure, readers do not.
-    Spi::run("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
-    // The erased rows' chain links are retired first, so the chain still verifies.
-    let quoted_actions: Vec<String> = actions.iter().map(|a| pgrx::spi::quote_literal(a)).collect();
-    crate::integrity::retire(
-        &format!(
-            "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
-              WHERE principal_id = {} AND (NOT {preserve} OR action <> ALL(ARRAY[{}]::text[]))",
-            pgrx::spi::quote_literal(principal),
-            quoted_actions.join(", ")
-        ),
-        "erasure (audit_delete_subject)",
-    )?;
-    let deleted = crate::seal::retiring("erasure (audit_delete_subject)", || {
-        Ok(Spi::get_one_with_args::<i64>(
-            "WITH d AS (DELETE FROM audit_log WHERE principal_id = $1 AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
-             SELECT pg_catalog.count(*) FROM d",
-            &[principal.into(), preserve.into(), actions.clone().into()],
-        )?
-        .unwrap_or(0))
-    })?;
-    let preserved = if preserve {
-        Spi::get_one_with_args::<i64>(
-            "WITH u AS (UPDATE audit_log SET principal_id = $2,
-                              details = coalesce(details, '{}'::jsonb)
-                                        || pg_catalog.jsonb_build_object('pseudonymized', true,
-                                                                         'pseudonymizedAt', pg_catalog.now())
-                         WHERE principal_id = $1 RETURNING 1)
-             SELECT pg_catalog.count(*) FROM u",
-            &[principal.into(), hashed.as_str().into()],
-        )?
-        .unwrap_or(0)
-    } else {
-        0
-    };
-    log_event(
-        "gdpr.data.delete",
-        Some(&hashed),
-        "success",
-        &format!("{deleted} audit_log rows deleted, {preserved} compliance rows kept pseudonymized"),
-    )?;
-    crate::archive::emit(&Command::Delete { subject: principal.to_string(), preserve })?;
-    Ok((deleted, preserved))
 }
 
 pub fn rotate_key(old_key_id: &str) -> AuditResult<i64> {
@@ -407,12 +224,10 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
         .unwrap_or(0);
         if let Some(days) = delete_after {
             crate::integrity::retire(
-                &format!(
-                    "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
-                      WHERE data_classification = {} AND archived_at IS NOT NULL
-                        AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => {days})",
-                    pgrx::spi::quote_literal(&class)
-                ),
+                "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
+                  WHERE data_classification = $2 AND archived_at IS NOT NULL
+                    AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $3)",
+                vec![class.as_str().into(), days.into()],
                 &format!("retention policy {name}"),
             )?;
         }
@@ -473,53 +288,6 @@ fn audit_pseudonymize_batch(
 #[search_path(@extschema@, pg_catalog, pg_temp)]
 fn audit_depseudonymize(pseudonym: Option<&str>) -> Option<String> {
     pseudonym.map(|p| depseudonymize(p).or_report())
-}
-
-fn principal_arg(principal_id: Option<&str>) -> &str {
-    let principal = principal_id.ok_or_else(|| AuditError::null_argument("principal_id")).or_report();
-    // '' names no data subject: events without one would all be taken for one.
-    if principal.trim().is_empty() {
-        AuditError::invalid_parameter("principal_id must not be empty")
-            .detail("An empty or blank principal_id names no data subject.")
-            .hint("Pass the principal_id of the data subject, as stored in audit_log.principal_id.")
-            .report();
-    }
-    principal
-}
-
-/// `audit_pseudonymize_subject(principal_id, strategy)`: see README.
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
-fn audit_pseudonymize_subject(principal_id: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> i64 {
-    let strategy = parse_strategy(strategy).or_report();
-    pseudonymize_subject(principal_arg(principal_id), strategy).or_report()
-}
-
-/// `audit_export_subject(principal_id)`: see README.
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
-fn audit_export_subject(principal_id: Option<&str>) -> pgrx::JsonB {
-    export_subject(principal_arg(principal_id)).or_report()
-}
-
-/// `audit_forget_subject(principal_id)`: see README.
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
-fn audit_forget_subject(principal_id: Option<&str>) -> i64 {
-    forget_subject(principal_arg(principal_id)).or_report()
-}
-
-/// `audit_delete_subject(principal_id, preserve_compliance)`: see README.
-#[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
-fn audit_delete_subject(
-    principal_id: Option<&str>,
-    preserve_compliance: default!(Option<bool>, "true"),
-) -> TableIterator<'static, (name!(records_deleted, i64), name!(compliance_records_preserved, i64))> {
-    let preserve = preserve_compliance
-        .ok_or_else(|| AuditError::null_argument("preserve_compliance"))
-        .or_report();
-    TableIterator::once(delete_subject(principal_arg(principal_id), preserve).or_report())
 }
 
 /// `audit_apply_retention_policies()`: see README.

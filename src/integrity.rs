@@ -475,7 +475,9 @@ fn guard_truncate() -> AuditResult<i64> {
 /// partition, erased or expired rows) in `audit_chain_retired`, so verification
 /// accepts those gaps, and returns (rows, runs). `rows_sql` selects
 /// `chain_key, chain_seq, chain_hash` of the rows that go (no parameters).
-pub fn retire(rows_sql: &str, reason: &str) -> AuditResult<(i64, i64)> {
+/// `rows_sql` is a constant query over audit_log; its values are bound as `$2`, `$3`,
+/// ... from `args` (`$1` is the reason).
+pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: &str) -> AuditResult<(i64, i64)> {
     let schema = crate::spi_util::ext_schema()?;
     let sql = format!(
         "WITH r AS ({rows_sql}),
@@ -496,7 +498,9 @@ pub fn retire(rows_sql: &str, reason: &str) -> AuditResult<(i64, i64)> {
          SELECT coalesce(pg_catalog.sum(rows), 0)::int8, pg_catalog.count(*)::int8 FROM ins"
     );
     Spi::connect_mut(|client| {
-        let mut t = client.update(sql.as_str(), Some(1), &[reason.into()])?;
+        let mut bound: Vec<pgrx::datum::DatumWithOid> = vec![reason.into()];
+        bound.extend(args);
+        let mut t = client.update(sql.as_str(), Some(1), &bound)?;
         let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
         Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0)))
     })
@@ -518,6 +522,7 @@ pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResu
     let Some(oid) = oid else { return Ok(()) };
     let (rows, runs) = retire(
         &format!("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM {part}"),
+        vec![],
         &format!("partition {name} {action}"),
     )?;
     let sealed_rows = crate::seal::retire_partition(oid, &format!("partition {name} {action}"))?;

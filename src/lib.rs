@@ -27,6 +27,7 @@ pub mod schema_check;
 pub mod seal;
 pub mod sealer;
 pub mod spi_util;
+pub mod subject;
 pub mod verify;
 pub mod subxact;
 pub mod unique_id;

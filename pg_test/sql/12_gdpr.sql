@@ -236,10 +236,13 @@ SELECT tableoid::regclass AS partition, principal_id = audit_pseudonymize('subje
        details->>'email' LIKE 'pseudo-%' AS email_pseudonymized, details->>'ip' AS ip_untouched
   FROM audit_log WHERE "timestamp" < '2022-04-01' AND principal_id <> 'subject-2' ORDER BY "timestamp";
 SELECT count(*) AS left_in_clear FROM audit_log WHERE principal_id = 'subject-1';
--- Export finds the subject's rows through its pseudonyms, and only those.
+-- Export finds the subject's rows through its pseudonyms, and only those: its 3 own
+-- events (actor) and the record of its pseudonymization (target).
 SELECT jsonb_array_length(audit_export_subject('subject-1')) AS exported,
        (SELECT count(*) FROM jsonb_array_elements(audit_export_subject('subject-1')) e
-         WHERE e->>'principal_id' = 'subject-2') AS others;
+         WHERE e->'row'->>'principal_id' = 'subject-2') AS others,
+       (SELECT string_agg(e->>'role' || ':' || (e->'row'->>'action'), ', ' ORDER BY e->>'role', e->'row'->>'action')
+          FROM jsonb_array_elements(audit_export_subject('subject-1')) e) AS roles;
 -- Forget: the mapping goes, the identity cannot be recovered, the trail stays.
 SELECT audit_pseudonymize('subject-1', 'token') AS token_s1 \gset
 SELECT audit_depseudonymize(:'token_s1') AS before_forget;

@@ -1,0 +1,513 @@
+//! A data subject's whole footprint (issue 18): every row and column where a person
+//! appears, for export, pseudonymization, erasure and forgetting alike.
+//!
+//! * A subject is one or more identifiers (a user id, an e-mail, a patient id).
+//! * `audit_log`: the subject is the *actor* (`principal_id`), the *target*
+//!   (`target_resource_id`) or *mentioned* (a string value of a personal `details` key).
+//!   All three are references in the row hash (`audit_db_core::seal::encode_v2`), so
+//!   they can be replaced by pseudonyms and the row still verifies. Rows written before
+//!   0.6.0 hash their target in clear: their target is left as it is, and counted.
+//! * Every other table: the places declared in `audit_subject_map` (shipped for the
+//!   original's tables, extendable by an admin for their own).
+//!
+//! docs/subjects.md writes down what each operation does to each place, and why.
+
+use crate::error::{AuditError, AuditResult, OrReport};
+use crate::gdpr::{log_event, parse_strategy, pseudonymize_many, COMPLIANCE_ACTIONS};
+use crate::keys::{key_ring, personal_details_keys};
+use audit_db_core::command::Command;
+use audit_db_core::pseudonym::{self, Strategy};
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+
+/// The identifiers of one data subject: at least one, none NULL or blank, no repeats.
+pub struct Subject(Vec<String>);
+
+impl Subject {
+    pub fn new(ids: Vec<Option<String>>) -> AuditResult<Subject> {
+        let mut out: Vec<String> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id = id.ok_or_else(|| {
+                AuditError::null_argument("identifiers").detail("One element of the identifiers array is NULL.")
+            })?;
+            // '' names no data subject: events without one would all be taken for one.
+            if id.trim().is_empty() {
+                return Err(AuditError::invalid_parameter("a subject identifier must not be empty")
+                    .detail("An empty or blank identifier names no data subject.")
+                    .hint("Pass the identifiers of the data subject as stored: a user id, an e-mail address, a resource id."));
+            }
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        if out.is_empty() {
+            return Err(AuditError::invalid_parameter("a subject needs at least one identifier")
+                .hint("Pass ARRAY['user-42', 'carol@example.com'] or a single text."));
+        }
+        Ok(Subject(out))
+    }
+
+    pub fn one(id: Option<&str>) -> AuditResult<Subject> {
+        Subject::new(vec![Some(id.ok_or_else(|| AuditError::null_argument("principal_id"))?.to_string())])
+    }
+
+    pub fn ids(&self) -> &[String] {
+        &self.0
+    }
+
+    /// identifier -> pseudonym under `strategy`, as a jsonb object.
+    fn pseudonyms(&self, strategy: Strategy) -> AuditResult<pgrx::JsonB> {
+        let borrowed: Vec<Option<&str>> = self.0.iter().map(|i| Some(i.as_str())).collect();
+        let made = pseudonymize_many(&borrowed, strategy)?;
+        let map = self
+            .0
+            .iter()
+            .zip(made)
+            .filter_map(|(id, p)| p.map(|p| (id.clone(), serde_json::Value::String(p))))
+            .collect();
+        Ok(pgrx::JsonB(serde_json::Value::Object(map)))
+    }
+
+    /// How the subject is named in the events audit_db writes about it: the hash
+    /// pseudonym of its first identifier.
+    fn label(&self) -> AuditResult<String> {
+        Ok(pseudonym::hash_pseudonym(key_ring()?.current(), &self.0[0]))
+    }
+}
+
+/// One place of `audit_subject_map` outside audit_log.
+struct Place {
+    /// Schema-qualified, quoted.
+    relation: String,
+    table: String,
+    column: String,
+    json_array: bool,
+    delete_row: bool,
+}
+
+fn places() -> AuditResult<Vec<Place>> {
+    Ok(Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, m.column_name::text,
+                    m.kind = 'json_array', m.on_erasure = 'delete_row'
+               FROM audit_subject_map m
+               JOIN pg_catalog.pg_class c ON c.oid = m.relation
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE m.relation <> 'audit_log'::pg_catalog.regclass
+              ORDER BY c.relname, m.column_name",
+            None,
+            &[],
+        )? {
+            out.push(Place {
+                relation: r.get::<String>(1)?.unwrap_or_default(),
+                table: r.get::<String>(2)?.unwrap_or_default(),
+                column: r.get::<String>(3)?.unwrap_or_default(),
+                json_array: r.get::<bool>(4)?.unwrap_or(false),
+                delete_row: r.get::<bool>(5)?.unwrap_or(false),
+            });
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?)
+}
+
+/// What an operation did at one place: (table, column, action, rows).
+pub type Outcome = (String, String, String, i64);
+
+impl Place {
+    /// Replaces the subject's identifiers at this place by their pseudonyms (`map`).
+    fn pseudonymize(&self, subject: &Subject, map: &pgrx::JsonB) -> AuditResult<i64> {
+        let col = quote_identifier(&self.column);
+        let sql = if self.json_array {
+            format!(
+                "WITH u AS (UPDATE {rel} t SET {col} = (
+                    SELECT pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(e) = 'string' AND (e #>> '{{}}') = ANY($1)
+                                                     THEN $2 -> (e #>> '{{}}') ELSE e END ORDER BY o)
+                      FROM pg_catalog.jsonb_array_elements(t.{col}) WITH ORDINALITY x(e, o))
+                  WHERE pg_catalog.jsonb_typeof(t.{col}) = 'array' AND t.{col} ?| $1 RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM u",
+                rel = self.relation
+            )
+        } else {
+            format!(
+                "WITH u AS (UPDATE {rel} t SET {col} = $2 ->> t.{col} WHERE t.{col} = ANY($1) RETURNING 1)
+                 SELECT pg_catalog.count(*) FROM u",
+                rel = self.relation
+            )
+        };
+        Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into(), pgrx::JsonB(map.0.clone()).into()])?.unwrap_or(0))
+    }
+
+    fn delete(&self, subject: &Subject) -> AuditResult<i64> {
+        let col = quote_identifier(&self.column);
+        let test = if self.json_array { format!("t.{col} ?| $1") } else { format!("t.{col} = ANY($1)") };
+        let sql = format!(
+            "WITH d AS (DELETE FROM {rel} t WHERE {test} RETURNING 1) SELECT pg_catalog.count(*) FROM d",
+            rel = self.relation
+        );
+        Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into()])?.unwrap_or(0))
+    }
+
+    fn outcome(&self, action: &str, rows: i64) -> Outcome {
+        (self.table.clone(), self.column.clone(), action.to_string(), rows)
+    }
+}
+
+/// audit_log rows written before 0.6.0 whose target is one of the subject's
+/// identifiers: their hash covers the target in clear, so it stays.
+fn legacy_targets(subject: &Subject) -> AuditResult<i64> {
+    Ok(Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.count(*) FROM audit_log WHERE row_hash IS NULL AND target_resource_id = ANY($1)",
+        &[subject.ids().to_vec().into()],
+    )?
+    .unwrap_or(0))
+}
+
+/// The pseudonyms of the personal `details` values of the rows where the subject is
+/// the actor, as a jsonb object original -> pseudonym: one batch (one statement for the
+/// mappings of token and encryption pseudonyms), not one call per value and row.
+fn details_pseudonyms(subject: &Subject, keys: &[String], strategy: Strategy) -> AuditResult<pgrx::JsonB> {
+    let values: Vec<String> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(
+            "SELECT DISTINCT e.value #>> '{}' FROM audit_log a, pg_catalog.jsonb_each(a.details) e
+              WHERE a.principal_id = ANY($1) AND a.details ?| $2
+                AND e.key = ANY($2) AND pg_catalog.jsonb_typeof(e.value) = 'string'",
+            None,
+            &[subject.ids().to_vec().into(), keys.to_vec().into()],
+        )? {
+            out.extend(r.get::<String>(1)?);
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?;
+    let borrowed: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
+    let pseudonyms = pseudonymize_many(&borrowed, strategy)?;
+    let map: serde_json::Map<String, serde_json::Value> = values
+        .into_iter()
+        .zip(pseudonyms)
+        .filter_map(|(v, p)| p.map(|p| (v, serde_json::Value::String(p))))
+        .collect();
+    Ok(pgrx::JsonB(serde_json::Value::Object(map)))
+}
+
+/// Replaces the subject in audit_log: as actor (principal_id, and every personal
+/// `details` value of those rows), as target (target_resource_id) and where a personal
+/// `details` value names it (only that value: the rest of someone else's event stays).
+/// Rows it changes are marked pseudonymized. The personal keys are the row's own
+/// (recorded at insert), so the row still verifies; rows written before 0.6.0 use the
+/// configured keys, as their verification does. One statement on the parent: it locks
+/// every partition for its duration, so maintenance cannot drop or fill a partition
+/// under it.
+fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strategy) -> AuditResult<i64> {
+    let keys = personal_details_keys();
+    // Lock order: the UPDATE's lock first, parent then every partition (what LOCK
+    // TABLE on a partitioned table does, and the order maintenance locks in). Reading
+    // the details first under ACCESS SHARE and upgrading to ROW EXCLUSIVE for the
+    // UPDATE would deadlock with a maintenance run that holds the parent and waits
+    // for one of the partitions (pg_test/load.sh found it).
+    Spi::run("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE")?;
+    let details = details_pseudonyms(subject, &keys, strategy)?;
+    let _internal = crate::internal::guard();
+    // k(a) = the row's personal keys: CASE WHEN a.row_hash IS NOT NULL THEN
+    // coalesce(a.personal_keys, '{}') ELSE $3 END (written out where used).
+    Ok(Spi::get_one_with_args::<i64>(
+        "WITH u AS (
+           UPDATE audit_log a
+              SET principal_id = coalesce($2 ->> a.principal_id, a.principal_id),
+                  target_resource_id = CASE WHEN a.row_hash IS NOT NULL
+                                            THEN coalesce($2 ->> a.target_resource_id, a.target_resource_id)
+                                            ELSE a.target_resource_id END,
+                  details = CASE WHEN a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
+                  THEN coalesce((
+                      SELECT pg_catalog.jsonb_object_agg(e.key,
+                               CASE WHEN e.key = ANY(CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
+                                         AND pg_catalog.jsonb_typeof(e.value) = 'string'
+                                         AND (a.principal_id = ANY($1) OR (e.value #>> '{}') = ANY($1))
+                                    THEN coalesce($5 -> (e.value #>> '{}'), $2 -> (e.value #>> '{}'),
+                                                  pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{}', $4)))
+                                    ELSE e.value END)
+                        FROM pg_catalog.jsonb_each(a.details) e), '{}'::jsonb)
+                  ELSE coalesce(a.details, '{}'::jsonb) END
+                        || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now())
+            WHERE a.principal_id = ANY($1)
+               OR (a.row_hash IS NOT NULL AND a.target_resource_id = ANY($1))
+               OR (a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
+                   AND EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(a.details) e
+                                WHERE e.key = ANY(CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
+                                  AND pg_catalog.jsonb_typeof(e.value) = 'string' AND (e.value #>> '{}') = ANY($1)))
+           RETURNING 1)
+         SELECT pg_catalog.count(*) FROM u",
+        &[subject.ids().to_vec().into(), pgrx::JsonB(map.0.clone()).into(), keys.to_vec().into(), strategy.name().into(), details.into()],
+    )?
+    .unwrap_or(0))
+}
+
+/// Pseudonymizes the subject at every place: audit_log (actor, target, mentioned) and
+/// every column of `audit_subject_map`. One transaction (the caller's).
+pub fn pseudonymize_subject(subject: &Subject, strategy: Strategy) -> AuditResult<Vec<Outcome>> {
+    let map = subject.pseudonyms(strategy)?;
+    let mut out = vec![("audit_log".to_string(), "*".to_string(), "pseudonymized".to_string(),
+                        pseudonymize_audit_log(subject, &map, strategy)?)];
+    for place in places()? {
+        let n = place.pseudonymize(subject, &map)?;
+        out.push(place.outcome("pseudonymized", n));
+    }
+    note_legacy_targets(subject, &mut out)?;
+    log_event("gdpr.data.pseudonymize", Some(&subject.label()?), "success", &summary(&out))?;
+    crate::archive::emit(&Command::Pseudonymize { subjects: subject.ids().to_vec(), strategy: strategy.name().to_string() })?;
+    Ok(out)
+}
+
+fn note_legacy_targets(subject: &Subject, out: &mut Vec<Outcome>) -> AuditResult<()> {
+    let legacy = legacy_targets(subject)?;
+    if legacy > 0 {
+        pgrx::notice!(
+            "audit_db: {legacy} audit_log rows written before 0.6.0 keep the subject as target_resource_id: their hash covers it in clear"
+        );
+        out.push(("audit_log".into(), "target_resource_id".into(), "kept (written before 0.6.0)".into(), legacy));
+    }
+    Ok(())
+}
+
+fn summary(out: &[Outcome]) -> String {
+    let parts: Vec<String> =
+        out.iter().filter(|o| o.3 > 0).map(|(t, c, a, n)| format!("{t}.{c}: {n} {a}")).collect();
+    if parts.is_empty() { "nothing found".into() } else { parts.join("; ") }
+}
+
+/// Erasure: the subject's own audit_log events are deleted (with `preserve`, the
+/// compliance events stay, pseudonymized); whatever else names the subject is
+/// pseudonymized by hash (someone else's event about them; compliance rows); rows of
+/// the declared places are deleted or pseudonymized as `audit_subject_map` says.
+pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outcome>> {
+    key_ring()?;
+    let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
+    let _internal = crate::internal::guard();
+    // No insert may come between retiring the links and deleting the rows (an event of
+    // this subject committed in between would be deleted with its link unretired):
+    // writers wait for the erasure, readers do not.
+    Spi::run("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
+    // The erased rows' legacy chain links are retired first, so the chain still verifies.
+    crate::integrity::retire(
+        "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
+          WHERE principal_id = ANY($2) AND (NOT $3 OR action <> ALL($4))",
+        vec![subject.ids().to_vec().into(), preserve.into(), actions.clone().into()],
+        "erasure (audit_delete_subject)",
+    )?;
+    let deleted = crate::seal::retiring("erasure (audit_delete_subject)", || {
+        Ok(Spi::get_one_with_args::<i64>(
+            "WITH d AS (DELETE FROM audit_log WHERE principal_id = ANY($1) AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
+             SELECT pg_catalog.count(*) FROM d",
+            &[subject.ids().to_vec().into(), preserve.into(), actions.into()],
+        )?
+        .unwrap_or(0))
+    })?;
+    let map = subject.pseudonyms(Strategy::Hash)?;
+    let mut out = vec![
+        ("audit_log".to_string(), "principal_id".to_string(), "deleted".to_string(), deleted),
+        ("audit_log".to_string(), "*".to_string(), "pseudonymized".to_string(),
+         pseudonymize_audit_log(subject, &map, Strategy::Hash)?),
+    ];
+    for place in places()? {
+        if place.delete_row {
+            let n = place.delete(subject)?;
+            out.push(place.outcome("deleted", n));
+        } else {
+            let n = place.pseudonymize(subject, &map)?;
+            out.push(place.outcome("pseudonymized", n));
+        }
+    }
+    note_legacy_targets(subject, &mut out)?;
+    log_event("gdpr.data.delete", Some(&subject.label()?), "success", &summary(&out))?;
+    crate::archive::emit(&Command::Delete { subjects: subject.ids().to_vec(), preserve })?;
+    Ok(out)
+}
+
+/// Crypto-shredding: the mappings of every identifier go, so no token or encryption
+/// pseudonym of the subject can be reversed any more.
+pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
+    let ring = key_ring()?;
+    let blinds: Vec<String> =
+        subject.ids().iter().flat_map(|id| crate::mapping::blind_indexes(&ring, id)).collect();
+    let deleted = Spi::get_one_with_args::<i64>(
+        "WITH d AS (DELETE FROM pseudonym_mapping WHERE blind_index = ANY($1) RETURNING 1)
+         SELECT pg_catalog.count(*) FROM d",
+        &[blinds.into()],
+    )?
+    .unwrap_or(0);
+    let out = vec![("pseudonym_mapping".to_string(), "original_id".to_string(), "deleted".to_string(), deleted)];
+    log_event("gdpr.data.delete", Some(&subject.label()?), "success",
+              &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"))?;
+    crate::archive::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
+    Ok(out)
+}
+
+/// Every name the subject may appear under: its identifiers, their hash pseudonyms
+/// under every key, and their token and encryption pseudonyms (mappings made here, and
+/// adopted ones that stored the original in clear).
+pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
+    let ring = key_ring()?;
+    let mut out: Vec<String> = subject.ids().to_vec();
+    let mut blinds = Vec::new();
+    for id in subject.ids() {
+        out.extend(ring.keys().iter().map(|k| pseudonym::hash_pseudonym(k, id)));
+        blinds.extend(crate::mapping::blind_indexes(&ring, id));
+    }
+    Spi::connect(|client| {
+        for r in client.select(
+            "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)
+             UNION SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy IS NULL AND original_id = ANY($2)",
+            None,
+            &[blinds.into(), subject.ids().to_vec().into()],
+        )? {
+            out.extend(r.get::<String>(1)?);
+        }
+        Ok::<_, pgrx::spi::Error>(())
+    })?;
+    out.dedup();
+    Ok(out)
+}
+
+/// The export as one jsonb array of {table, column, role, row}, from audit_subject_rows.
+pub fn export_subject(subject: &Subject) -> AuditResult<pgrx::JsonB> {
+    let rows = Spi::get_one_with_args::<pgrx::JsonB>(
+        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                    'table', r.table_name, 'column', r.column_name, 'role', r.role, 'row', r.row_data)), '[]'::jsonb)
+           FROM audit_subject_rows($1) r",
+        &[subject.ids().to_vec().into()],
+    )?
+    .unwrap_or(pgrx::JsonB(serde_json::json!([])));
+    let count = rows.0.as_array().map(|a| a.len()).unwrap_or(0);
+    log_event("gdpr.data.export", Some(&subject.label()?), "success", &format!("{count} rows exported"))?;
+    Ok(rows)
+}
+
+/// Runs a subject command replayed on an archive.
+pub fn run_command(command: Command) -> AuditResult<()> {
+    match command {
+        Command::Pseudonymize { subjects, strategy } => {
+            let strategy = Strategy::parse(&strategy).ok_or_else(|| {
+                AuditError::data_exception(format!("unknown strategy \"{strategy}\" in a replicated command"))
+            })?;
+            pseudonymize_subject(&Subject::new(subjects.into_iter().map(Some).collect())?, strategy).map(|_| ())
+        }
+        Command::Delete { subjects, preserve } => {
+            delete_subject(&Subject::new(subjects.into_iter().map(Some).collect())?, preserve).map(|_| ())
+        }
+        Command::Forget { subjects } => {
+            forget_subject(&Subject::new(subjects.into_iter().map(Some).collect())?).map(|_| ())
+        }
+    }
+}
+
+// ------------------------------------------------------------------ SQL surface
+
+
+fn subject_arg(identifiers: Option<Vec<Option<String>>>) -> Subject {
+    let ids = identifiers.ok_or_else(|| AuditError::null_argument("identifiers")).or_report();
+    Subject::new(ids).or_report()
+}
+
+/// `audit_pseudonymize_subject(principal_id, strategy)`: the rows of audit_log changed.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_pseudonymize_subject(principal_id: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> i64 {
+    let strategy = parse_strategy(strategy).or_report();
+    let out = pseudonymize_subject(&Subject::one(principal_id).or_report(), strategy).or_report();
+    out.iter().filter(|o| o.0 == "audit_log" && o.2 == "pseudonymized").map(|o| o.3).sum()
+}
+
+/// `audit_pseudonymize_subject(identifiers, strategy)`: every place, one row each.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_pseudonymize_subject")]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_pseudonymize_subject_ids(
+    identifiers: Option<Vec<Option<String>>>,
+    strategy: default!(Option<&str>, "'hash'"),
+) -> TableIterator<
+    'static,
+    (name!(table_name, String), name!(column_name, String), name!(action, String), name!(rows, i64)),
+> {
+    let strategy = parse_strategy(strategy).or_report();
+    TableIterator::new(pseudonymize_subject(&subject_arg(identifiers), strategy).or_report())
+}
+
+/// `audit_delete_subject(principal_id, preserve_compliance)`: audit_log rows deleted
+/// and compliance rows kept.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_delete_subject(
+    principal_id: Option<&str>,
+    preserve_compliance: default!(Option<bool>, "true"),
+) -> TableIterator<'static, (name!(records_deleted, i64), name!(compliance_records_preserved, i64))> {
+    let preserve = preserve_compliance.ok_or_else(|| AuditError::null_argument("preserve_compliance")).or_report();
+    let subject = Subject::one(principal_id).or_report();
+    let before = kept_compliance_rows(&subject, preserve).or_report();
+    let out = delete_subject(&subject, preserve).or_report();
+    let deleted = out.iter().find(|o| o.0 == "audit_log" && o.2 == "deleted").map(|o| o.3).unwrap_or(0);
+    TableIterator::once((deleted, before))
+}
+
+/// The subject's own compliance events that erasure with `preserve` keeps.
+fn kept_compliance_rows(subject: &Subject, preserve: bool) -> AuditResult<i64> {
+    if !preserve {
+        return Ok(0);
+    }
+    let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
+    Ok(Spi::get_one_with_args::<i64>(
+        "SELECT pg_catalog.count(*) FROM audit_log WHERE principal_id = ANY($1) AND action = ANY($2)",
+        &[subject.ids().to_vec().into(), actions.into()],
+    )?
+    .unwrap_or(0))
+}
+
+/// `audit_delete_subject(identifiers, preserve_compliance)`: every place, one row each.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_delete_subject")]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_delete_subject_ids(
+    identifiers: Option<Vec<Option<String>>>,
+    preserve_compliance: default!(Option<bool>, "true"),
+) -> TableIterator<
+    'static,
+    (name!(table_name, String), name!(column_name, String), name!(action, String), name!(rows, i64)),
+> {
+    let preserve = preserve_compliance.ok_or_else(|| AuditError::null_argument("preserve_compliance")).or_report();
+    TableIterator::new(delete_subject(&subject_arg(identifiers), preserve).or_report())
+}
+
+/// `audit_forget_subject(principal_id)`: mappings deleted.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_forget_subject(principal_id: Option<&str>) -> i64 {
+    forget_subject(&Subject::one(principal_id).or_report()).or_report().iter().map(|o| o.3).sum()
+}
+
+/// `audit_forget_subject(identifiers)`: one row.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_forget_subject")]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_forget_subject_ids(identifiers: Option<Vec<Option<String>>>) -> TableIterator<
+    'static,
+    (name!(table_name, String), name!(column_name, String), name!(action, String), name!(rows, i64)),
+> {
+    TableIterator::new(forget_subject(&subject_arg(identifiers)).or_report())
+}
+
+/// `audit_export_subject(principal_id)`: see docs/subjects.md.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_export_subject(principal_id: Option<&str>) -> pgrx::JsonB {
+    export_subject(&Subject::one(principal_id).or_report()).or_report()
+}
+
+/// `audit_export_subject(identifiers)`: see docs/subjects.md.
+#[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_export_subject")]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_export_subject_ids(identifiers: Option<Vec<Option<String>>>) -> pgrx::JsonB {
+    export_subject(&subject_arg(identifiers)).or_report()
+}
+
+/// `audit_subject_names(identifiers)`: the names audit_subject_rows searches for.
+#[pg_extern(volatile, parallel_unsafe, security_definer)]
+#[search_path(@extschema@, pg_catalog, pg_temp)]
+fn audit_subject_names(identifiers: Option<Vec<Option<String>>>) -> Vec<String> {
+    names(&subject_arg(identifiers)).or_report()
+}
