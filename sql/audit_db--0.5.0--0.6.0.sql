@@ -693,8 +693,7 @@ BEGIN
                pg_catalog.to_jsonb(a)
           FROM @extschema@.audit_log a
          WHERE a.principal_id = ANY(names) OR a.target_resource_id = ANY(names)
-            OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names))
-         ORDER BY a."timestamp", a.id;
+            OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names));
     FOR place IN
         SELECT m.relation, m.column_name, m.role, m.kind FROM @extschema@.audit_subject_map m
          WHERE m.relation <> '@extschema@.audit_log'::regclass

@@ -24,6 +24,11 @@ installs pg_partman); prints a Markdown table of medians and ratios. Comparisons
       no trigger, 1 organization at 1/4/8 clients and 50 at 4; the 1 -> 4 scaling;
       bulk INSERT ... SELECT of 100,000 rows; seal lag under load (p50/p99)
   6.  audit_verify_integrity() rows per second over everything written, sealed
+  7.  a data subject with 100,000 events (actor, target, mentioned): export streamed
+      and as one jsonb, pseudonymize, delete and forget, time and backend memory, each
+      against plain SQL doing the same rows on a trigger-free copy
+
+BENCH_ONLY=<comma-separated function names> runs only those sections.
 """
 import os
 import re
@@ -37,6 +42,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 BIG_RUNS = int(os.environ.get("BENCH_BIG_RUNS", "3"))
 ROWS = int(os.environ.get("BENCH_ROWS", "1000000"))
 DB = "bench"
+SUBJECT_EVENTS = int(os.environ.get("BENCH_SUBJECT_EVENTS", "100000"))
 
 
 def psql(*commands, db=DB):
@@ -144,7 +150,6 @@ def pseudonymization():
                         f"{n / median(new) * 1000:,.0f} new values/s (goal >= 50,000), "
                         f"{n / median(again) * 1000:,.0f} repeated/s; one call per value: "
                         f"{n // 10 / median(single) * 1000:,.0f} new values/s"))
-    subject_pseudonymization()
 
 
 def subject_pseudonymization():
@@ -385,13 +390,79 @@ def conversion():
                     f"backend private memory (RssAnon) after: attach {median(attach_rss) / 1024:,.0f} MB, copy {median(copy_rss) / 1024:,.0f} MB"))
 
 
+# ------------------------------------------------------------------- 7
+FP_IDS = "ARRAY['fp-uid', 'fp@example.com']"
+FP_FIND = ("principal_id = ANY({ids}) OR target_resource_id = ANY({ids}) "
+           "OR EXISTS (SELECT 1 FROM jsonb_each_text(a.details) e WHERE e.value = ANY({ids}))").format(ids=FP_IDS)
+
+
+def subject_footprint():
+    """Issue 18: one subject with SUBJECT_EVENTS events, 70% as actor (principal, email
+    in details), 20% as target of someone else's event, 10% mentioned (email in someone
+    else's details), among the rest of the benchmark's events. Each operation runs in a
+    transaction rolled back afterwards, so each one starts from the same rows; the peer
+    is plain SQL over a trigger-free copy of the same rows doing the same search."""
+    n = SUBJECT_EVENTS
+    actor, target = n * 7 // 10, n * 2 // 10
+    mention = n - actor - target
+    psql(f"""INSERT INTO audit_log ("timestamp", principal_id, organization_id, action, status,
+                                     target_resource_type, target_resource_id, details)
+             SELECT now() - i * interval '1 second',
+                    CASE WHEN i <= {actor} THEN 'fp-uid' ELSE 'clerk-' || (i % 50) END,
+                    'org-1', 'bench.footprint', 'ok',
+                    CASE WHEN i > {actor} AND i <= {actor + target} THEN 'User' ELSE 'Document' END,
+                    CASE WHEN i > {actor} AND i <= {actor + target} THEN 'fp-uid' ELSE 'doc-' || i END,
+                    CASE WHEN i <= {actor} OR i > {actor + target}
+                         THEN jsonb_build_object('email', 'fp@example.com', 'n', i)
+                         ELSE jsonb_build_object('email', 'clerk@example.com', 'n', i) END
+               FROM generate_series(1, {n}) i""",
+         "CREATE TABLE fp_plain (LIKE audit_log INCLUDING ALL) PARTITION BY RANGE (\"timestamp\")",
+         "CREATE TABLE fp_plain_default PARTITION OF fp_plain DEFAULT",
+         "INSERT INTO fp_plain SELECT * FROM audit_log",
+         "SELECT status FROM audit_seal(5000)",
+         "VACUUM ANALYZE audit_log", "VACUUM ANALYZE fp_plain", "CHECKPOINT")
+    total = int(psql("SELECT count(*) FROM audit_log").strip())
+    found = int(psql(f"SELECT count(*) FROM audit_subject_rows({FP_IDS}) WHERE table_name = 'audit_log'").strip())
+    peer_update = (f"UPDATE fp_plain a SET principal_id = CASE WHEN principal_id = ANY({FP_IDS}) THEN 'pseudo-x' ELSE principal_id END, "
+                   f"target_resource_id = CASE WHEN target_resource_id = ANY({FP_IDS}) THEN 'pseudo-x' ELSE target_resource_id END, "
+                   f"details = details || jsonb_build_object('email', 'pseudo-x', 'pseudonymized', true) WHERE {FP_FIND}")
+    ops = [
+        # Both sides render every row (a bare count(*) would let the planner skip to_jsonb).
+        ("export, streamed", f"SELECT sum(length(row_data::text)) FROM audit_subject_rows({FP_IDS})", [],
+         f"SELECT sum(length(to_jsonb(a)::text)) FROM fp_plain a WHERE {FP_FIND}", []),
+        ("export, one jsonb", f"SELECT length(audit_export_subject({FP_IDS})::text)", [],
+         f"SELECT length(jsonb_agg(to_jsonb(a))::text) FROM fp_plain a WHERE {FP_FIND}", []),
+        ("pseudonymize (token)", f"SELECT sum(rows) FROM audit_pseudonymize_subject({FP_IDS}, 'token')", ["BEGIN"],
+         peer_update, ["BEGIN"]),
+        ("delete (compliance kept)", f"SELECT sum(rows) FROM audit_delete_subject({FP_IDS})", ["BEGIN"],
+         f"DELETE FROM fp_plain WHERE principal_id = ANY({FP_IDS}); {peer_update}", ["BEGIN"]),
+        ("forget (after a token pseudonymization)", f"SELECT sum(rows) FROM audit_forget_subject({FP_IDS})",
+         ["BEGIN", f"SELECT count(*) FROM audit_pseudonymize_subject({FP_IDS}, 'token')"],
+         "DELETE FROM pseudonym_mapping WHERE false", ["BEGIN"]),
+    ]
+    for label, ours_sql, ours_setup, peer_sql, peer_setup in ops:
+        ours, peer, ours_mem, peer_mem = [], [], [], []
+        for _ in range(BIG_RUNS):
+            ms, _, _ = timed(ours_sql, ours_setup)
+            ours.append(ms)
+            ours_mem.append(ANON[-1])
+            ms, _, _ = timed(peer_sql, peer_setup)
+            peer.append(ms)
+            peer_mem.append(ANON[-1])
+        results.append((f"7. subject with {n:,} events ({found:,} found among {total:,}): {label}",
+                        "audit_db", median(ours), "plain SQL, same rows, no trigger", median(peer),
+                        f"{median(ours) / median(peer):.2f}x the plain SQL; backend private memory after: "
+                        f"{median(ours_mem) / 1024:,.0f} MB (plain SQL {median(peer_mem) / 1024:,.0f} MB)"))
+
+
+
 def main():
-    pseudonymization()
-    insert_throughput()
-    verification()
-    partition_upkeep()
-    retention()
-    conversion()
+    sections = [pseudonymization, subject_pseudonymization, insert_throughput, verification, partition_upkeep, retention, conversion,
+                subject_footprint]
+    only = [x for x in os.environ.get("BENCH_ONLY", "").split(",") if x]
+    for section in sections:
+        if not only or section.__name__ in only:
+            section()
     print("| comparison | audit_db | ms (median) | peer | ms (median) | peer / audit_db | notes |")
     print("|---|---|---:|---|---:|---:|---|")
     for name, ours_label, ours, peer_label, peer, note in results:
