@@ -190,6 +190,16 @@ fn details_pseudonyms(subject: &Subject, keys: &[String], strategy: Strategy) ->
     Ok(pgrx::JsonB(serde_json::Value::Object(map)))
 }
 
+/// `{"<key>": "<identifier>"}` for every configured personal key and identifier: a row
+/// whose details contain one of them mentions the subject. Containment (`@>`) is one
+/// cheap test per row of the scan, where expanding every row's details would not be.
+/// A key removed from audit_db.personal_details_keys is no longer searched.
+fn mentions(subject: &Subject, keys: &[String]) -> Vec<pgrx::JsonB> {
+    keys.iter()
+        .flat_map(|k| subject.ids().iter().map(move |id| pgrx::JsonB(serde_json::json!({ k.as_str(): id }))))
+        .collect()
+}
+
 /// Replaces the subject in audit_log: as actor (principal_id, and every personal
 /// `details` value of those rows), as target (target_resource_id) and where a personal
 /// `details` value names it (only that value: the rest of someone else's event stays).
@@ -231,13 +241,17 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                         || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now())
             WHERE a.principal_id = ANY($1)
                OR (a.row_hash IS NOT NULL AND a.target_resource_id = ANY($1))
-               OR (a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
-                   AND EXISTS (SELECT 1 FROM pg_catalog.jsonb_each(a.details) e
-                                WHERE e.key = ANY(CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
-                                  AND pg_catalog.jsonb_typeof(e.value) = 'string' AND (e.value #>> '{}') = ANY($1)))
+               OR a.details @> ANY($6)
            RETURNING 1)
          SELECT pg_catalog.count(*) FROM u",
-        &[subject.ids().to_vec().into(), pgrx::JsonB(map.0.clone()).into(), keys.to_vec().into(), strategy.name().into(), details.into()],
+        &[
+            subject.ids().to_vec().into(),
+            pgrx::JsonB(map.0.clone()).into(),
+            keys.to_vec().into(),
+            strategy.name().into(),
+            details.into(),
+            mentions(subject, &keys).into(),
+        ],
     )?
     .unwrap_or(0))
 }

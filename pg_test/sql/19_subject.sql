@@ -69,6 +69,12 @@ SELECT * FROM footprint(:carol);
 SELECT s.table_name, s.column_name, s.role, coalesce(s.row_data->>'action', s.row_data->>'id') AS what
   FROM audit_subject_rows(:carol) s;
 SELECT jsonb_array_length(audit_export_subject(:carol)) AS exported;
+-- CSV per table (docs/reference.md): each table's rows back in their own columns.
+SELECT r.principal_id, r.action, r.target_resource_id
+  FROM audit_subject_rows(:carol) s, jsonb_populate_record(NULL::audit_log, s.row_data) r
+ WHERE s.table_name = 'audit_log' ORDER BY r."timestamp", r.id;
+COPY (SELECT r.id, r.title, r.acknowledged_by FROM audit_subject_rows(:carol) s, jsonb_populate_record(NULL::alerts, s.row_data) r
+       WHERE s.table_name = 'alerts') TO STDOUT (FORMAT csv, HEADER);
 SELECT count(*) AS footprint_unchanged FROM footprint(:carol);
 
 -- Pseudonymize (token): gone everywhere but the free text of dr-house's note
