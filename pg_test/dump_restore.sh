@@ -30,6 +30,10 @@ INSERT INTO alerts (id, organization_id, severity, type, title, description, sou
 VALUES ('a1', 'org', 'HIGH', 'SECURITY', 't', 'd', 's');
 INSERT INTO pseudonym_mapping ("timestamp", pseudonym_id, original_id) VALUES (now(), 'p1', 'o1'), (now(), 'p2', 'o2');
 UPDATE audit_partition_config SET retention = '13 months', premake = 3 WHERE parent = 'audit_log'::regclass;
+-- A DPO's own place in the subject map: dumped as data; the builtin places come with
+-- the install script (dumped too, they would collide with it on restore).
+CREATE TABLE app_visits (id int, patient text);
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('app_visits', 'patient', 'target');
 SQL
 
 state() { # what must survive, as text
@@ -44,6 +48,8 @@ SELECT 'alerts', count(*) FROM alerts;
 SELECT 'pseudonym_mapping', count(*), sum(id) FROM pseudonym_mapping;
 SELECT 'sequences', (SELECT last_value FROM audit_log_id_seq), (SELECT last_value FROM pseudonym_mapping_id_seq);
 SELECT 'digest', audit_integrity_digest('infinity') - 'upto', (SELECT count(*) FROM audit_seal_block);
+SELECT 'subject_map', count(*) FILTER (WHERE builtin), string_agg(relation || '.' || column_name, ',') FILTER (WHERE NOT builtin)
+  FROM audit_subject_map;
 SQL
 }
 expected=$(state src)
