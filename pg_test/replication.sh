@@ -207,6 +207,8 @@ check "the archive's own retention drops its old month" "1" \
 check "after it, the archive holds exactly the primary's events and verifies clean" \
     "$(psql -c "SELECT count(*) FROM audit_log")|0,0,0,-" \
     "$(apsql -c "SELECT count(*) FROM audit_log")|$(apsql -c "$clean" | grep -v '^NOTICE')"
+check "the primary keeps no subject command (each is inserted and deleted in its transaction)" "0" \
+    "$(psql -c "SELECT count(*) FROM audit_subject_command")"
 check "no apply error on the archive, from start to end" "0" \
     "$(apsql -c "SELECT apply_error_count + sync_error_count FROM pg_stat_subscription_stats WHERE subname = 'audit_db_archive'")"
 finish "replication"

@@ -44,7 +44,12 @@ pub fn replaying() -> bool {
 /// True when this database subscribes to `audit_log`: an archive. A read-only SELECT
 /// (it also runs on a standby).
 pub fn is_archive() -> AuditResult<bool> {
-    let log = format!("{}.audit_log", crate::spi_util::ext_schema()?);
+    subscribes(&crate::spi_util::ext_schema()?)
+}
+
+/// `is_archive()` for a caller that has the extension's (quoted) schema already.
+pub fn subscribes(ext: &str) -> AuditResult<bool> {
+    let log = format!("{ext}.audit_log");
     Ok(crate::spi_util::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srrelid = $1::pg_catalog.regclass)",
         &[log.into()],
@@ -99,20 +104,31 @@ pub fn emit(command: &Command) -> AuditResult<()> {
         return Ok(());
     }
     let sealed = pseudonym::seal_original(key_ring()?.current(), &command.encode());
-    Spi::run_with_args(
-        "WITH c AS (INSERT INTO audit_subject_command (operation, payload) VALUES ($1, $2) RETURNING id)
-         DELETE FROM audit_subject_command s USING c WHERE s.id = c.id",
+    // Two statements: a DELETE in the same statement as the INSERT (a data-modifying
+    // CTE) would not see the inserted row, and the primary would keep it.
+    let id = Spi::get_one_with_args::<i64>(
+        "INSERT INTO audit_subject_command (operation, payload) VALUES ($1, $2) RETURNING id",
         &[command.name().into(), sealed.into()],
-    )?;
+    )?
+    .ok_or_else(|| AuditError::internal("INSERT ... RETURNING gave no id"))?;
+    Spi::run_with_args("DELETE FROM audit_subject_command WHERE id = $1", &[id.into()])?;
     Ok(())
+}
+
+/// Marks a replay until dropped, also when an error unwinds.
+struct Replaying;
+
+impl Drop for Replaying {
+    fn drop(&mut self) {
+        REPLAYING.with(|r| r.set(false));
+    }
 }
 
 /// Runs a replicated command over this database's rows.
 fn replay(command: Command) -> AuditResult<()> {
     REPLAYING.with(|r| r.set(true));
-    let out = as_origin(|| crate::subject::run_command(command));
-    REPLAYING.with(|r| r.set(false));
-    out
+    let _replaying = Replaying;
+    as_origin(|| crate::subject::run_command(command))
 }
 
 /// Runs `f` with `session_replication_role = origin` when the apply worker runs us

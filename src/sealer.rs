@@ -75,10 +75,6 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     if unsafe { pg_sys::RecoveryInProgress() } {
         return Ok(SealRun { status: "standby: nothing to do", ..Default::default() });
     }
-    // An archive's blocks are the primary's, replicated; one of its own would collide.
-    if crate::archive::is_archive()? {
-        return Ok(SealRun { status: "archive: blocks come from the primary", ..Default::default() });
-    }
     // SAFETY: reads backend state.
     if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
         return Err(AuditError::feature_not_supported("audit_seal() needs READ COMMITTED")
@@ -86,6 +82,10 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
             .hint("Call it outside a REPEATABLE READ or SERIALIZABLE transaction."));
     }
     let ext = crate::spi_util::ext_schema()?;
+    // An archive's blocks are the primary's, replicated; one of its own would collide.
+    if crate::archive::subscribes(&ext)? {
+        return Ok(SealRun { status: "archive: blocks come from the primary", ..Default::default() });
+    }
     let locked = Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_try_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?
         .unwrap_or(false);
     if !locked {
