@@ -474,9 +474,8 @@ fn guard_truncate() -> AuditResult<i64> {
 /// Records the chain runs of rows about to leave audit_log (a dropped or detached
 /// partition, erased or expired rows) in `audit_chain_retired`, so verification
 /// accepts those gaps, and returns (rows, runs). `rows_sql` selects
-/// `chain_key, chain_seq, chain_hash` of the rows that go (no parameters).
-/// `rows_sql` is a constant query over audit_log; its values are bound as `$2`, `$3`,
-/// ... from `args` (`$1` is the reason).
+/// `chain_key, chain_seq, chain_hash` of the rows that go; its values are bound as
+/// `$2`, `$3`, ... from `args` (`$1` is the reason).
 pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: &str) -> AuditResult<(i64, i64)> {
     let schema = crate::spi_util::ext_schema()?;
     let sql = format!(

@@ -111,20 +111,22 @@ pub fn pseudonymize_many(
         let all: Vec<String> = wanted.iter().flat_map(|w| w.blinds.iter().cloned()).collect();
         resolve(&mut wanted, &mapped(strategy, all)?);
         let missing: Vec<&Wanted<'_>> = wanted.iter().filter(|w| w.pseudonym.is_none()).collect();
-        if !missing.is_empty() && crate::archive::replaying() {
-            // An archive records no mapping of its own (its ids would collide with the
-            // primary's, which arrive by replication): a value only the archive still
-            // holds gets its hash pseudonym, which needs no mapping.
-            for w in wanted.iter_mut().filter(|w| w.pseudonym.is_none()) {
-                w.pseudonym = Some(pseudonym::hash_pseudonym(ring.current(), w.original));
-            }
-        } else if !missing.is_empty() {
-            let inserted = insert_new(ring, strategy, &missing)?;
-            resolve(&mut wanted, &inserted);
-            let lost: Vec<String> =
-                wanted.iter().filter(|w| w.pseudonym.is_none()).map(|w| w.blinds[0].clone()).collect();
-            if !lost.is_empty() {
-                resolve(&mut wanted, &mapped(strategy, lost)?);
+        if !missing.is_empty() {
+            if crate::archive::replaying() {
+                // An archive records no mapping of its own (its ids would collide with
+                // the primary's, which arrive by replication): a value only the archive
+                // still holds gets its hash pseudonym, which needs no mapping.
+                for w in wanted.iter_mut().filter(|w| w.pseudonym.is_none()) {
+                    w.pseudonym = Some(pseudonym::hash_pseudonym(ring.current(), w.original));
+                }
+            } else {
+                let inserted = insert_new(ring, strategy, &missing)?;
+                resolve(&mut wanted, &inserted);
+                let lost: Vec<String> =
+                    wanted.iter().filter(|w| w.pseudonym.is_none()).map(|w| w.blinds[0].clone()).collect();
+                if !lost.is_empty() {
+                    resolve(&mut wanted, &mapped(strategy, lost)?);
+                }
             }
         }
     }

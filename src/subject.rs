@@ -47,6 +47,11 @@ impl Subject {
         Ok(Subject(out))
     }
 
+    /// A subject from identifiers that cannot be NULL (a replayed command's).
+    pub fn from_ids(ids: Vec<String>) -> AuditResult<Subject> {
+        Subject::new(ids.into_iter().map(Some).collect())
+    }
+
     pub fn one(id: Option<&str>) -> AuditResult<Subject> {
         Subject::new(vec![Some(id.ok_or_else(|| AuditError::null_argument("principal_id"))?.to_string())])
     }
@@ -57,15 +62,7 @@ impl Subject {
 
     /// identifier -> pseudonym under `strategy`, as a jsonb object.
     fn pseudonyms(&self, strategy: Strategy) -> AuditResult<pgrx::JsonB> {
-        let borrowed: Vec<Option<&str>> = self.0.iter().map(|i| Some(i.as_str())).collect();
-        let made = pseudonymize_many(&borrowed, strategy)?;
-        let map = self
-            .0
-            .iter()
-            .zip(made)
-            .filter_map(|(id, p)| p.map(|p| (id.clone(), serde_json::Value::String(p))))
-            .collect();
-        Ok(pgrx::JsonB(serde_json::Value::Object(map)))
+        pseudonym_map(&self.0, strategy)
     }
 
     /// How the subject is named in the events audit_db writes about it: the hash
@@ -154,10 +151,13 @@ impl Place {
 }
 
 /// audit_log rows written before 0.6.0 whose target is one of the subject's
-/// identifiers: their hash covers the target in clear, so it stays.
+/// identifiers: their hash covers the target in clear, so it stays. Such rows have no
+/// seal epoch either (the trigger sets both): `seal_epoch IS NULL` reaches them through
+/// audit_log_seal_epoch_idx instead of a second scan of the whole table.
 fn legacy_targets(subject: &Subject) -> AuditResult<i64> {
     Ok(Spi::get_one_with_args::<i64>(
-        "SELECT pg_catalog.count(*) FROM audit_log WHERE row_hash IS NULL AND target_resource_id = ANY($1)",
+        "SELECT pg_catalog.count(*) FROM audit_log
+          WHERE seal_epoch IS NULL AND row_hash IS NULL AND target_resource_id = ANY($1)",
         &[subject.ids().to_vec().into()],
     )?
     .unwrap_or(0))
@@ -180,12 +180,17 @@ fn details_pseudonyms(subject: &Subject, keys: &[String], strategy: Strategy) ->
         }
         Ok::<_, pgrx::spi::Error>(out)
     })?;
-    let borrowed: Vec<Option<&str>> = values.iter().map(|v| Some(v.as_str())).collect();
-    let pseudonyms = pseudonymize_many(&borrowed, strategy)?;
-    let map: serde_json::Map<String, serde_json::Value> = values
-        .into_iter()
-        .zip(pseudonyms)
-        .filter_map(|(v, p)| p.map(|p| (v, serde_json::Value::String(p))))
+    pseudonym_map(&values, strategy)
+}
+
+/// original -> pseudonym under `strategy` for every value, as a jsonb object: one
+/// batch (one statement for the mappings of token and encryption pseudonyms).
+fn pseudonym_map(originals: &[String], strategy: Strategy) -> AuditResult<pgrx::JsonB> {
+    let borrowed: Vec<Option<&str>> = originals.iter().map(|v| Some(v.as_str())).collect();
+    let map = originals
+        .iter()
+        .zip(pseudonymize_many(&borrowed, strategy)?)
+        .filter_map(|(v, p)| p.map(|p| (v.clone(), serde_json::Value::String(p))))
         .collect();
     Ok(pgrx::JsonB(serde_json::Value::Object(map)))
 }
@@ -378,6 +383,7 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
         }
         Ok::<_, pgrx::spi::Error>(())
     })?;
+    out.sort();
     out.dedup();
     Ok(out)
 }
@@ -403,14 +409,10 @@ pub fn run_command(command: Command) -> AuditResult<()> {
             let strategy = Strategy::parse(&strategy).ok_or_else(|| {
                 AuditError::data_exception(format!("unknown strategy \"{strategy}\" in a replicated command"))
             })?;
-            pseudonymize_subject(&Subject::new(subjects.into_iter().map(Some).collect())?, strategy).map(|_| ())
+            pseudonymize_subject(&Subject::from_ids(subjects)?, strategy).map(|_| ())
         }
-        Command::Delete { subjects, preserve } => {
-            delete_subject(&Subject::new(subjects.into_iter().map(Some).collect())?, preserve).map(|_| ())
-        }
-        Command::Forget { subjects } => {
-            forget_subject(&Subject::new(subjects.into_iter().map(Some).collect())?).map(|_| ())
-        }
+        Command::Delete { subjects, preserve } => delete_subject(&Subject::from_ids(subjects)?, preserve).map(|_| ()),
+        Command::Forget { subjects } => forget_subject(&Subject::from_ids(subjects)?).map(|_| ()),
     }
 }
 
