@@ -4,8 +4,9 @@
 //!
 //! A file that group or others can access is refused, as PostgreSQL refuses such an
 //! SSL key. Each backend caches the parsed key ring and re-reads the file when its
-//! modification or change time, size, inode or mode changes; the command is run once per backend and
-//! again when the setting changes. Errors name the setting, never key material.
+//! modification or change time, size, inode or mode changes (checked at each statement;
+//! by the insert trigger at most every 100 ms, see `key_ring_for_inserts`); the command
+//! is run once per backend and again when the setting changes. Errors name the setting, never key material.
 
 use crate::error::{AuditError, AuditResult};
 use pgrx::pg_sys;
@@ -121,6 +122,43 @@ pub fn key_ring() -> AuditResult<Rc<KeyRing>> {
     }
     let ring = load_key_ring()?;
     CHECKED_AT.with(|c| c.set(stamp));
+    Ok(ring)
+}
+
+/// How long, in microseconds of statement start time, the insert trigger signs with the
+/// ring it last had `key_ring()` check against the key file.
+const INSERT_RECHECK_US: i64 = 100_000;
+
+thread_local! {
+    /// When the insert trigger's ring was last checked (statement start), and under
+    /// which settings.
+    static INSERT_CHECKED: RefCell<Option<(i64, Option<CString>, Option<CString>)>> = const { RefCell::new(None) };
+}
+
+/// The key ring for signing new audit_log rows: `key_ring()`, except that the key file
+/// is stat()ed at most once per 100 ms rather than once per statement. That stat was
+/// half of the insert trigger's time with one row per statement (a path walk in the
+/// kernel each time). The cost: a key line added to the file signs new rows up to
+/// 100 ms later; until then the previous current key, which stays in the file, signs
+/// them, so those rows verify as well. A change of audit_db.key_file or
+/// audit_db.key_command applies at once, and every other use of the key (pseudonyms,
+/// sealing, verification) checks the file at each statement.
+pub fn key_ring_for_inserts() -> AuditResult<Rc<KeyRing>> {
+    // SAFETY: a plain read of backend state.
+    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    let settings = (KEY_FILE.get(), KEY_COMMAND.get());
+    let fresh = INSERT_CHECKED.with(|c| {
+        c.borrow().as_ref().is_some_and(|(at, file, command)| {
+            (0..INSERT_RECHECK_US).contains(&now.wrapping_sub(*at)) && (file, command) == (&settings.0, &settings.1)
+        })
+    });
+    if fresh {
+        if let Some(ring) = CACHE.with(|c| c.borrow().as_ref().map(|(_, r)| Rc::clone(r))) {
+            return Ok(ring);
+        }
+    }
+    let ring = key_ring()?;
+    INSERT_CHECKED.with(|c| *c.borrow_mut() = Some((now, settings.0, settings.1)));
     Ok(ring)
 }
 

@@ -327,12 +327,22 @@ impl RawRow<'_> {
 /// The key ring for signing, or None when no key is configured. A configured but
 /// unusable key does not block the insert: it is reported and the row goes unsigned.
 pub fn signing_ring() -> Option<Rc<KeyRing>> {
+    ring_if_configured(key_ring)
+}
+
+/// `signing_ring()` for the insert trigger, which checks the key file at most every
+/// 100 ms (`keys::key_ring_for_inserts`).
+fn insert_signing_ring() -> Option<Rc<KeyRing>> {
+    ring_if_configured(crate::keys::key_ring_for_inserts)
+}
+
+fn ring_if_configured(load: fn() -> AuditResult<Rc<KeyRing>>) -> Option<Rc<KeyRing>> {
     let configured = KEY_FILE.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false)
         || KEY_COMMAND.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false);
     if !configured {
         return None;
     }
-    match key_ring() {
+    match load() {
         Ok(r) => Some(r),
         Err(e) => {
             pgrx::warning!("audit_db: event not signed: {}", e.message);
@@ -385,7 +395,7 @@ fn audit_log_seal_trigger<'a>(
                 .report();
         }
     }
-    let ring = signing_ring();
+    let ring = insert_signing_ring();
     if genuine_restored_row(&row, ring.as_deref()) {
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }

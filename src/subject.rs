@@ -349,7 +349,11 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     let blinds: Vec<String> =
         subject.ids().iter().flat_map(|id| crate::mapping::blind_indexes(&ring, id)).collect();
     let deleted = Spi::get_one_with_args::<i64>(
-        "WITH d AS (DELETE FROM pseudonym_mapping WHERE blind_index = ANY($1) RETURNING 1)
+        // Mappings with a blind index are token or encryption mappings (audit_db's
+        // own): naming both strategies lets the unique (strategy, blind_index) index
+        // find them, where blind_index alone scanned every mapping.
+        "WITH d AS (DELETE FROM pseudonym_mapping
+                     WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1) RETURNING 1)
          SELECT pg_catalog.count(*) FROM d",
         &[blinds.into()],
     )?
@@ -374,7 +378,8 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
     }
     Spi::connect(|client| {
         for r in client.select(
-            "SELECT pseudonym_id FROM pseudonym_mapping WHERE blind_index = ANY($1)
+            "SELECT pseudonym_id FROM pseudonym_mapping
+              WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1)
              UNION SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy IS NULL AND original_id = ANY($2)",
             None,
             &[blinds.into(), subject.ids().to_vec().into()],

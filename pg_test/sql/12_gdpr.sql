@@ -124,6 +124,13 @@ SELECT audit_pseudonymize('alice') = :'hash_alice' AS key_file_back;
 COPY (SELECT 1) TO PROGRAM :'cmd';
 SELECT count(*) AS mappings_before FROM pseudonym_mapping WHERE key_id = 'test-1' \gset
 SELECT audit_rotate_pseudonym_key('test-1') = :mappings_before AS rotated_all;
+-- New events are signed by the new current key. The insert trigger checks the key
+-- file at most every 100 ms of statement start time (keys::key_ring_for_inserts),
+-- so the INSERT starts 100 ms after the last check: a time bound, not a wait for
+-- another process.
+SELECT pg_sleep(0.1);
+INSERT INTO audit_log ("timestamp", organization_id, action, status)
+VALUES (now(), 'org-keys', 'key.rotated', 'ok') RETURNING split_part(signature, ':', 1) AS signed_by;
 SELECT key_id, count(*) > 0 AS has_rows FROM pseudonym_mapping GROUP BY 1;
 SELECT count(*) FILTER (WHERE original_id !~ '^v1:test-2:') AS not_rotated FROM pseudonym_mapping;
 -- Old pseudonyms still resolve and still map the same originals.
