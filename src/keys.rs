@@ -143,10 +143,15 @@ thread_local! {
 /// them, so those rows verify as well. A change of audit_db.key_file or
 /// audit_db.key_command applies at once, and every other use of the key (pseudonyms,
 /// sealing, verification) checks the file at each statement.
-pub fn key_ring_for_inserts() -> AuditResult<Rc<KeyRing>> {
+/// None when neither setting names a key source.
+pub fn key_ring_for_inserts() -> Option<AuditResult<Rc<KeyRing>>> {
+    let settings = (KEY_FILE.get(), KEY_COMMAND.get());
+    let named = |s: &Option<CString>| s.as_ref().is_some_and(|c| !c.as_bytes().is_empty());
+    if !named(&settings.0) && !named(&settings.1) {
+        return None;
+    }
     // SAFETY: a plain read of backend state.
     let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
-    let settings = (KEY_FILE.get(), KEY_COMMAND.get());
     let fresh = INSERT_CHECKED.with(|c| {
         c.borrow().as_ref().is_some_and(|(at, file, command)| {
             (0..INSERT_RECHECK_US).contains(&now.wrapping_sub(*at)) && (file, command) == (&settings.0, &settings.1)
@@ -154,12 +159,14 @@ pub fn key_ring_for_inserts() -> AuditResult<Rc<KeyRing>> {
     });
     if fresh {
         if let Some(ring) = CACHE.with(|c| c.borrow().as_ref().map(|(_, r)| Rc::clone(r))) {
-            return Ok(ring);
+            return Some(Ok(ring));
         }
     }
-    let ring = key_ring()?;
-    INSERT_CHECKED.with(|c| *c.borrow_mut() = Some((now, settings.0, settings.1)));
-    Ok(ring)
+    let ring = key_ring();
+    if ring.is_ok() {
+        INSERT_CHECKED.with(|c| *c.borrow_mut() = Some((now, settings.0, settings.1)));
+    }
+    Some(ring)
 }
 
 fn load_key_ring() -> AuditResult<Rc<KeyRing>> {

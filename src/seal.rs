@@ -327,22 +327,22 @@ impl RawRow<'_> {
 /// The key ring for signing, or None when no key is configured. A configured but
 /// unusable key does not block the insert: it is reported and the row goes unsigned.
 pub fn signing_ring() -> Option<Rc<KeyRing>> {
-    ring_if_configured(key_ring)
-}
-
-/// `signing_ring()` for the insert trigger, which checks the key file at most every
-/// 100 ms (`keys::key_ring_for_inserts`).
-fn insert_signing_ring() -> Option<Rc<KeyRing>> {
-    ring_if_configured(crate::keys::key_ring_for_inserts)
-}
-
-fn ring_if_configured(load: fn() -> AuditResult<Rc<KeyRing>>) -> Option<Rc<KeyRing>> {
     let configured = KEY_FILE.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false)
         || KEY_COMMAND.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false);
     if !configured {
         return None;
     }
-    match load() {
+    unsigned_on_error(key_ring())
+}
+
+/// `signing_ring()` for the insert trigger, which checks the key file at most every
+/// 100 ms (`keys::key_ring_for_inserts`).
+fn insert_signing_ring() -> Option<Rc<KeyRing>> {
+    unsigned_on_error(crate::keys::key_ring_for_inserts()?)
+}
+
+fn unsigned_on_error(ring: AuditResult<Rc<KeyRing>>) -> Option<Rc<KeyRing>> {
+    match ring {
         Ok(r) => Some(r),
         Err(e) => {
             pgrx::warning!("audit_db: event not signed: {}", e.message);

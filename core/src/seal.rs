@@ -134,11 +134,41 @@ fn mentions_key(text: &str, key: &str) -> bool {
     })
 }
 
+/// Whether `text` mentions any of `keys` (`mentions_key` for each), in one pass over
+/// the text: the insert trigger asks this for every row, and a searcher set up per key
+/// cost more than the search.
+fn mentions_any_key<K: AsRef<str>>(text: &str, keys: &[K]) -> bool {
+    let special = |k: &str| k.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
+    if keys.iter().any(|k| special(k.as_ref()) && mentions_key(text, k.as_ref())) {
+        return true;
+    }
+    // Each `": ` closes a candidate key: compare the bytes before it with each key.
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'"') {
+        let end = from + at;
+        if bytes[end + 1..].starts_with(b": ") {
+            let before = &bytes[..end];
+            let closes = |k: &str| {
+                !special(k) && {
+                    let k = k.as_bytes();
+                    before.len() > k.len() && before.ends_with(k) && before[before.len() - k.len() - 1] == b'"'
+                }
+            };
+            if keys.iter().any(|k| closes(k.as_ref())) {
+                return true;
+            }
+        }
+        from = end + 1;
+    }
+    false
+}
+
 /// The personal keys that apply to `details` on insert: those of `configured` present
 /// at the top level with a string value, sorted and without duplicates.
 pub fn personal_keys_of(details: Option<&str>, configured: &[String]) -> Vec<String> {
     let Some(text) = details else { return Vec::new() };
-    if !configured.iter().any(|k| mentions_key(text, k)) {
+    if !mentions_any_key(text, configured) {
         return Vec::new();
     }
     let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
@@ -164,7 +194,7 @@ fn push_encoded_details(out: &mut String, details: Option<&str>, personal: &[Str
         out.push_str("{}");
         return;
     };
-    let touched = MARKER_KEYS.iter().any(|k| mentions_key(text, k)) || personal.iter().any(|k| mentions_key(text, k));
+    let touched = mentions_any_key(text, MARKER_KEYS) || mentions_any_key(text, personal);
     if !touched {
         out.push_str(text);
         return;
@@ -372,11 +402,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn mentions_any_key_finds_a_key_only_as_a_key() {
+        let text = r#"{"ip": "203.0.113.7", "note": "email: x", "email": "a@b", "q\"k": 1}"#;
+        assert!(mentions_any_key(text, &["name", "email"]));
+        assert!(!mentions_any_key(text, &["name", "mail", "phone"]));
+        assert!(mentions_any_key(text, &["q\"k"]));
+        assert!(!mentions_any_key(text, &[] as &[&str]));
+        assert!(!mentions_any_key(r#"{"x": "email": }"#, &["mail"]));
+    }
+
     proptest::proptest! {
         /// The allocation-free search finds `"key": ` exactly where the plain one does.
         #[test]
         fn mentions_key_equals_the_plain_search(text in "[a-z\"\\\\: {}]{0,40}", key in "[a-z\"]{1,4}") {
             proptest::prop_assert_eq!(mentions_key(&text, &key), text.contains(&format!("{}: ", json_string(&key))));
+        }
+
+        /// The one-pass search over several keys answers as `mentions_key` for each.
+        #[test]
+        fn mentions_any_key_equals_each_search(text in "[a-z\"\\\\: {}]{0,40}",
+                                               keys in proptest::collection::vec("[a-z\"]{1,4}", 0..4)) {
+            proptest::prop_assert_eq!(mentions_any_key(&text, &keys), keys.iter().any(|k| mentions_key(&text, k)));
         }
     }
 
