@@ -440,8 +440,10 @@ def subject_footprint():
          f"DELETE FROM fp_plain WHERE principal_id = ANY({FP_IDS}); {peer_update}", ["BEGIN"]),
         ("forget (after a token pseudonymization)", f"SELECT sum(rows) FROM audit_forget_subject({FP_IDS})",
          ["BEGIN", f"SELECT count(*) FROM audit_pseudonymize_subject({FP_IDS}, 'token')"],
-         # forget is one DELETE on pseudonym_mapping by blind index: the peer scans it alike.
-         "DELETE FROM pseudonym_mapping WHERE blind_index = 'no such index'", ["BEGIN"]),
+         # forget is one DELETE on pseudonym_mapping through its (strategy, blind_index)
+         # index: the peer deletes by the same index.
+         "DELETE FROM pseudonym_mapping WHERE strategy = ANY('{token,encryption}') AND blind_index = 'no such index'",
+         ["BEGIN"]),
     ]
     for label, ours_sql, ours_setup, peer_sql, peer_setup in ops:
         ours, peer, ours_mem, peer_mem = [], [], [], []
