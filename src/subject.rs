@@ -15,6 +15,7 @@
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::gdpr::{log_event, parse_strategy, pseudonymize_many, COMPLIANCE_ACTIONS};
 use crate::keys::{key_ring, personal_details_keys};
+use crate::regclass::JsonbDatum;
 use audit_db_core::command::Command;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -394,15 +395,22 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
 }
 
 /// The export as one jsonb array of {table, column, role, row}, from audit_subject_rows.
-pub fn export_subject(subject: &Subject) -> AuditResult<pgrx::JsonB> {
-    let rows = Spi::get_one_with_args::<pgrx::JsonB>(
-        "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
-                    'table', r.table_name, 'column', r.column_name, 'role', r.role, 'row', r.row_data)), '[]'::jsonb)
-           FROM audit_subject_rows($1) r",
-        &[subject.ids().to_vec().into()],
-    )?
-    .unwrap_or(pgrx::JsonB(serde_json::json!([])));
-    let count = rows.0.as_array().map(|a| a.len()).unwrap_or(0);
+pub fn export_subject(subject: &Subject) -> AuditResult<JsonbDatum> {
+    let (rows, count) = Spi::connect(|client| {
+        let result = client.select(
+            "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'table', r.table_name, 'column', r.column_name, 'role', r.role, 'row', r.row_data)), '[]'::jsonb),
+                    pg_catalog.count(*)
+               FROM audit_subject_rows($1) r",
+            None,
+            &[subject.ids().to_vec().into()],
+        )?;
+        let row = result.first();
+        let datum = row.get_datum_by_ordinal(1)?.expect("coalesce(..., '[]') is never NULL");
+        // SAFETY: a non-NULL jsonb datum of this SPI connection's result.
+        let rows = unsafe { JsonbDatum::transfer_from_spi(datum) };
+        Ok::<_, pgrx::spi::Error>((rows, row.get::<i64>(2)?.unwrap_or(0)))
+    })?;
     log_event("gdpr.data.export", Some(&subject.label()?), "success", &format!("{count} rows exported"))?;
     Ok(rows)
 }
@@ -515,14 +523,14 @@ fn audit_forget_subject_ids(identifiers: Option<Vec<Option<String>>>) -> TableIt
 /// `audit_export_subject(principal_id)`: see docs/subjects.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(@extschema@, pg_catalog, pg_temp)]
-fn audit_export_subject(principal_id: Option<&str>) -> pgrx::JsonB {
+fn audit_export_subject(principal_id: Option<&str>) -> JsonbDatum {
     export_subject(&Subject::one(principal_id).or_report()).or_report()
 }
 
 /// `audit_export_subject(identifiers)`: see docs/subjects.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_export_subject")]
 #[search_path(@extschema@, pg_catalog, pg_temp)]
-fn audit_export_subject_ids(identifiers: Option<Vec<Option<String>>>) -> pgrx::JsonB {
+fn audit_export_subject_ids(identifiers: Option<Vec<Option<String>>>) -> JsonbDatum {
     export_subject(&subject_arg(identifiers)).or_report()
 }
 
