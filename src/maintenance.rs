@@ -182,7 +182,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
         }
         // Parents without a DEFAULT partition first: their creation holds no one off.
         if config.auto_create && phase.creates() && parent.default_partition.is_none() {
-            let window = if holding { crate::lock_retry::attempt_ms() } else { config.lock_timeout_ms };
+            let window = lock_window_ms(&config, holding);
             create_phase(&parent, &config, at, window, &mut steps);
         }
         live.push((parent, config));
@@ -206,7 +206,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     if phase.creates() {
         for (parent, config) in live.iter().filter(|(p, c)| c.auto_create && p.default_partition.is_some()) {
             set_lock_timeout(config.lock_timeout_ms)?;
-            let window = if holding { crate::lock_retry::attempt_ms() } else { config.lock_timeout_ms };
+            let window = lock_window_ms(config, holding);
             holding |= create_phase(parent, config, at, window, &mut steps);
         }
     }
@@ -253,6 +253,18 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
         pgrx::warning!("audit_db: partition maintenance had {failed} failed step(s); see its result rows");
     }
     Ok(steps)
+}
+
+/// The window of lock attempts for DDL on one parent: its configured lock_timeout,
+/// or a single attempt once maintenance holds a lock that holds writers off
+/// (`holding`), so that those writers never wait while maintenance waits for another
+/// lock.
+fn lock_window_ms(config: &PartitionConfig, holding: bool) -> i64 {
+    if holding {
+        crate::lock_retry::attempt_ms()
+    } else {
+        config.lock_timeout_ms
+    }
 }
 
 /// A failed step of `rel` (for `partition`); a lock timeout says how it was tried.
@@ -492,8 +504,7 @@ fn drop_phase(
             Ok(expired) => plans.push(Retire {
                 parent,
                 rel,
-                // A lock held by creation already holds writers off: one attempt.
-                window_ms: if holding { crate::lock_retry::attempt_ms() } else { config.lock_timeout_ms },
+                window_ms: lock_window_ms(config, holding),
                 keep_table: config.keep_table,
                 expired,
             }),
