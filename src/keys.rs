@@ -6,7 +6,8 @@
 //! SSL key. Each backend caches the parsed key ring and re-reads the file when its
 //! modification or change time, size, inode or mode changes (checked at each statement;
 //! by the insert trigger at most every 100 ms, see `key_ring_for_inserts`); the command
-//! is run once per backend and again when the setting changes. Errors name the setting, never key material.
+//! is run once per backend and again when the setting changes. Errors name the
+//! setting, never key material.
 
 use crate::error::{AuditError, AuditResult};
 use pgrx::pg_sys;
@@ -125,6 +126,16 @@ pub fn key_ring() -> AuditResult<Rc<KeyRing>> {
     Ok(ring)
 }
 
+/// Whether a key setting's value names a key source (unset and empty do not).
+fn names_a_source(setting: &Option<CString>) -> bool {
+    setting.as_ref().is_some_and(|c| !c.as_bytes().is_empty())
+}
+
+/// Whether audit_db.key_file or audit_db.key_command names a key source.
+pub fn key_configured() -> bool {
+    names_a_source(&KEY_FILE.get()) || names_a_source(&KEY_COMMAND.get())
+}
+
 /// How long, in microseconds of statement start time, the insert trigger signs with the
 /// ring it last had `key_ring()` check against the key file.
 const INSERT_RECHECK_US: i64 = 100_000;
@@ -143,11 +154,11 @@ thread_local! {
 /// them, so those rows verify as well. A change of audit_db.key_file or
 /// audit_db.key_command applies at once, and every other use of the key (pseudonyms,
 /// sealing, verification) checks the file at each statement.
+///
 /// None when neither setting names a key source.
 pub fn key_ring_for_inserts() -> Option<AuditResult<Rc<KeyRing>>> {
     let settings = (KEY_FILE.get(), KEY_COMMAND.get());
-    let named = |s: &Option<CString>| s.as_ref().is_some_and(|c| !c.as_bytes().is_empty());
-    if !named(&settings.0) && !named(&settings.1) {
+    if !names_a_source(&settings.0) && !names_a_source(&settings.1) {
         return None;
     }
     // SAFETY: a plain read of backend state.

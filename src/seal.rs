@@ -22,7 +22,7 @@
 //! aborts: no row can join an epoch after its block is written.
 
 use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::{key_ring, personal_details_keys, KEY_COMMAND, KEY_FILE};
+use crate::keys::{key_configured, key_ring, personal_details_keys};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::sign;
 use audit_db_core::seal::{self as core_seal, element, EventV2, Limbs};
@@ -327,9 +327,7 @@ impl RawRow<'_> {
 /// The key ring for signing, or None when no key is configured. A configured but
 /// unusable key does not block the insert: it is reported and the row goes unsigned.
 pub fn signing_ring() -> Option<Rc<KeyRing>> {
-    let configured = KEY_FILE.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false)
-        || KEY_COMMAND.get().map(|c| !c.as_bytes().is_empty()).unwrap_or(false);
-    if !configured {
+    if !key_configured() {
         return None;
     }
     unsigned_on_error(key_ring())

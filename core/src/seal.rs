@@ -149,11 +149,10 @@ fn mentions_any_key<K: AsRef<str>>(text: &str, keys: &[K]) -> bool {
         let end = from + at;
         if bytes[end + 1..].starts_with(b": ") {
             let before = &bytes[..end];
+            // The bytes first: `special` (a scan of the key) only runs on a match.
             let closes = |k: &str| {
-                !special(k) && {
-                    let k = k.as_bytes();
-                    before.len() > k.len() && before.ends_with(k) && before[before.len() - k.len() - 1] == b'"'
-                }
+                let b = k.as_bytes();
+                before.len() > b.len() && before.ends_with(b) && before[before.len() - b.len() - 1] == b'"' && !special(k)
             };
             if keys.iter().any(|k| closes(k.as_ref())) {
                 return true;
