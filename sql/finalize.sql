@@ -187,14 +187,16 @@ AS $fn$
 DECLARE
     part regclass;
 BEGIN
-    IF NOT @extschema@.audit_internal_write() THEN
-        SELECT t.tgrelid::regclass INTO part FROM pg_catalog.pg_trigger t
-         WHERE t.tgfoid = '@extschema@.audit_log_no_truncate()'::pg_catalog.regprocedure
-           AND t.tgrelid <> '@extschema@.audit_log'::regclass
-           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
-                            WHERE h.inhrelid = t.tgrelid AND h.inhparent = '@extschema@.audit_log'::regclass)
-         LIMIT 1;
-        IF part IS NOT NULL THEN
+    -- Catalog reads first: audit_internal_write() (not executable by PUBLIC) is only
+    -- reached by a DETACH of an audit_log partition, which needs audit_log's owner.
+    SELECT t.tgrelid::regclass INTO part FROM pg_catalog.pg_trigger t
+     WHERE t.tgfoid = '@extschema@.audit_log_no_truncate()'::pg_catalog.regprocedure
+       AND t.tgrelid <> '@extschema@.audit_log'::regclass
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h
+                        WHERE h.inhrelid = t.tgrelid AND h.inhparent = '@extschema@.audit_log'::regclass)
+     LIMIT 1;
+    IF part IS NOT NULL THEN
+        IF NOT @extschema@.audit_internal_write() THEN
             RAISE EXCEPTION 'DETACH PARTITION of %, a partition of audit_log, is refused', part
                   USING ERRCODE = 'insufficient_privilege',
                         DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
@@ -226,16 +228,20 @@ BEGIN
       FROM pg_catalog.pg_event_trigger_dropped_objects()
      WHERE object_type = 'trigger' AND object_identity LIKE 'audit_log\_integrity on %'
      LIMIT 1;
-    IF victim IS NOT NULL AND NOT @extschema@.audit_internal_write() THEN
-        RAISE EXCEPTION '% of %, a partition of audit_log, is refused', tg_tag, victim
-              USING ERRCODE = 'insufficient_privilege',
-                    DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
-                    HINT = 'Use audit_drop_expired_partitions() or audit_partition_maintenance() (retention), or the GDPR functions.';
+    -- (Nested: audit_internal_write() is reached only by a DROP of an audit_log partition.)
+    IF victim IS NOT NULL THEN
+        IF NOT @extschema@.audit_internal_write() THEN
+            RAISE EXCEPTION '% of %, a partition of audit_log, is refused', tg_tag, victim
+                  USING ERRCODE = 'insufficient_privilege',
+                        DETAIL = 'Rows leave audit_log only through audit_db, which records them for the integrity trail first.',
+                        HINT = 'Use audit_drop_expired_partitions() or audit_partition_maintenance() (retention), or the GDPR functions.';
+        END IF;
     END IF;
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION audit_log_guard_truncate(), audit_log_guard_ddl(), audit_log_guard_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_log_guard_truncate(), audit_log_guard_ddl(), audit_log_guard_drop(),
+                       audit_internal_write() FROM PUBLIC;
 CREATE EVENT TRIGGER audit_log_guard_ddl ON ddl_command_end WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
     EXECUTE FUNCTION audit_log_guard_ddl();
 CREATE EVENT TRIGGER audit_log_guard_drop ON sql_drop EXECUTE FUNCTION audit_log_guard_drop();
@@ -337,11 +343,52 @@ INSERT INTO audit_subject_map (relation, column_name, role, kind, on_erasure, bu
     ('scheduled_reports', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
     ('scheduled_reports', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL);
 
+-- One rule for what a place may be, checked when it is declared and again each time
+-- a subject function uses it (the table may have changed since): a permanent
+-- ordinary or partitioned table whose every descendant is one too (a view, a foreign
+-- or temporary table runs code or lives in one session: issue 25), and a column of
+-- the kind's type.
+CREATE FUNCTION audit_subject_place_check(relation regclass, column_name text, kind text) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    bad regclass;
+    col_type regtype;
+BEGIN
+    WITH RECURSIVE tree(oid) AS (
+        SELECT relation::oid
+        UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+    SELECT c.oid::regclass INTO bad FROM tree t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+     WHERE c.relkind NOT IN ('r', 'p') OR c.relpersistence OPERATOR(pg_catalog.=) 't'
+     LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION '% is not a permanent table', bad
+              USING ERRCODE = 'wrong_object_type',
+                    DETAIL = pg_catalog.format('audit_subject_map place %s.%I: views, foreign, materialized and temporary tables are refused, also as partitions or children.', relation, column_name),
+                    HINT = 'Declare the permanent table that holds the identifiers.';
+    END IF;
+    SELECT a.atttypid::regtype INTO col_type FROM pg_catalog.pg_attribute a
+     WHERE a.attrelid OPERATOR(pg_catalog.=) relation AND a.attname OPERATOR(pg_catalog.=) column_name
+       AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped;
+    IF col_type IS NULL THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, relation
+              USING ERRCODE = 'undefined_column';
+    END IF;
+    IF (kind OPERATOR(pg_catalog.=) 'column' AND col_type NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype))
+       OR (kind OPERATOR(pg_catalog.=) 'json_array' AND col_type OPERATOR(pg_catalog.<>) 'jsonb'::regtype) THEN
+        RAISE EXCEPTION 'column "%" of relation % is %, not what kind ''%'' needs', column_name, relation, col_type, kind
+              USING ERRCODE = 'datatype_mismatch',
+                    HINT = 'kind ''column'' takes text, varchar or char columns; ''json_array'' a jsonb array of identifiers.';
+    END IF;
+END
+$fn$;
+REVOKE ALL ON FUNCTION audit_subject_place_check(regclass, text, text) FROM PUBLIC;
+-- (the trigger of audit_subject_map runs as the audit_db_gdpr member declaring a place)
+GRANT EXECUTE ON FUNCTION audit_subject_place_check(regclass, text, text) TO audit_db_gdpr;
+
 CREATE FUNCTION audit_subject_map_check() RETURNS trigger
 LANGUAGE plpgsql SET search_path = @extschema@, pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    col_type regtype;
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.builtin THEN
         RAISE EXCEPTION 'the builtin places of audit_subject_map cannot be changed'
@@ -378,18 +425,7 @@ BEGIN
               USING ERRCODE = 'insufficient_privilege',
                     DETAIL = 'Declaring a place needs SELECT, UPDATE and DELETE on its table.';
     END IF;
-    SELECT a.atttypid::regtype INTO col_type FROM pg_catalog.pg_attribute a
-     WHERE a.attrelid = NEW.relation AND a.attname = NEW.column_name AND a.attnum > 0 AND NOT a.attisdropped;
-    IF col_type IS NULL THEN
-        RAISE EXCEPTION 'column "%" of relation % does not exist', NEW.column_name, NEW.relation
-              USING ERRCODE = 'undefined_column';
-    END IF;
-    IF (NEW.kind = 'column' AND col_type NOT IN ('text'::regtype, 'character varying'::regtype, 'character'::regtype))
-       OR (NEW.kind = 'json_array' AND col_type <> 'jsonb'::regtype) THEN
-        RAISE EXCEPTION 'column "%" of relation % is %, not what kind ''%'' needs', NEW.column_name, NEW.relation, col_type, NEW.kind
-              USING ERRCODE = 'datatype_mismatch',
-                    HINT = 'kind ''column'' takes text, varchar or char columns; ''json_array'' a jsonb array of identifiers.';
-    END IF;
+    PERFORM @extschema@.audit_subject_place_check(NEW.relation, NEW.column_name, NEW.kind);
     RETURN NEW;
 END
 $fn$;
@@ -420,10 +456,13 @@ BEGIN
          WHERE a.principal_id = ANY(names) OR a.target_resource_id = ANY(names)
             OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names));
     FOR place IN
-        SELECT m.relation, m.column_name, m.role, m.kind FROM @extschema@.audit_subject_map m
+        SELECT m.relation, m.column_name, m.role, m.kind, m.builtin FROM @extschema@.audit_subject_map m
          WHERE m.relation <> '@extschema@.audit_log'::regclass
          ORDER BY m.relation::text, m.column_name
     LOOP
+        IF NOT place.builtin THEN
+            PERFORM @extschema@.audit_subject_place_check(place.relation, place.column_name, place.kind);
+        END IF;
         RETURN QUERY EXECUTE pg_catalog.format(
             'SELECT $2, $3, $4, pg_catalog.to_jsonb(t) FROM %s t WHERE t.%I %s',
             place.relation, place.column_name,
@@ -448,6 +487,8 @@ ALTER FUNCTION audit_delete_subject(text[], boolean) SET jit = off;
 ALTER FUNCTION audit_export_subject(text) SET jit = off;
 ALTER FUNCTION audit_export_subject(text[]) SET jit = off;
 ALTER FUNCTION audit_subject_rows(text[]) SET jit = off;
+COMMENT ON FUNCTION audit_subject_place_check(regclass, text, text) IS
+'The rule for a place of audit_subject_map, checked when it is declared and each time a subject function uses it: a permanent ordinary or partitioned table whose partitions and children are too (42809 for a view, foreign, materialized or temporary table), and an existing column (42703) of the kind''s type (42804).';
 COMMENT ON FUNCTION audit_subject_map_check() IS
 'Trigger of audit_subject_map: builtin places cannot be changed (42501); a new place must be a column of a table the caller may SELECT, UPDATE and DELETE (42501), not audit_log or audit_db''s own state, existing (42703) and of the kind''s type (42804).';
 COMMENT ON FUNCTION audit_subject_rows(text[]) IS

@@ -230,12 +230,44 @@ fn publication(name: &str, tables: &str, publish: &str) -> AuditResult<()> {
     let quoted = quote_identifier(name);
     let options = format!("publish = '{publish}', publish_via_partition_root = true");
     if exists {
+        ours_or_callers(name)?;
         Spi::run(&format!("ALTER PUBLICATION {quoted} SET TABLE {tables}"))?;
         Spi::run(&format!("ALTER PUBLICATION {quoted} SET ({options})"))?;
     } else {
         Spi::run(&format!("CREATE PUBLICATION {quoted} FOR TABLE {tables} WITH ({options})"))?;
     }
     Ok(())
+}
+
+/// An existing publication is changed only if audit_db made it (owned by the
+/// extension's owner and publishing nothing but audit_db's tables) or the caller owns
+/// it: this function runs as the extension's owner, who could rewrite anyone's
+/// publication (issue 25: an application's publication started publishing audit_log).
+fn ours_or_callers(name: &str) -> AuditResult<()> {
+    // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    let allowed = crate::spi_util::read_one::<bool>(
+        "SELECT pg_catalog.pg_has_role($2, p.pubowner, 'USAGE')
+             OR (p.pubowner OPERATOR(pg_catalog.=) e.extowner
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
+                                  WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid
+                                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                                     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                                                       AND d.objid OPERATOR(pg_catalog.=) r.prrelid
+                                                       AND d.refobjid OPERATOR(pg_catalog.=) e.oid
+                                                       AND d.deptype OPERATOR(pg_catalog.=) 'e'))
+                 AND NOT p.puballtables)
+           FROM pg_catalog.pg_publication p, pg_catalog.pg_extension e
+          WHERE p.pubname OPERATOR(pg_catalog.=) $1 AND e.extname OPERATOR(pg_catalog.=) 'audit_db'",
+        &[name.into(), caller.into()],
+    )?
+    .unwrap_or(false);
+    if allowed {
+        return Ok(());
+    }
+    Err(AuditError::duplicate_object(format!("publication \"{name}\" already exists and was not made by audit_db"))
+        .detail("audit_db changes only publications it created or the caller owns.")
+        .hint("Pass another name: SELECT audit_archive_publish('audit_db_archive2');"))
 }
 
 /// `audit_archive_prepare()`: see docs/scale-out.md.

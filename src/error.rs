@@ -103,6 +103,11 @@ impl AuditError {
         Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_TABLE, message)
     }
 
+    /// 42710: an object of that name exists and is not one audit_db may change.
+    pub fn duplicate_object(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, message)
+    }
+
     /// 42622: a generated identifier would be truncated by PostgreSQL.
     pub fn name_too_long(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_NAME_TOO_LONG, message)

@@ -358,7 +358,7 @@ fn audit_log_integrity_trigger<'a>(
             .hint("Record the time the event happened, for example now().")
             .report();
     }
-    let ring = signing_ring();
+    let ring = signing_ring().or_report();
     let key = ring.as_ref().map(|r| r.current());
     let personal = personal_details_keys();
     let hash = event_hash(&event_fields(&row, &personal, &|v| personal_ref(key, v)));
@@ -859,7 +859,7 @@ impl ChainWalk<'_> {
 /// each batch's rows are freed before the next: memory stays flat whatever the count.
 pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<Report> {
     let ext = crate::spi_util::ext_schema()?;
-    let ring = signing_ring();
+    let ring = signing_ring()?;
     let mut walk = ChainWalk {
         ext: ext.clone(),
         ring: ring.as_deref(),

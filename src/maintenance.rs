@@ -101,8 +101,9 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
         return Ok(vec![Step::new(None, "skipped")
             .detail("server is a hot standby; maintenance runs on the primary only")]);
     }
-    // An infinite reference time is a caller's error, not a per-parent failure.
+    // An infinite or future reference time is a caller's error, not a per-parent failure.
     crate::partition::utc_date(at)?;
+    crate::partition::retention_reference(at)?;
     let got_lock = Spi::get_one::<bool>(
         "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('audit_db.maintenance'))",
     )?

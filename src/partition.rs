@@ -23,6 +23,9 @@ pub struct Parent {
     pub default_partition: Option<String>,
     /// Role owning the parent; new partitions get the same owner.
     pub owner: String,
+    pub owner_oid: pg_sys::Oid,
+    /// A table of the extension (audit_log, error_log): its code is audit_db's.
+    pub member: bool,
     /// The parent's columns, quoted, in order, comma-separated.
     columns: String,
 }
@@ -49,7 +52,12 @@ impl Parent {
                         pg_catalog.pg_get_userbyid(c.relowner)::text,
                         (SELECT string_agg(pg_catalog.quote_ident(x.attname), ', ' ORDER BY x.attnum)
                            FROM pg_catalog.pg_attribute x
-                          WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped)
+                          WHERE x.attrelid = c.oid AND x.attnum > 0 AND NOT x.attisdropped),
+                        c.relowner,
+                        EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                  JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+                                   AND d.deptype = 'e' AND e.extname = 'audit_db')
                    FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
               LEFT JOIN pg_catalog.pg_partitioned_table pt ON pt.partrelid = c.oid
@@ -72,11 +80,13 @@ impl Parent {
                     r.get::<String>(8)?,
                     r.get::<String>(9)?,
                     r.get::<String>(10)?,
+                    r.get::<pg_sys::Oid>(11)?,
+                    r.get::<bool>(12)?,
                 ));
             }
             Ok::<_, pgrx::spi::Error>(out)
         })?;
-        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition, owner, columns)) =
+        let Some((kind, schema, name, strat, natts, is_tstz, key, default_partition, owner, columns, owner_oid, member)) =
             row
         else {
             return Err(AuditError::invalid_parameter(format!(
@@ -107,8 +117,19 @@ impl Parent {
             key_column: key.unwrap_or_default(),
             default_partition,
             owner: owner.unwrap_or_default(),
+            owner_oid: owner_oid.unwrap_or(pg_sys::InvalidOid),
+            member: member.unwrap_or(false),
             columns: columns.unwrap_or_default(),
         })
+    }
+
+    /// For a table that is not the extension's: runs as its owner, in a restricted
+    /// context, until the guard is dropped. Moving its rows fires its triggers and
+    /// evaluates its defaults, constraints and index expressions, which are its
+    /// owner's code and must not run with the extension owner's rights (issue 25: an
+    /// admin became superuser through a table it owns), as VACUUM and ANALYZE do.
+    pub fn as_owner(&self) -> Option<crate::integrity::UserSwitch> {
+        (!self.member).then(|| crate::integrity::UserSwitch::to(self.owner_oid))
     }
 }
 
@@ -201,6 +222,21 @@ pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
     }
 }
 
+/// A retention path's reference time: at most the current time (issue 25). A future
+/// one would make current data look expired, so an admin could drop this month's
+/// events through retention; 22023 instead.
+pub fn retention_reference(at: Option<TimestampWithTimeZone>) -> AuditResult<()> {
+    let Some(at) = at else { return Ok(()) };
+    // SAFETY: reads the clock; no state.
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    if i64::from(pg_sys::TimestampTz::from(at)) > now {
+        return Err(AuditError::invalid_parameter("reference_time is in the future")
+            .detail("Retention measures age from the reference time; a future one would drop data that has not expired.")
+            .hint("Leave reference_time out (now()) or pass a time that has passed."));
+    }
+    Ok(())
+}
+
 /// Creates `period` as a partition of `parent` without an ACCESS EXCLUSIVE lock on the
 /// parent: `prepare_partition`, then `attach_partitions`. Returns the number of rows
 /// moved out of DEFAULT.
@@ -231,6 +267,10 @@ pub fn prepare_partition(parent: &Parent, period: &Period) -> AuditResult<()> {
         "ALTER TABLE {part} ADD CONSTRAINT audit_db_bound CHECK ({key} IS NOT NULL AND {})",
         bound_check(parent, period)
     ))?;
+    // SECURITY DEFINER creates as the extension owner; hand the table to the parent's
+    // owner so that it can alter or drop what it owns, and before any row moves into
+    // it, which happens as that owner (`Parent::as_owner`).
+    Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
     Ok(())
 }
 
@@ -264,6 +304,7 @@ pub fn attach_partitions(parent: &Parent, periods: &[Period]) -> AuditResult<Vec
             let default_rel = qualified(&parent.schema, default_name);
             let cols = parent.column_list();
             // An internal write: the append-only trigger lets audit_db move its own rows.
+            let _owner = parent.as_owner();
             moved = crate::internal::internal(|| Spi::connect_mut(|client| {
                 client
                     .update(
@@ -284,9 +325,6 @@ pub fn attach_partitions(parent: &Parent, periods: &[Period]) -> AuditResult<Vec
             period.to_literal()
         ))?;
         Spi::run(&format!("ALTER TABLE {part} DROP CONSTRAINT audit_db_bound"))?;
-        // SECURITY DEFINER creates as the extension owner; hand the table to the
-        // parent's owner so that it can alter or drop what it owns.
-        Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
         release_from_extension(parent, &period.name)?;
         moved_per_period.push(moved);
     }
@@ -579,6 +617,7 @@ pub fn drop_expired_partitions(
     keep_table: bool,
     at: Option<TimestampWithTimeZone>,
 ) -> AuditResult<Vec<String>> {
+    retention_reference(at)?;
     let parent = Parent::load(rel)?;
     authorize_maintenance(&parent)?;
     let Some(retention) = retention.or(PartitionConfig::load(parent.oid)?.retention) else {

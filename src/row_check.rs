@@ -43,7 +43,7 @@ fn statement_ring() -> Option<Rc<KeyRing>> {
     }) {
         return ring;
     }
-    let ring = signing_ring();
+    let ring = signing_ring().or_report();
     RING.with(|r| *r.borrow_mut() = (stamp, ring.clone()));
     ring
 }

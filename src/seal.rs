@@ -324,29 +324,28 @@ impl RawRow<'_> {
     }
 }
 
-/// The key ring for signing, or None when no key is configured. A configured but
-/// unusable key does not block the insert: it is reported and the row goes unsigned.
-pub fn signing_ring() -> Option<Rc<KeyRing>> {
+/// The key ring for signing and checking: None when no key is configured, an error
+/// when one is configured but cannot be used (issue 25: evidence is signed or the
+/// write is refused; what cannot be checked is never a pass).
+pub fn signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
     if !key_configured() {
-        return None;
+        return Ok(None);
     }
-    unsigned_on_error(key_ring())
+    key_ring().map(Some)
 }
 
 /// `signing_ring()` for the insert trigger, which checks the key file at most every
-/// 100 ms (`keys::key_ring_for_inserts`).
-fn insert_signing_ring() -> Option<Rc<KeyRing>> {
-    unsigned_on_error(crate::keys::key_ring_for_inserts()?)
-}
-
-fn unsigned_on_error(ring: AuditResult<Rc<KeyRing>>) -> Option<Rc<KeyRing>> {
-    match ring {
-        Ok(r) => Some(r),
-        Err(e) => {
-            pgrx::warning!("audit_db: event not signed: {}", e.message);
-            None
-        }
-    }
+/// 100 ms (`keys::key_ring_for_inserts`). A configured key that cannot be read
+/// refuses the insert: an unsigned row would be indistinguishable from a forged one.
+fn insert_signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
+    crate::keys::key_ring_for_inserts().transpose().map_err(|e| AuditError {
+        message: format!("audit event not stored: {}", e.message),
+        detail: Some(format!(
+            "A key is configured but cannot be read; audit_db stores no unsigned event while a key is configured.{}",
+            e.detail.as_deref().map(|d| format!(" {d}")).unwrap_or_default()
+        )),
+        ..e
+    })
 }
 
 /// A restore (pg_restore, a copy between clusters) brings rows that were sealed
@@ -393,7 +392,7 @@ fn audit_log_seal_trigger<'a>(
                 .report();
         }
     }
-    let ring = insert_signing_ring();
+    let ring = insert_signing_ring().or_report();
     if genuine_restored_row(&row, ring.as_deref()) {
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }

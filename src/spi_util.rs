@@ -24,6 +24,13 @@ pub fn in_recovery() -> bool {
     unsafe { pg_sys::RecoveryInProgress() }
 }
 
+/// True where this transaction cannot write: a hot standby, or a read-only
+/// transaction on a primary (`default_transaction_read_only`, `BEGIN READ ONLY`).
+pub fn read_only() -> bool {
+    // SAFETY: reads a backend global, set for the current transaction.
+    in_recovery() || unsafe { pg_sys::XactReadOnly }
+}
+
 /// The extension's schema, quoted, for calling its own SQL functions whatever the
 /// caller's search_path.
 pub fn ext_schema() -> AuditResult<String> {

@@ -81,14 +81,19 @@ struct Place {
     column: String,
     json_array: bool,
     delete_row: bool,
+    /// The table's owner: its rows are changed as this role (see `as_owner`).
+    owner: pg_sys::Oid,
 }
 
+/// Every place, each declared one checked again by `audit_subject_place_check` (the
+/// table may have become something else since it was declared).
 fn places() -> AuditResult<Vec<Place>> {
     Ok(Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(
             "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, m.column_name::text,
-                    m.kind = 'json_array', m.on_erasure = 'delete_row'
+                    m.kind = 'json_array', m.on_erasure = 'delete_row', c.relowner,
+                    CASE WHEN NOT m.builtin THEN audit_subject_place_check(m.relation, m.column_name, m.kind) END IS NULL
                FROM audit_subject_map m
                JOIN pg_catalog.pg_class c ON c.oid = m.relation
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -103,6 +108,7 @@ fn places() -> AuditResult<Vec<Place>> {
                 column: r.get::<String>(3)?.unwrap_or_default(),
                 json_array: r.get::<bool>(4)?.unwrap_or(false),
                 delete_row: r.get::<bool>(5)?.unwrap_or(false),
+                owner: r.get::<pg_sys::Oid>(6)?.unwrap_or(pg_sys::InvalidOid),
             });
         }
         Ok::<_, pgrx::spi::Error>(out)
@@ -133,7 +139,17 @@ impl Place {
                 rel = self.relation
             )
         };
+        let _owner = self.as_owner();
         Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into(), pgrx::JsonB(map.0.clone()).into()])?.unwrap_or(0))
+    }
+
+    /// The subject functions run as the extension's owner; a table's triggers, rules,
+    /// defaults, constraints and index expressions run as whoever changes its rows. So
+    /// the rows of a place are changed as the table's owner in a restricted context,
+    /// as VACUUM and ANALYZE do (issue 25: a trigger on a declared table made its
+    /// owner superuser).
+    fn as_owner(&self) -> crate::integrity::UserSwitch {
+        crate::integrity::UserSwitch::to(self.owner)
     }
 
     fn delete(&self, subject: &Subject) -> AuditResult<i64> {
@@ -143,6 +159,7 @@ impl Place {
             "WITH d AS (DELETE FROM {rel} t WHERE {test} RETURNING 1) SELECT pg_catalog.count(*) FROM d",
             rel = self.relation
         );
+        let _owner = self.as_owner();
         Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into()])?.unwrap_or(0))
     }
 

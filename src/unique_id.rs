@@ -9,8 +9,12 @@
 //! (`check`) recognises it. Only an id the inserting statement supplied itself is
 //! checked: under one advisory transaction lock (explicit ids are serialised with
 //! each other; default ids never wait), it is looked up across the partitions (one
-//! probe of each partition's primary key index) and refused with 23505 if present,
-//! and the sequence is moved past it so that it never hands it out again.
+//! probe of each partition's primary key index) and refused with 23505 if present.
+//!
+//! An explicit id past the sequence's last value would be handed out again by a later
+//! default. Moving the sequence past it is not transactional (a rolled-back insert of
+//! 2^63-1 would exhaust the sequence for everyone, issue 25), so only a superuser
+//! session may do that; anyone else gets 22023 and keeps the sequence where it was.
 //!
 //! A restore (a superuser session with row_security off) is trusted: see `restoring`.
 //!
@@ -108,10 +112,19 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
             .hint("audit_log ids are unique across all partitions; leave id to its default."));
     }
     // (A sequence never drawn from has no last value: it would start at or below any id.)
-    Spi::run_with_args(
-        "SELECT pg_catalog.setval($1::regclass, $2)
-          WHERE $2 >= coalesce(pg_catalog.pg_sequence_last_value($1::regclass), $2)",
-        &[seq.into(), id.into()],
-    )?;
+    let last = Spi::get_one_with_args::<i64>("SELECT pg_catalog.pg_sequence_last_value($1::pg_catalog.regclass)", &[seq.into()])?;
+    if last.is_some_and(|last| id <= last) {
+        return Ok(());
+    }
+    // SAFETY: reads backend state.
+    if !unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) } {
+        return Err(AuditError::invalid_parameter(format!(
+            "audit_log id {id} is past the id sequence's last value ({})",
+            last.map_or_else(|| "none".to_string(), |l| l.to_string())
+        ))
+        .detail("A later default id would collide with it, and moving the sequence for it cannot be rolled back.")
+        .hint("Leave id to its default (audit_log_next_id()); only a superuser may insert ids the sequence has not handed out."));
+    }
+    Spi::run_with_args("SELECT pg_catalog.setval($1::pg_catalog.regclass, $2)", &[seq.into(), id.into()])?;
     Ok(())
 }

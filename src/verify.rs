@@ -58,6 +58,7 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
     let hash = r.get::<String>(5)?.unwrap_or_default();
     let signature = r.get::<String>(6)?;
     let legacy_heads = r.get::<pgrx::JsonB>(7)?;
+    let legacy_heads_present = legacy_heads.is_some();
     let expected = match legacy_heads {
         Some(heads) => anchor_hash(&parse_heads(&heads.0)),
         None => block_hash(epoch, rows, &sum, &prev_hash),
@@ -68,7 +69,12 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
             report.unverifiable += 1;
             true
         }
-        (None, _) => true,
+        // With a key configured every block is signed by the sealer: an unsigned one
+        // was written by someone without the key (issue 25). The anchor block, written
+        // by the 0.6.0 upgrade script, which has no key, is tied to the legacy chains
+        // verified on their own.
+        (None, Some(_)) => legacy_heads_present,
+        (None, None) => true,
     };
     if prev_hash != *prev || expected != hash || !signed_ok {
         report.chain_breaks += 1;
@@ -165,7 +171,7 @@ fn tally_sql(ext: &str) -> String {
         s = crate::seal::SIGNATURE_BAD,
         v = crate::seal::UNVERIFIABLE,
         u = crate::seal::UNSIGNED,
-        bad = crate::seal::HASH_BAD | crate::seal::SIGNATURE_BAD,
+        bad = crate::seal::HASH_BAD | crate::seal::SIGNATURE_BAD | crate::seal::UNSIGNED,
     )
 }
 
@@ -203,7 +209,9 @@ fn tallies(
 fn count_rows(t: &Tally, report: &mut Report) {
     report.checked += t.rows;
     report.hash_mismatches += t.hash_bad;
-    report.signature_mismatches += t.signature_bad;
+    // Unsigned rows while a key is configured are mismatches, sealed or not: the
+    // trigger refuses to store an unsigned row while a key is configured.
+    report.signature_mismatches += t.signature_bad + t.unsigned;
     report.unverifiable += t.unverifiable;
     if let Some(id) = t.first_bad_id {
         report.bad(id);
@@ -250,12 +258,6 @@ fn merge_chunk(blocks: &[Block], tallies: &[Tally], scope: &Scope, report: &mut 
                 count_rows(tally, report);
                 if tally.epoch > scope.last_sealed {
                     report.unsealed += tally.rows;
-                    // Not sealed and not signed although a key is configured: the
-                    // trigger signs every row, so these did not come through it.
-                    if tally.unsigned > 0 {
-                        report.signature_mismatches += tally.unsigned;
-                        report.bad(tally.first_id);
-                    }
                 } else if scope.whole {
                     close_epoch(None, tally.rows, &tally.sum, tally.first_id, report);
                 }
@@ -275,7 +277,7 @@ const CHUNK_ROWS: i64 = 2_000_000;
 /// aggregate query. Memory holds one chunk, whatever the size of the trail.
 pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, report: &mut Report) -> AuditResult<()> {
     let ext = crate::spi_util::ext_schema()?;
-    let ring = signing_ring();
+    let ring = signing_ring()?;
     let ring = ring.as_deref();
     let whole = from == TimestampWithTimeZone::negative_infinity() && to == TimestampWithTimeZone::positive_infinity();
     let sql = tally_sql(&ext);
@@ -376,7 +378,9 @@ fn audit_verify_integrity_v2(
     let from = from_ts.ok_or_else(|| AuditError::null_argument("from_ts")).or_report();
     let to = to_ts.ok_or_else(|| AuditError::null_argument("to_ts")).or_report();
     let r = verify(from, to).or_report();
-    if !crate::spi_util::in_recovery() {
+    // Recorded where the transaction can write; a standby or a read-only transaction
+    // (a reporting connection) still verifies.
+    if !crate::spi_util::read_only() {
         record_run(&r, from, to).or_report();
     }
     if r.legacy > r.original_rows {

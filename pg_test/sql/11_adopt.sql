@@ -12,6 +12,10 @@ SET timezone = 'UTC';
 \set ECHO none
 \i :fixtures/drizzle_0000_0006.sql
 \set ECHO all
+-- Every time below is relative to the start of the current UTC month (the server's
+-- clock), so that the same rows fall in the same partitions on any date: the history
+-- spans the 1,251 days before this month, and only the 'adopt.recent' events are in it.
+SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '1251 days' AS base \gset
 -- A database that lost indexes and columns along the way: adoption brings them back.
 -- (audit_log still has all its columns: it is converted in place; error_log lost one:
 -- its rows are copied.)
@@ -39,7 +43,7 @@ SELECT ts, 'adopt.test', 'ok',
        nullif(CASE WHEN i % 10 = 0 THEN '{"pseudonymized": true}'::jsonb ELSE '{}' END
               || CASE WHEN i % 3 = 0 THEN jsonb_build_object('n', i, 'email', 'u' || (i % 50) || '@example.com')
                       ELSE '{}' END, '{}')
-  FROM generate_series(0, 19999) i, LATERAL (SELECT '2023-06-15'::timestamptz + i * interval '90 minutes' AS ts) t;
+  FROM generate_series(0, 19999) i, LATERAL (SELECT :'base'::timestamptz + i * interval '90 minutes' AS ts) t;
 UPDATE audit_log SET outcome_description = 'edited after the fact' WHERE id IN (102, 204, 306);
 INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm)
 SELECT ts, 'adopt.recent', 'ok', 'u' || i, pg_temp.app_hash(ts, 'adopt.recent', 'ok', 'u' || i), 'SHA-256'
@@ -48,7 +52,7 @@ SELECT ts, 'adopt.recent', 'ok', 'u' || i, pg_temp.app_hash(ts, 'adopt.recent', 
                                 date_trunc('month', now())) AS ts) t;
 INSERT INTO error_log (id, category, severity, code, message, component, operation, correlation_id,
                        retryable, aggregation_key, "timestamp")
-SELECT 'e' || i, 'db', 'high', 'E1', 'boom', 'api', 'read', 'c' || i, 'false', 'k', '2024-01-01'::timestamptz + i * interval '1 day'
+SELECT 'e' || i, 'db', 'high', 'E1', 'boom', 'api', 'read', 'c' || i, 'false', 'k', :'base'::timestamptz + interval '200 days' + i * interval '1 day'
   FROM generate_series(1, 30) i;
 INSERT INTO scheduled_reports (id, name, organization_id, criteria, format, schedule, delivery, created_by,
                                report_type, export)
@@ -68,7 +72,7 @@ INSERT INTO pseudonym_mapping ("timestamp", pseudonym_id, original_id) VALUES (n
 INSERT INTO audit_log ("timestamp", action, status, principal_id, hash, hash_algorithm, details)
 SELECT ts, 'adopt.carol', 'ok', 'pseudo-legacy-carol', pg_temp.app_hash(ts, 'adopt.carol', 'ok', 'carol'),
        'SHA-256', '{"pseudonymized": true}'
-  FROM generate_series(1, 4) i, LATERAL (SELECT '2024-02-01'::timestamptz + i * interval '1 hour' AS ts) t;
+  FROM generate_series(1, 4) i, LATERAL (SELECT :'base'::timestamptz + interval '240 days' + i * interval '1 hour' AS ts) t;
 -- Events dated infinity and -infinity, which the original accepted.
 INSERT INTO audit_log ("timestamp", action, status) VALUES ('infinity', 'adopt.infinite', 'ok'), ('-infinity', 'adopt.infinite', 'ok');
 -- A checksum of every row of every table, as the application sees it (its columns).
@@ -152,7 +156,9 @@ SELECT count(*) FILTER (WHERE tableoid = 'audit_log_legacy'::regclass)
   FROM audit_log;
 SELECT count(*) AS legacy_indexes FROM pg_index WHERE indrelid = 'audit_log_legacy'::regclass;
 -- error_log was copied into monthly partitions from its oldest event.
-SELECT min(range_from) AS first_error_partition FROM audit_partitions('error_log') WHERE NOT is_default;
+SELECT min(range_from) = date_trunc('month', (:'base'::timestamptz + interval '201 days') AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+       AS first_error_partition_is_oldest_month
+  FROM audit_partitions('error_log') WHERE NOT is_default;
 SELECT parent FROM audit_partition_config ORDER BY parent::text;
 SELECT count(*) AS events_in_default FROM audit_log_default;
 SELECT * FROM audit_verify_schema();

@@ -1,0 +1,177 @@
+-- Issue 25, as a hostile user would try it: each case is an attempt by a role of
+-- audit_db (or by nobody) to become superuser, to stop the log, or to leave an edit
+-- verification does not report. Every check has an exact expected outcome (a SQLSTATE,
+-- a count, a role attribute). Runs in a database of its own, with roles of its own.
+CREATE DATABASE regress_security;
+\c regress_security
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
+RESET client_min_messages;
+SET timezone = 'UTC';
+CREATE ROLE sec_writer IN ROLE audit_db_writer;
+CREATE ROLE sec_admin IN ROLE audit_db_admin;
+CREATE ROLE sec_gdpr IN ROLE audit_db_gdpr;
+CREATE ROLE sec_nobody;
+GRANT CREATE ON SCHEMA public TO sec_gdpr, sec_admin;
+-- What any role is, after each attempt: no attribute and no membership gained.
+CREATE FUNCTION sec_roles() RETURNS TABLE(role name, superuser boolean, memberships bigint)
+LANGUAGE sql AS $$
+    SELECT r.rolname, r.rolsuper,
+           (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid)
+      FROM pg_roles r WHERE r.rolname LIKE 'sec\_%' ORDER BY 1
+$$;
+
+-- ------------------------------------------------ 1. the id sequence (item 2)
+-- A writer's explicit id past the sequence is refused (22023) and moves nothing,
+-- rolled back or not; the sequence goes on where it was.
+INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'sec.first', 'ok') RETURNING id AS first_id \gset
+SET ROLE sec_writer;
+BEGIN;
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (9223372036854775807, now(), 'x', 'ok');
+ROLLBACK;
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (9223372036854775806, now(), 'x', 'ok');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (:first_id + 1000, now(), 'x', 'ok');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT last_value = :first_id AS sequence_not_moved FROM audit_log_id_seq;
+-- A gap the sequence left (a rolled-back default) may be filled explicitly, once.
+BEGIN;
+INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'sec.gap', 'ok') RETURNING id AS gap_id \gset
+ROLLBACK;
+SET ROLE sec_writer;
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (:gap_id, now(), 'sec.gap filled', 'ok');
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (:gap_id, now(), 'sec.gap again', 'ok');
+\echo :LAST_ERROR_SQLSTATE
+INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'sec.after', 'ok');
+RESET ROLE;
+SELECT action, id - :first_id AS after_first FROM audit_log WHERE action LIKE 'sec.%' ORDER BY id;
+
+-- ------------------------------------------------ 2. retention in the future (item 4)
+SET ROLE sec_admin;
+SELECT * FROM audit_drop_expired_partitions('audit_log', '1 day', false, '9000-01-01');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM audit_partition_maintenance(now() + interval '1 day');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+SELECT * FROM audit_drop_expired_partitions('audit_log', '1 day', false, '9000-01-01');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS events_kept FROM audit_log WHERE action LIKE 'sec.%';
+
+-- ------------------------------------------------ 3. read-only verification (item 5)
+SELECT count(*) AS runs_before FROM audit_integrity_log \gset
+BEGIN READ ONLY;
+SELECT checked, hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity();
+COMMIT;
+SELECT count(*) - :runs_before AS runs_recorded_read_only FROM audit_integrity_log;
+SELECT checked FROM audit_verify_integrity();
+SELECT count(*) - :runs_before AS runs_recorded_read_write FROM audit_integrity_log;
+
+-- ------------------------------------------------ 4. PUBLIC gets nothing (item 6)
+SELECT p.oid::regprocedure AS executable_by_public
+  FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'audit_db'
+ WHERE has_function_privilege('sec_nobody', p.oid, 'EXECUTE')
+ ORDER BY 1;
+-- Anyone's DDL still passes the partition guards (they no longer need PUBLIC's EXECUTE).
+SET ROLE sec_gdpr;
+CREATE TABLE sec_plain (v text);
+ALTER TABLE sec_plain ADD COLUMN w text;
+DROP TABLE sec_plain;
+RESET ROLE;
+
+-- ------------------------------------------------ 5. publications by name (item 10)
+CREATE TABLE sec_app (id int PRIMARY KEY);
+CREATE PUBLICATION sec_app_pub FOR TABLE sec_app;
+SET ROLE sec_admin;
+SELECT * FROM audit_archive_publish('sec_app_pub');
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM audit_archive_publish('sec_archive');
+SELECT * FROM audit_archive_publish('sec_archive');
+RESET ROLE;
+SELECT pubname, string_agg(tablename, ',' ORDER BY tablename) AS tables
+  FROM pg_publication_tables WHERE pubname LIKE 'sec\_%' GROUP BY 1 ORDER BY 1;
+DROP PUBLICATION sec_app_pub, sec_archive, sec_archive_mappings;
+
+-- ------------------------------------------------ 6. code on declared tables (item 1)
+-- Temporary tables, views and foreign tables cannot be declared (42809).
+SET ROLE sec_gdpr;
+CREATE TEMP TABLE visits (patient text);
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('pg_temp.visits', 'patient', 'target');
+\echo :LAST_ERROR_SQLSTATE
+CREATE TABLE public.sec_visits (patient text);
+CREATE VIEW public.sec_visits_view AS SELECT patient FROM public.sec_visits;
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('public.sec_visits_view', 'patient', 'target');
+\echo :LAST_ERROR_SQLSTATE
+-- A permanent table of its own, with a trigger that tries to become superuser and
+-- records who it ran as: the subject functions change its rows as its owner, in a
+-- restricted context, so the attempt fails and nothing is changed.
+CREATE TABLE public.sec_who (who name, super text);
+CREATE FUNCTION public.sec_pwn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.sec_who VALUES (current_user, current_setting('is_superuser'));
+    IF TG_TABLE_NAME = 'sec_visits' AND NEW.patient LIKE 'pseudo-%' AND current_setting('is_superuser') = 'on' THEN
+        EXECUTE 'ALTER ROLE sec_gdpr SUPERUSER';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER sec_pwn BEFORE UPDATE ON public.sec_visits FOR EACH ROW EXECUTE FUNCTION public.sec_pwn();
+INSERT INTO public.sec_visits VALUES ('zed@example.com'), ('amy@example.com');
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('public.sec_visits', 'patient', 'target');
+SELECT "table", action, rows FROM audit_pseudonymize_subject(ARRAY['zed@example.com'], 'hash') WHERE "table" = 'sec_visits';
+SELECT who, super FROM public.sec_who;
+SELECT count(*) FILTER (WHERE patient LIKE 'pseudo-%') AS pseudonymized, count(*) AS rows FROM public.sec_visits;
+RESET ROLE;
+-- The table later turned into something else is refused when it is used.
+CREATE FOREIGN DATA WRAPPER sec_fdw;
+CREATE SERVER sec_srv FOREIGN DATA WRAPPER sec_fdw;
+CREATE FOREIGN TABLE public.sec_remote_child () INHERITS (public.sec_visits) SERVER sec_srv;
+SET ROLE sec_gdpr;
+SELECT count(*) FROM audit_subject_rows(ARRAY['amy@example.com']);
+\echo :LAST_ERROR_SQLSTATE
+SELECT * FROM audit_delete_subject(ARRAY['amy@example.com'], false);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP FOREIGN TABLE public.sec_remote_child;
+DROP SERVER sec_srv;
+DROP FOREIGN DATA WRAPPER sec_fdw;
+SELECT * FROM sec_roles();
+
+-- An admin's own partitioned table: moving its rows out of DEFAULT runs its triggers
+-- as its owner, not as the extension's owner.
+SET ROLE sec_admin;
+CREATE TABLE public.sec_events ("timestamp" timestamptz NOT NULL, v text) PARTITION BY RANGE ("timestamp");
+CREATE TABLE public.sec_events_default PARTITION OF public.sec_events DEFAULT;
+CREATE TABLE public.sec_admin_who (who name, super text);
+CREATE FUNCTION public.sec_admin_pwn() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.sec_admin_who VALUES (current_user, current_setting('is_superuser'));
+    IF current_setting('is_superuser') = 'on' THEN
+        EXECUTE 'ALTER ROLE sec_admin SUPERUSER';
+    END IF;
+    RETURN OLD;
+END $$;
+CREATE TRIGGER sec_admin_pwn BEFORE DELETE ON public.sec_events FOR EACH ROW EXECUTE FUNCTION public.sec_admin_pwn();
+INSERT INTO public.sec_events VALUES ('2020-01-15', 'a');
+SELECT * FROM audit_create_partitions('public.sec_events', 0, '2020-01-20');
+SELECT who, super FROM public.sec_admin_who;
+SELECT tableoid::regclass AS partition, v FROM public.sec_events;
+RESET ROLE;
+SELECT * FROM sec_roles();
+
+-- ------------------------------------------------ 7. unsigned evidence (items 3, 8)
+-- With a key configured, a row or a block without a signature is a mismatch, sealed
+-- or not: the trigger never stores one, so it came from around it.
+SELECT * FROM audit_seal(0) \gset
+SELECT checked, hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity();
+SET session_replication_role = replica;
+INSERT INTO audit_log (id, "timestamp", action, status, row_hash, seal_epoch)
+SELECT max(id) + 1, now(), 'sec.forged', 'ok', repeat('0', 64), max(seal_epoch) FROM audit_log;
+RESET session_replication_role;
+SELECT signature_mismatches, first_bad_id = (SELECT id FROM audit_log WHERE action = 'sec.forged') AS names_it
+  FROM audit_verify_integrity();
+SELECT verification_status FROM audit_integrity_log ORDER BY id DESC LIMIT 1;
+\c audit_regress
+DROP DATABASE regress_security;
+DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody;
