@@ -228,10 +228,7 @@ fn load_key_ring() -> AuditResult<Rc<KeyRing>> {
             })?)
         }
         Source::Command(cmd) => {
-            let out = std::process::Command::new("/bin/sh").arg("-c").arg(cmd).output().map_err(|e| {
-                AuditError::object_not_in_prerequisite_state(format!("audit_db.key_command could not be run: {e}"))
-                    .hint("Check audit_db.key_command.")
-            })?;
+            let out = run_key_command(cmd)?;
             if !out.status.success() {
                 return Err(AuditError::object_not_in_prerequisite_state(format!(
                     "audit_db.key_command failed with {}",
@@ -250,4 +247,67 @@ fn load_key_ring() -> AuditResult<Rc<KeyRing>> {
     })?);
     CACHE.with(|c| *c.borrow_mut() = Some((source, Rc::clone(&ring))));
     Ok(ring)
+}
+
+/// How long `audit_db.key_command` may run, and how much it may print: a command that
+/// hangs would otherwise hold every new backend's first insert (issue 25).
+const KEY_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const KEY_COMMAND_MAX_OUTPUT: u64 = 64 * 1024;
+
+/// Runs the key command with no input, its standard error discarded (it may name
+/// secrets), its output read up to `KEY_COMMAND_MAX_OUTPUT` bytes, within
+/// `KEY_COMMAND_TIMEOUT`; killed past either, or when the query is cancelled.
+fn run_key_command(cmd: &str) -> AuditResult<std::process::Output> {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let failed = |what: String| {
+        AuditError::object_not_in_prerequisite_state(format!("audit_db.key_command {what}")).hint(format!(
+            "Check audit_db.key_command: it must print the key lines within {} s and {} bytes.",
+            KEY_COMMAND_TIMEOUT.as_secs(),
+            KEY_COMMAND_MAX_OUTPUT
+        ))
+    };
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| failed(format!("could not be run: {e}")))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    // The reader thread touches no PostgreSQL state: it only reads the pipe.
+    let (sender, output) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = sender.send(stdout.take(KEY_COMMAND_MAX_OUTPUT + 1).read_to_end(&mut buf).map(|_| buf));
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(failed(format!("could not be waited for: {e}"))),
+        }
+        // SAFETY: reads a backend global set by signal handlers.
+        let interrupted = unsafe { pg_sys::InterruptPending } != 0;
+        if started.elapsed() > KEY_COMMAND_TIMEOUT || interrupted {
+            let _ = child.kill();
+            let _ = child.wait();
+            if interrupted {
+                pgrx::check_for_interrupts!();
+            }
+            return Err(failed(format!("did not finish within {} s and was killed", KEY_COMMAND_TIMEOUT.as_secs())));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    // (A process the command left behind may hold the pipe open: wait no longer.)
+    let stdout = output
+        .recv_timeout(KEY_COMMAND_TIMEOUT.saturating_sub(started.elapsed()))
+        .map_err(|_| failed(format!("output did not end within {} s", KEY_COMMAND_TIMEOUT.as_secs())))?
+        .map_err(|e| failed(format!("output could not be read: {e}")))?;
+    if stdout.len() as u64 > KEY_COMMAND_MAX_OUTPUT {
+        return Err(failed(format!("printed more than {KEY_COMMAND_MAX_OUTPUT} bytes")));
+    }
+    Ok(std::process::Output { status, stdout, stderr: Vec::new() })
 }

@@ -229,7 +229,9 @@ pub fn retention_reference(at: Option<TimestampWithTimeZone>) -> AuditResult<()>
     let Some(at) = at else { return Ok(()) };
     // SAFETY: reads the clock; no state.
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    if i64::from(pg_sys::TimestampTz::from(at)) > now {
+    let at = i64::from(pg_sys::TimestampTz::from(at));
+    // (+infinity is refused as infinite, 22008, by the caller's own check.)
+    if at > now && at != i64::MAX {
         return Err(AuditError::invalid_parameter("reference_time is in the future")
             .detail("Retention measures age from the reference time; a future one would drop data that has not expired.")
             .hint("Leave reference_time out (now()) or pass a time that has passed."));

@@ -14,7 +14,7 @@
 //! An explicit id past the sequence's last value would be handed out again by a later
 //! default. Moving the sequence past it is not transactional (a rolled-back insert of
 //! 2^63-1 would exhaust the sequence for everyone, issue 25), so only a superuser
-//! session may do that; anyone else gets 22023 and keeps the sequence where it was.
+//! (the inserting role) may do that; anyone else gets 22023 and keeps the sequence where it was.
 //!
 //! A restore (a superuser session with row_security off) is trusted: see `restoring`.
 //!
@@ -92,6 +92,9 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
     if internal || restoring() {
         return Ok(());
     }
+    // Who inserts, before the switch below: only a superuser may move the sequence.
+    // SAFETY: reads backend state.
+    let superuser = unsafe { pg_sys::superuser() };
     let seq = sequence()?;
     let ext = crate::spi_util::ext_schema()?;
     // Writers may not read audit_log nor set the sequence: both as the extension owner.
@@ -116,8 +119,7 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
     if last.is_some_and(|last| id <= last) {
         return Ok(());
     }
-    // SAFETY: reads backend state.
-    if !unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) } {
+    if !superuser {
         return Err(AuditError::invalid_parameter(format!(
             "audit_log id {id} is past the id sequence's last value ({})",
             last.map_or_else(|| "none".to_string(), |l| l.to_string())

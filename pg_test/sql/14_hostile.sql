@@ -210,10 +210,10 @@ SELECT hostile_unchanged() AS unchanged_after_bad_intervals;
 -- partitions are created with correctly quoted names and table x survives.
 CREATE TABLE "Audit Log" ("timestamp" timestamptz NOT NULL, v text) PARTITION BY RANGE ("timestamp");
 CREATE TABLE "audit_log; DROP TABLE x" ("timestamp" timestamptz NOT NULL) PARTITION BY RANGE ("timestamp");
-SELECT * FROM audit_create_partitions('"Audit Log"', 1, '2030-01-15');
-SELECT * FROM audit_create_partitions('"audit_log; DROP TABLE x"', 1, '2030-01-15');
+SELECT * FROM audit_create_partitions('"Audit Log"', 1, '2020-01-15');
+SELECT * FROM audit_create_partitions('"audit_log; DROP TABLE x"', 1, '2020-01-15');
 SELECT partition, range_from, range_to FROM audit_partitions('"audit_log; DROP TABLE x"') ORDER BY range_from;
-SELECT * FROM audit_drop_expired_partitions('"audit_log; DROP TABLE x"', '1 month', false, '2030-04-01');
+SELECT * FROM audit_drop_expired_partitions('"audit_log; DROP TABLE x"', '1 month', false, '2020-04-01');
 SELECT count(*) AS x_survives FROM x;
 -- A table to convert whose name and key column both need quoting.
 CREATE TABLE "Legacy Events; DROP TABLE x" (id int PRIMARY KEY, "Event Time" timestamptz NOT NULL, note text);
