@@ -117,7 +117,7 @@ CREATE  FUNCTION "audit_seal"(
 	"status" TEXT  /* String */
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_seal_wrapper';
 
@@ -136,7 +136,7 @@ CREATE  FUNCTION "audit_verify_integrity"(
 	"legacy" bigint  /* i64 */
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE 
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_verify_integrity_v2_wrapper';
 
@@ -145,7 +145,7 @@ CREATE OR REPLACE FUNCTION "audit_integrity_digest"(
 	"upto" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
 ) RETURNS jsonb /* pgrx :: JsonB */
 STABLE SECURITY DEFINER PARALLEL SAFE 
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_integrity_digest_v2_wrapper';
 
@@ -300,7 +300,7 @@ CREATE  FUNCTION "audit_pseudonymize_batch"(
 	"strategy" TEXT DEFAULT 'hash' /* core::option::Option<&str> */
 ) RETURNS TEXT[] /* core::option::Option<alloc::vec::Vec<core::option::Option<alloc::string::String>>> */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_pseudonymize_batch_wrapper';
 
@@ -396,7 +396,7 @@ CREATE  FUNCTION "audit_partition_maintenance_phase"(
 	"detail" TEXT  /* Option < String > */
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_partition_maintenance_phase_wrapper';
 -- Creation and retention in two transactions (issue 19): a failure of one never rolls
@@ -431,7 +431,7 @@ COMMENT ON PROCEDURE audit_maintain(timestamptz) IS
 -- Thin wrappers with the original package's names and signatures, so a scheduler
 -- written for it keeps working (docs/migrating.md maps every original operation).
 CREATE FUNCTION create_audit_log_partitions() RETURNS void
-LANGUAGE sql SET search_path = @extschema@, pg_catalog, pg_temp
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT pg_catalog.count(*) FROM @extschema@.audit_create_partitions(
         '@extschema@.audit_log'::regclass,
@@ -439,7 +439,7 @@ AS $fn$
                       WHERE c.parent = '@extschema@.audit_log'::regclass)));
 $fn$;
 CREATE FUNCTION drop_old_audit_partitions(retention_days integer DEFAULT 2555) RETURNS text[]
-LANGUAGE sql STRICT SET search_path = @extschema@, pg_catalog, pg_temp
+LANGUAGE sql STRICT SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT coalesce(pg_catalog.array_agg(d ORDER BY d), '{}')
       FROM @extschema@.audit_drop_expired_partitions('@extschema@.audit_log'::regclass,
@@ -447,7 +447,7 @@ AS $fn$
 $fn$;
 CREATE FUNCTION get_audit_partition_stats()
 RETURNS TABLE(partition_name text, record_count bigint, size_bytes bigint, size_pretty text)
-LANGUAGE sql STABLE SET search_path = @extschema@, pg_catalog, pg_temp
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT c.relname::text, coalesce(p.row_estimate, 0)::bigint, coalesce(p.total_bytes, 0)::bigint,
            pg_catalog.pg_size_pretty(coalesce(p.total_bytes, 0)::bigint)
@@ -478,14 +478,14 @@ CREATE  FUNCTION "audit_archive_publish"(
 	"publication" TEXT DEFAULT 'audit_db_archive' /* Option < & str > */
 ) RETURNS SETOF TEXT /* String */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_archive_publish_wrapper';
 
 -- audit_db::archive::audit_archive_prepare
 CREATE  FUNCTION "audit_archive_prepare"() RETURNS TEXT /* String */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_archive_prepare_wrapper';
 
@@ -503,7 +503,7 @@ CREATE TRIGGER audit_subject_command_replay BEFORE INSERT ON audit_subject_comma
     FOR EACH ROW EXECUTE FUNCTION audit_subject_command_replay();
 ALTER TABLE audit_subject_command ENABLE REPLICA TRIGGER audit_subject_command_replay;
 -- The apply worker runs with an empty search_path; the operations name their tables.
-ALTER FUNCTION audit_subject_command_replay() SET search_path = @extschema@, pg_catalog, pg_temp;
+ALTER FUNCTION audit_subject_command_replay() SET search_path = pg_catalog, pg_temp;
 REVOKE ALL ON FUNCTION audit_subject_command_replay(), audit_archive_publish(text), audit_archive_prepare() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION audit_archive_publish(text), audit_archive_prepare() TO audit_db_admin;
 COMMENT ON FUNCTION audit_subject_command_replay() IS
@@ -525,7 +525,7 @@ CREATE  FUNCTION "audit_pseudonymize_subject"(
 	"rows" bigint  /* i64 */
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_pseudonymize_subject_ids_wrapper';
 
@@ -540,7 +540,7 @@ CREATE  FUNCTION "audit_delete_subject"(
 	"rows" bigint  /* i64 */
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_delete_subject_ids_wrapper';
 
@@ -554,7 +554,7 @@ CREATE  FUNCTION "audit_forget_subject"(
 	"rows" bigint  /* i64 */
 )
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_forget_subject_ids_wrapper';
 
@@ -563,7 +563,7 @@ CREATE  FUNCTION "audit_export_subject"(
 	"identifiers" TEXT[] /* Option < Vec < Option < String > > > */
 ) RETURNS jsonb /* pgrx :: JsonB */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_export_subject_ids_wrapper';
 
@@ -572,7 +572,7 @@ CREATE  FUNCTION "audit_subject_names"(
 	"identifiers" TEXT[] /* Option < Vec < Option < String > > > */
 ) RETURNS TEXT[] /* Vec < String > */
 VOLATILE SECURITY DEFINER PARALLEL UNSAFE
-SET search_path TO @extschema@, pg_catalog, pg_temp
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_subject_names_wrapper';
 
@@ -636,7 +636,29 @@ BEGIN
     SELECT c.oid::regclass INTO bad FROM tree t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
      WHERE c.relkind NOT IN ('r', 'p') OR c.relpersistence OPERATOR(pg_catalog.=) 't'
      LIMIT 1;
-    IF bad IS NOT NULL THEN
+    IF bad IS NULL THEN
+        -- Export reads whole rows (to_jsonb), which calls a type's cast to json: only
+        -- PostgreSQL's own types, whose casts are its own code.
+        WITH RECURSIVE tree(oid) AS (
+            SELECT relation::oid
+            UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+        SELECT c.oid::regclass INTO bad FROM tree t
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+          JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
+         WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+           AND (ty.typnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::regnamespace
+                OR (ty.typelem OPERATOR(pg_catalog.<>) 0 AND NOT EXISTS (
+                        SELECT 1 FROM pg_catalog.pg_type el WHERE el.oid OPERATOR(pg_catalog.=) ty.typelem
+                           AND el.typnamespace OPERATOR(pg_catalog.=) 'pg_catalog'::regnamespace)))
+         LIMIT 1;
+        IF bad IS NOT NULL THEN
+            RAISE EXCEPTION '% has a column of a type that is not PostgreSQL''s own', bad
+                  USING ERRCODE = 'wrong_object_type',
+                        DETAIL = pg_catalog.format('audit_subject_map place %s.%I: exporting a row casts every column to json, and a user-defined type''s cast runs its owner''s code.', relation, column_name),
+                        HINT = 'Declare a table whose columns are of built-in types (domains, enums and composite types included: they are user-defined).';
+        END IF;
+    ELSE
         RAISE EXCEPTION '% is not a permanent table', bad
               USING ERRCODE = 'wrong_object_type',
                     DETAIL = pg_catalog.format('audit_subject_map place %s.%I: views, foreign, materialized and temporary tables are refused, also as partitions or children.', relation, column_name),
@@ -662,7 +684,7 @@ REVOKE ALL ON FUNCTION audit_subject_place_check(regclass, text, text) FROM PUBL
 GRANT EXECUTE ON FUNCTION audit_subject_place_check(regclass, text, text) TO audit_db_gdpr;
 
 CREATE FUNCTION audit_subject_map_check() RETURNS trigger
-LANGUAGE plpgsql SET search_path = @extschema@, pg_catalog, pg_temp
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.builtin THEN
@@ -681,7 +703,7 @@ BEGIN
     END IF;
     -- audit_log's places are fixed (its row hash depends on them); the other members
     -- of the extension hold its own state, except the original's tables.
-    IF NEW.relation = 'audit_log'::regclass
+    IF NEW.relation = '@extschema@.audit_log'::regclass
        OR (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
                     WHERE e.extname = 'audit_db' AND d.classid = 'pg_catalog.pg_class'::regclass
                       AND d.objid = NEW.relation AND d.deptype = 'e')
@@ -695,7 +717,10 @@ BEGIN
     END IF;
     -- The subject functions run as the extension's owner: they may only touch what
     -- the one declaring the place could read, change and delete itself.
-    IF NOT pg_catalog.has_table_privilege(NEW.relation, 'SELECT, UPDATE, DELETE') THEN
+    -- (has_table_privilege with a list is true if any one is held: each on its own.)
+    IF NOT (pg_catalog.has_table_privilege(NEW.relation, 'SELECT')
+            AND pg_catalog.has_table_privilege(NEW.relation, 'UPDATE')
+            AND pg_catalog.has_table_privilege(NEW.relation, 'DELETE')) THEN
         RAISE EXCEPTION 'permission denied for table %', NEW.relation
               USING ERRCODE = 'insufficient_privilege',
                     DETAIL = 'Declaring a place needs SELECT, UPDATE and DELETE on its table.';
@@ -714,7 +739,7 @@ GRANT INSERT, UPDATE, DELETE ON audit_subject_map TO audit_db_gdpr;
 -- spills the rows to disk past work_mem, so a large subject does not grow memory).
 CREATE FUNCTION audit_subject_rows(identifiers text[])
 RETURNS TABLE(table_name text, column_name text, role text, row_data jsonb)
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = @extschema@, pg_catalog, pg_temp
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     names text[] := @extschema@.audit_subject_names(identifiers);
@@ -738,11 +763,17 @@ BEGIN
         IF NOT place.builtin THEN
             PERFORM @extschema@.audit_subject_place_check(place.relation, place.column_name, place.kind);
         END IF;
+        -- (Named relative to the extension's schema, as its own tables always were.)
         RETURN QUERY EXECUTE pg_catalog.format(
             'SELECT $2, $3, $4, pg_catalog.to_jsonb(t) FROM %s t WHERE t.%I %s',
             place.relation, place.column_name,
             CASE place.kind WHEN 'json_array' THEN '?| $1' ELSE '= ANY($1)' END)
-        USING names, place.relation::text, place.column_name::text, place.role;
+        USING names,
+              (SELECT CASE WHEN c.relnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                                                   WHERE e.extname = 'audit_db')
+                           THEN pg_catalog.quote_ident(c.relname) ELSE place.relation::text END
+                 FROM pg_catalog.pg_class c WHERE c.oid = place.relation),
+              place.column_name::text, place.role;
     END LOOP;
 END
 $fn$;
@@ -789,6 +820,28 @@ COMMENT ON FUNCTION audit_forget_subject(text) IS
 'Crypto-shredding: deletes the principal''s pseudonym mappings, so no function can recover the identity while the trail stays; returns the mappings deleted; logs gdpr.data.delete.';
 COMMENT ON FUNCTION audit_delete_subject(text, boolean) IS
 'audit_delete_subject(ARRAY[principal_id], preserve_compliance): deletes the principal''s own audit_log events (with preserve_compliance the compliance actions stay, pseudonymized by hash) and pseudonymizes or deletes every other place of audit_subject_map; returns the audit_log rows deleted and the compliance rows kept.';
+
+-- ------------------------------------------------ search_path (issue 25)
+-- Every function of audit_db resolves names in pg_catalog only and names its own
+-- objects with their schema: an operator or function planted in the extension's
+-- schema (public, by default) is never chosen for a statement that runs as the
+-- superuser. The functions of earlier releases that this step does not create anew:
+ALTER FUNCTION audit_analyze_partitions(regclass, bigint, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_apply_retention_policies() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_create_partitions(regclass, integer, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_delete_subject(text, boolean) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_depseudonymize(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_drop_expired_partitions(regclass, interval, boolean, timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_export_subject(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_finish_restore() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_forget_subject(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_partition_maintenance(timestamptz) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_pseudonymize(text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_pseudonymize_subject(text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_restore_indexes_trigger() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_rotate_pseudonym_key(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_schema_snapshot() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION audit_verify_schema() SET search_path = pg_catalog, pg_temp;
 
 -- -------------------------------------------------------------- journal
 INSERT INTO audit_schema_migrations (version, name, checksum, execution_ms)

@@ -101,7 +101,10 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
         }
         Ok::<_, pgrx::spi::Error>(out)
     })?;
+    // Named as before search_path was pinned: relative to the extension's schema.
+    let prefix = format!("{schema}.");
     for (name, size) in big {
+        let name = name.strip_prefix(&prefix).unwrap_or(&name);
         recs.push(format!(
             "partition {name} exceeds size threshold ({size} > {size_threshold} bytes): consider a shorter interval"
         ));
@@ -120,7 +123,7 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
 
 /// `audit_analyze_partitions(parent, size_threshold, reference_time)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_analyze_partitions(
     parent: default!(Option<Regclass>, "'audit_log'"),
     size_threshold: default!(Option<i64>, "10737418240"),

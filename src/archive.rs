@@ -21,6 +21,7 @@
 
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::keys::key_ring;
+use crate::spi_util::q;
 use audit_db_core::command::Command;
 use audit_db_core::pseudonym;
 use pgrx::prelude::*;
@@ -107,11 +108,11 @@ pub fn emit(command: &Command) -> AuditResult<()> {
     // Two statements: a DELETE in the same statement as the INSERT (a data-modifying
     // CTE) would not see the inserted row, and the primary would keep it.
     let id = Spi::get_one_with_args::<i64>(
-        "INSERT INTO audit_subject_command (operation, payload) VALUES ($1, $2) RETURNING id",
+        &q("INSERT INTO @extschema@.audit_subject_command (operation, payload) VALUES ($1, $2) RETURNING id")?,
         &[command.name().into(), sealed.into()],
     )?
     .ok_or_else(|| AuditError::internal("INSERT ... RETURNING gave no id"))?;
-    Spi::run_with_args("DELETE FROM audit_subject_command WHERE id = $1", &[id.into()])?;
+    Spi::run_with_args(&q("DELETE FROM @extschema@.audit_subject_command WHERE id = $1")?, &[id.into()])?;
     Ok(())
 }
 
@@ -194,7 +195,7 @@ fn decode(payload: &str) -> AuditResult<Command> {
 
 /// `audit_archive_publish(publication)`: see docs/scale-out.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_archive_publish(publication: default!(Option<&str>, "'audit_db_archive'")) -> SetOfIterator<'static, String> {
     let name = publication.ok_or_else(|| AuditError::null_argument("publication")).or_report();
     SetOfIterator::new(publish(name).or_report())
@@ -272,7 +273,7 @@ fn ours_or_callers(name: &str) -> AuditResult<()> {
 
 /// `audit_archive_prepare()`: see docs/scale-out.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_archive_prepare() -> String {
     prepare().or_report()
 }
@@ -286,7 +287,7 @@ fn prepare() -> AuditResult<String> {
     // subject commands decrypt only with it.
     key_ring()?;
     for (table, what) in [("audit_log", "events"), ("audit_seal_block", "seal blocks")] {
-        let any = Spi::get_one::<bool>(&format!("SELECT EXISTS (SELECT 1 FROM {table})"))?.unwrap_or(false);
+        let any = Spi::get_one::<bool>(&q(&format!("SELECT EXISTS (SELECT 1 FROM @extschema@.{table})"))?)?.unwrap_or(false);
         if any {
             return Err(AuditError::object_not_in_prerequisite_state(format!(
                 "this database holds {what} of its own: it cannot become an archive"
@@ -297,9 +298,10 @@ fn prepare() -> AuditResult<String> {
     }
     // Rows of periods the archive has no partition for (the primary's oldest months,
     // copied first) land in the DEFAULT partition instead of stopping replication.
-    Spi::run("UPDATE audit_partition_config SET default_partition = true WHERE parent = 'audit_log'::regclass")?;
+    Spi::run(&q("UPDATE @extschema@.audit_partition_config SET default_partition = true
+                  WHERE parent = '@extschema@.audit_log'::pg_catalog.regclass")?)?;
     let parent = crate::partition::Parent::load(crate::regclass::Regclass(
-        Spi::get_one::<pg_sys::Oid>("SELECT 'audit_log'::regclass::oid")?
+        Spi::get_one::<pg_sys::Oid>(&q("SELECT '@extschema@.audit_log'::pg_catalog.regclass::pg_catalog.oid")?)?
             .ok_or_else(|| AuditError::internal("audit_log is missing"))?,
     ))?;
     if parent.default_partition.is_none() {

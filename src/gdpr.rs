@@ -9,6 +9,7 @@
 
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::keys::key_ring;
+use crate::spi_util::q;
 use audit_db_core::crypto::CryptoError;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -67,11 +68,11 @@ pub(crate) fn log_event(action: &str, target: Option<&str>, status: &str, descri
         return Ok(());
     }
     Spi::run_with_args(
-        "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, target_resource_type,
+        &q("INSERT INTO @extschema@.audit_log (\"timestamp\", principal_id, action, status, target_resource_type,
                                 target_resource_id, outcome_description, data_classification, details)
          VALUES (pg_catalog.now(), session_user, $1, $2, 'pseudonym', pg_catalog.left($3, 255), $4, 'CONFIDENTIAL',
                  pg_catalog.jsonb_build_object('by', session_user::text, 'role', current_user::text,
-                                               'pseudonym', $3))",
+                                               'pseudonym', $3))")?,
         &[action.into(), status.into(), target.into(), description.into()],
     )?;
     Ok(())
@@ -80,7 +81,7 @@ pub(crate) fn log_event(action: &str, target: Option<&str>, status: &str, descri
 /// A mapping row adopted from the original application (strategy NULL) for `p`.
 fn adopted_mapping(p: &str) -> AuditResult<Option<i32>> {
     at_most_one(Spi::get_one_with_args::<i32>(
-        "SELECT id FROM pseudonym_mapping WHERE pseudonym_id = $1 AND strategy IS NULL ORDER BY id LIMIT 1",
+        &q("SELECT id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = $1 AND strategy IS NULL ORDER BY id LIMIT 1")?,
         &[p.into()],
     ))
 }
@@ -105,7 +106,7 @@ pub fn depseudonymize(p: &str) -> AuditResult<String> {
     }
     let ring = key_ring()?;
     let sealed = at_most_one(Spi::get_one_with_args::<String>(
-        "SELECT original_id FROM pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1",
+        &q("SELECT original_id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1")?,
         &[p.into()],
     ))?
     .ok_or_else(|| {
@@ -138,10 +139,11 @@ pub fn rotate_key(old_key_id: &str) -> AuditResult<i64> {
         return Err(AuditError::invalid_parameter(format!("\"{old_key_id}\" is the current key"))
             .hint("Append the new key as the last line of the key file first."));
     }
+    let sql = q("SELECT id, original_id FROM @extschema@.pseudonym_mapping WHERE key_id = $1 ORDER BY id FOR UPDATE")?;
     let rows: Vec<(i32, String)> = Spi::connect_mut(|client| {
         let mut out = Vec::new();
         for r in client.update(
-            "SELECT id, original_id FROM pseudonym_mapping WHERE key_id = $1 ORDER BY id FOR UPDATE",
+            &sql,
             None,
             &[old_key_id.into()],
         )? {
@@ -153,7 +155,7 @@ pub fn rotate_key(old_key_id: &str) -> AuditResult<i64> {
     for (id, sealed) in rows {
         let original = zeroize::Zeroizing::new(pseudonym::open_original(&ring, &sealed).map_err(crypto_error)?);
         Spi::run_with_args(
-            "UPDATE pseudonym_mapping SET original_id = $2, key_id = $3, blind_index = $4 WHERE id = $1",
+            &q("UPDATE @extschema@.pseudonym_mapping SET original_id = $2, key_id = $3, blind_index = $4 WHERE id = $1")?,
             &[
                 id.into(),
                 pseudonym::seal_original(current, &original).into(),
@@ -170,11 +172,12 @@ pub fn rotate_key(old_key_id: &str) -> AuditResult<i64> {
 const MAX_RETENTION_DAYS: i32 = 2_000_000;
 
 pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
+    let sql = q("SELECT policy_name::text, data_classification::text, retention_days, archive_after_days, delete_after_days
+                   FROM @extschema@.audit_retention_policy WHERE is_active = 'true' ORDER BY policy_name")?;
     let policies: Vec<(String, String, i32, Option<i32>, Option<i32>)> = Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(
-            "SELECT policy_name::text, data_classification::text, retention_days, archive_after_days, delete_after_days
-               FROM audit_retention_policy WHERE is_active = 'true' ORDER BY policy_name",
+            &sql,
             None,
             &[],
         )? {
@@ -214,19 +217,19 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
         let archive_days = archive_after.unwrap_or(retention_days).min(MAX_RETENTION_DAYS);
         let delete_after = delete_after.map(|d| d.min(MAX_RETENTION_DAYS));
         let archived = Spi::get_one_with_args::<i64>(
-            "WITH u AS (UPDATE audit_log SET archived_at = pg_catalog.now()
+            &q("WITH u AS (UPDATE @extschema@.audit_log SET archived_at = pg_catalog.now()
                          WHERE data_classification = $1 AND archived_at IS NULL
                            AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
                         RETURNING 1)
-             SELECT pg_catalog.count(*) FROM u",
+             SELECT pg_catalog.count(*) FROM u")?,
             &[class.as_str().into(), archive_days.into()],
         )?
         .unwrap_or(0);
         if let Some(days) = delete_after {
             crate::integrity::retire(
-                "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
+                &q("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM @extschema@.audit_log
                   WHERE data_classification = $2 AND archived_at IS NOT NULL
-                    AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $3)",
+                    AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $3)")?,
                 vec![class.as_str().into(), days.into()],
                 &format!("retention policy {name}"),
             )?;
@@ -234,11 +237,11 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
         let deleted = match delete_after {
             Some(days) => crate::seal::retiring(&format!("retention policy {name}"), || {
                 Ok(Spi::get_one_with_args::<i64>(
-                    "WITH d AS (DELETE FROM audit_log
+                    &q("WITH d AS (DELETE FROM @extschema@.audit_log
                                  WHERE data_classification = $1 AND archived_at IS NOT NULL
                                    AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
                                 RETURNING 1)
-                     SELECT pg_catalog.count(*) FROM d",
+                     SELECT pg_catalog.count(*) FROM d")?,
                     &[class.as_str().into(), days.into()],
                 )?
                 .unwrap_or(0))
@@ -252,8 +255,8 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
     let summary = format!("{} policies: {total_archived} rows archived, {total_deleted} deleted", out.len());
     if crate::archive::records_events("gdpr.retention.apply", &summary)? {
         Spi::run_with_args(
-            "INSERT INTO audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
-             VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')",
+            &q("INSERT INTO @extschema@.audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
+             VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')")?,
             &[summary.into()],
         )?;
     }
@@ -264,7 +267,7 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
 
 /// `audit_pseudonymize(original, strategy)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_pseudonymize(original: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> Option<String> {
     let strategy = parse_strategy(strategy).or_report();
     original.map(|o| pseudonymize(o, strategy).or_report())
@@ -272,7 +275,7 @@ fn audit_pseudonymize(original: Option<&str>, strategy: default!(Option<&str>, "
 
 /// `audit_pseudonymize_batch(originals, strategy)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_pseudonymize_batch(
     originals: Option<Vec<Option<String>>>,
     strategy: default!(Option<&str>, "'hash'"),
@@ -285,14 +288,14 @@ fn audit_pseudonymize_batch(
 
 /// `audit_depseudonymize(pseudonym)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_depseudonymize(pseudonym: Option<&str>) -> Option<String> {
     pseudonym.map(|p| depseudonymize(p).or_report())
 }
 
 /// `audit_apply_retention_policies()`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_apply_retention_policies() -> TableIterator<
     'static,
     (name!(policy, String), name!(records_archived, i64), name!(records_deleted, i64)),
@@ -302,7 +305,7 @@ fn audit_apply_retention_policies() -> TableIterator<
 
 /// `audit_rotate_pseudonym_key(old_key_id)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_rotate_pseudonym_key(old_key_id: Option<&str>) -> i64 {
     let old = old_key_id.ok_or_else(|| AuditError::null_argument("old_key_id")).or_report();
     rotate_key(old).or_report()

@@ -8,6 +8,7 @@
 //! writers of one organization commit one after another while organizations proceed in
 //! parallel, and an aborted insert leaves no gap (its head update rolls back with it).
 
+use crate::spi_util::q;
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::keys::personal_details_keys;
 use crate::seal::signing_ring;
@@ -159,40 +160,6 @@ struct Statements {
     store: pgrx::spi::OwnedPreparedStatement,
 }
 
-/// Restores the user id and security context it saved when dropped (also when a
-/// PostgreSQL error unwinds through it; transaction abort would restore them too).
-pub struct UserSwitch {
-    user: pg_sys::Oid,
-    context: i32,
-}
-
-impl UserSwitch {
-    /// Runs as `owner` from now until the guard is dropped, the way PostgreSQL runs
-    /// foreign-key checks as the table owner: no SET ROLE, nothing the session can see,
-    /// and a restricted context (no temporary objects, no session state changes).
-    pub fn to(owner: pg_sys::Oid) -> Self {
-        let mut user = pg_sys::InvalidOid;
-        let mut context: i32 = 0;
-        // SAFETY: reads and sets backend globals; the guard puts them back.
-        unsafe {
-            pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
-            pg_sys::SetUserIdAndSecContext(
-                owner,
-                context
-                    | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                    | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-            );
-        }
-        UserSwitch { user, context }
-    }
-}
-
-impl Drop for UserSwitch {
-    fn drop(&mut self) {
-        // SAFETY: restores what `to` saved.
-        unsafe { pg_sys::SetUserIdAndSecContext(self.user, self.context) };
-    }
-}
 
 /// Runs `f` with the prepared (lock, store) statements, preparing them if needed, as
 /// the extension's owner: the chain head functions are executable by nobody else, so
@@ -219,7 +186,7 @@ fn with_statements<R>(
             *slot = Some(Statements { ext_oid, owner, lock, store });
         }
         let s = slot.as_ref().expect("prepared above");
-        let _owner = UserSwitch::to(s.owner);
+        let _owner = crate::owner::UserSwitch::to(s.owner);
         f(&s.lock, &s.store)
     })
 }
@@ -923,7 +890,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
 /// `audit_verify_integrity(from_ts, to_ts)` of 0.4.0 and 0.5.0 (frozen scripts name
 /// this symbol); 0.6.0's is `verify::audit_verify_integrity_v2`.
 #[pg_extern(volatile, parallel_unsafe, security_definer, sql = false)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_verify_integrity(
     from_ts: default!(Option<TimestampWithTimeZone>, "'-infinity'"),
     to_ts: default!(Option<TimestampWithTimeZone>, "'infinity'"),
@@ -942,13 +909,13 @@ fn audit_verify_integrity(
     let r = verify(from, to, false).or_report();
     let failed = r.hash_mismatches + r.signature_mismatches + r.chain_breaks > 0;
     Spi::run_with_args(
-        "INSERT INTO audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
+        &q("INSERT INTO @extschema@.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
                                           verification_details, verified_by)
          VALUES (coalesce($1::int8, 0)::int4, pg_catalog.now(), $2,
                  pg_catalog.jsonb_build_object('from', $3::timestamptz, 'to', $4::timestamptz,
                      'checked', $5::int8, 'hash_mismatches', $6::int8, 'signature_mismatches', $7::int8,
                      'chain_breaks', $8::int8, 'unsigned', $9::int8, 'unchained', $10::int8,
-                     'unverifiable', $11::int8), session_user)",
+                     'unverifiable', $11::int8), session_user)").or_report(),
         &[
             r.first_bad_id.into(),
             (if failed { "FAILED" } else { "PASSED" }).into(),
@@ -976,21 +943,21 @@ fn audit_verify_integrity(
 
 /// `audit_integrity_digest(upto)` of 0.4.0 and 0.5.0 (frozen scripts name this symbol).
 #[pg_extern(stable, parallel_safe, security_definer, sql = false)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_integrity_digest(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
     let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();
     Spi::get_one_with_args::<pgrx::JsonB>(
-        "SELECT pg_catalog.jsonb_build_object(
+        &q("SELECT pg_catalog.jsonb_build_object(
                     'format', 'audit_db.digest.v1', 'upto', $1::timestamptz,
                     'chains', coalesce((SELECT pg_catalog.jsonb_object_agg(k, pg_catalog.jsonb_build_object(
                                                 'head_seq', s, 'head_chain_hash', h, 'rows', n))
                                           FROM (SELECT coalesce(organization_id, '') AS k, pg_catalog.max(chain_seq) AS s,
                                                        (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS h,
                                                        pg_catalog.count(*) AS n
-                                                  FROM audit_log
+                                                  FROM @extschema@.audit_log
                                                  WHERE \"timestamp\" <= $1 AND chain_seq IS NOT NULL
                                                  GROUP BY 1) c), '{}'::jsonb),
-                    'retired', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM audit_chain_retired))",
+                    'retired', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM @extschema@.audit_chain_retired))").or_report(),
         &[upto.into()],
     )
     .map_err(AuditError::from)

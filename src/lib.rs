@@ -19,6 +19,7 @@ pub mod keys;
 pub mod lock_retry;
 pub mod maintenance;
 pub mod original;
+pub mod owner;
 pub mod mapping;
 pub mod partition;
 pub mod regclass;

@@ -539,7 +539,7 @@ fn drop_phase(
 
 /// `audit_partition_maintenance(reference_time)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_partition_maintenance(
     reference_time: default!(Option<TimestampWithTimeZone>, "now()"),
 ) -> TableIterator<
@@ -561,7 +561,7 @@ fn audit_partition_maintenance(
 /// maintenance ('create' or 'retain'), for `CALL audit_maintain()`, which commits
 /// between the two.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_partition_maintenance_phase(
     phase: Option<&str>,
     reference_time: default!(Option<TimestampWithTimeZone>, "now()"),

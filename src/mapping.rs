@@ -8,6 +8,7 @@
 //! makes our INSERT wait for it (ON CONFLICT DO NOTHING); its row is then read back, so
 //! both callers return the same pseudonym.
 
+use crate::spi_util::q;
 use crate::error::{AuditError, AuditResult};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::pseudonym::{self, Strategy};
@@ -29,10 +30,11 @@ struct Wanted<'a> {
 
 /// Pseudonym of each blind index that has a mapping of `strategy`.
 fn mapped(strategy: Strategy, blinds: Vec<String>) -> AuditResult<HashMap<String, String>> {
+    let sql = q("SELECT blind_index, pseudonym_id FROM @extschema@.pseudonym_mapping WHERE strategy = $1 AND blind_index = ANY($2)")?;
     Ok(Spi::connect(|client| {
         let mut out = HashMap::new();
         for r in client.select(
-            "SELECT blind_index, pseudonym_id FROM pseudonym_mapping WHERE strategy = $1 AND blind_index = ANY($2)",
+            &sql,
             None,
             &[strategy.name().into(), blinds.into()],
         )? {
@@ -72,13 +74,14 @@ fn insert_new(ring: &KeyRing, strategy: Strategy, missing: &[&Wanted<'_>]) -> Au
         sealed.push(pseudonym::seal_original(key, w.original));
         blinds.push(w.blinds[0].clone());
     }
+    let sql = q("INSERT INTO @extschema@.pseudonym_mapping (\"timestamp\", pseudonym_id, original_id, strategy, key_id, blind_index)
+             SELECT pg_catalog.now(), u.p, u.o, $4, $5, u.b FROM unnest($1::text[], $2::text[], $3::text[]) AS u(p, o, b)
+             ON CONFLICT (strategy, blind_index) DO NOTHING
+             RETURNING blind_index, pseudonym_id")?;
     Ok(Spi::connect_mut(|client| {
         let mut out = HashMap::new();
         for r in client.update(
-            "INSERT INTO pseudonym_mapping (\"timestamp\", pseudonym_id, original_id, strategy, key_id, blind_index)
-             SELECT pg_catalog.now(), u.p, u.o, $4, $5, u.b FROM unnest($1::text[], $2::text[], $3::text[]) AS u(p, o, b)
-             ON CONFLICT (strategy, blind_index) DO NOTHING
-             RETURNING blind_index, pseudonym_id",
+            &sql,
             None,
             &[candidates.into(), sealed.into(), blinds.into(), strategy.name().into(), key.id.as_str().into()],
         )? {

@@ -128,8 +128,8 @@ impl Parent {
     /// evaluates its defaults, constraints and index expressions, which are its
     /// owner's code and must not run with the extension owner's rights (issue 25: an
     /// admin became superuser through a table it owns), as VACUUM and ANALYZE do.
-    pub fn as_owner(&self) -> Option<crate::integrity::UserSwitch> {
-        (!self.member).then(|| crate::integrity::UserSwitch::to(self.owner_oid))
+    pub fn as_owner(&self) -> Option<crate::owner::UserSwitch> {
+        (!self.member).then(|| crate::owner::UserSwitch::to(self.owner_oid))
     }
 }
 
@@ -302,11 +302,13 @@ pub fn attach_partitions(parent: &Parent, periods: &[Period]) -> AuditResult<Vec
         let part = qualified(&parent.schema, &period.name);
         let range = bound_check(parent, period);
         let mut moved = 0i64;
+        // The move and the ATTACH run the table's code (triggers, defaults, index
+        // expressions, foreign keys): as its owner, who owns the new table by now.
+        let owner = parent.as_owner();
         if let Some(default_name) = &parent.default_partition {
             let default_rel = qualified(&parent.schema, default_name);
             let cols = parent.column_list();
             // An internal write: the append-only trigger lets audit_db move its own rows.
-            let _owner = parent.as_owner();
             moved = crate::internal::internal(|| Spi::connect_mut(|client| {
                 client
                     .update(
@@ -327,6 +329,7 @@ pub fn attach_partitions(parent: &Parent, periods: &[Period]) -> AuditResult<Vec
             period.to_literal()
         ))?;
         Spi::run(&format!("ALTER TABLE {part} DROP CONSTRAINT audit_db_bound"))?;
+        drop(owner);
         release_from_extension(parent, &period.name)?;
         moved_per_period.push(moved);
     }
@@ -768,7 +771,7 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
 
 /// `audit_create_partitions(parent, premake, reference_time)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_create_partitions(
     parent: default!(Option<Regclass>, "'audit_log'"),
     premake: default!(Option<i32>, "NULL"),
@@ -780,7 +783,7 @@ fn audit_create_partitions(
 
 /// `audit_drop_expired_partitions(parent, retention, keep_table, reference_time)`: see README.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_drop_expired_partitions(
     parent: default!(Option<Regclass>, "'audit_log'"),
     retention: default!(Option<Interval>, "NULL"),

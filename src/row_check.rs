@@ -14,6 +14,7 @@
 //! token: through `pseudonym_mapping`, a read-only lookup that is safe in a parallel
 //! worker), cached for the statement.
 
+use crate::spi_util::q;
 use crate::error::{AuditResult, OrReport};
 use crate::keys::statement_stamp;
 use crate::seal::{signing_ring, verdict_of};
@@ -52,7 +53,7 @@ fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
     Ok(match pseudonym::classify(value) {
         Some(Strategy::Encryption) => pseudonym::decrypt_pseudonym(ring, value).ok(),
         Some(Strategy::Token) => crate::spi_util::read_one::<String>(
-            "SELECT (SELECT original_id FROM pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)",
+            &q("SELECT (SELECT original_id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)")?,
             &[value.into()],
         )?
         .and_then(|sealed| pseudonym::open_original(ring, &sealed).ok()),

@@ -20,9 +20,10 @@ const MANIFESTS: &[(&str, &str)] = &[
     ("0.6.0", include_str!("../sql/manifest/audit_db--0.6.0.tsv")),
 ];
 
-/// Runs with `search_path` = the extension's schema, so names come out unqualified;
-/// index definitions (always qualified) and function bodies have the schema name
-/// replaced, so that the snapshot is the same whatever schema the extension is in.
+/// Runs with `search_path = pg_catalog, pg_temp` (issue 25), so names come out
+/// qualified: `snapshot()` takes the extension's schema off them; index definitions
+/// and function bodies have it replaced here, so that the snapshot is the same
+/// whatever schema the extension is in.
 const SNAPSHOT_SQL: &str = r#"
 WITH ext AS (
     SELECT e.oid, n.nspname FROM pg_catalog.pg_extension e
@@ -194,7 +195,11 @@ pub fn snapshot() -> AuditResult<Vec<Entry>> {
     for ((name, _), value) in PINNED_SETTINGS.iter().zip(saved) {
         set_local(name, &value)?;
     }
-    let mut rows = rows?;
+    // Names and types of the extension's own objects print qualified under the pinned
+    // search_path: the manifest has them without the schema.
+    let prefix = format!("{}.", crate::spi_util::ext_schema()?);
+    let mut rows: Vec<Entry> =
+        rows?.into_iter().map(|(k, n, d)| (k, n.replace(&prefix, ""), d.replace(&prefix, ""))).collect();
     rows.sort();
     Ok(rows)
 }
@@ -262,7 +267,7 @@ pub fn verify() -> AuditResult<Vec<Entry>> {
 
 /// `audit_schema_snapshot()`: see README.
 #[pg_extern(stable, parallel_safe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_schema_snapshot() -> TableIterator<
     'static,
     (name!(object_type, String), name!(object_name, String), name!(definition, String)),
@@ -272,7 +277,7 @@ fn audit_schema_snapshot() -> TableIterator<
 
 /// `audit_verify_schema()`: see README.
 #[pg_extern(stable, parallel_safe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_verify_schema() -> TableIterator<
     'static,
     (name!(object_type, String), name!(object_name, String), name!(problem, String)),
@@ -287,14 +292,16 @@ fn audit_verify_schema() -> TableIterator<
 /// indexes instead of building them again. Returns what it created.
 pub fn finish_restore() -> AuditResult<Vec<String>> {
     let expected = installed_manifest()?;
+    // The manifest names the extension's objects without their schema.
+    let schema = crate::spi_util::ext_schema()?;
     let mut created = Vec::new();
     for (kind, name, def) in &expected {
         if kind != "index" || !def.contains(" ON ONLY ") {
             continue;
         }
         let exists = Spi::get_one_with_args::<bool>(
-            "SELECT pg_catalog.to_regclass(pg_catalog.quote_ident($1)) IS NOT NULL",
-            &[name.as_str().into()],
+            "SELECT pg_catalog.to_regclass($1 OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident($2)) IS NOT NULL",
+            &[schema.as_str().into(), name.as_str().into()],
         )?
         .unwrap_or(false);
         if exists {
@@ -310,12 +317,12 @@ pub fn finish_restore() -> AuditResult<Vec<String>> {
             Some((_, qualified_name, cdef)) => {
                 let (table, conname) = qualified_name.rsplit_once('.').unwrap_or(("", ""));
                 format!(
-                    "ALTER TABLE {} ADD CONSTRAINT {} {cdef}",
+                    "ALTER TABLE {schema}.{} ADD CONSTRAINT {} {cdef}",
                     pgrx::spi::quote_identifier(table),
                     pgrx::spi::quote_identifier(conname)
                 )
             }
-            None => def.replacen(" ON ONLY ", " ON ", 1),
+            None => def.replacen(" ON ONLY ", &format!(" ON {schema}."), 1),
         };
         Spi::run(&sql)?;
         created.push(name.clone());
@@ -325,7 +332,7 @@ pub fn finish_restore() -> AuditResult<Vec<String>> {
 
 /// `audit_finish_restore()`: see README.
 #[pg_extern(volatile, parallel_unsafe)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_finish_restore() -> SetOfIterator<'static, String> {
     SetOfIterator::new(finish_restore().or_report())
 }

@@ -155,7 +155,7 @@ fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
     );
     // Writers may not read the block table: the floor is read as the extension's owner.
     let floor = {
-        let _owner = crate::integrity::UserSwitch::to(owner);
+        let _owner = crate::owner::UserSwitch::to(owner);
         Spi::get_one::<i64>(&sql)?.unwrap_or(0)
     };
     sh.closed.fetch_max(floor, SeqCst);

@@ -248,7 +248,7 @@ fn epoch_sums_now(
 
 /// `audit_seal(wait_ms)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_seal(
     wait_ms: default!(Option<i32>, 1000),
 ) -> TableIterator<
@@ -306,6 +306,13 @@ pub extern "C-unwind" fn audit_db_sealer_main(_arg: pg_sys::Datum) {
         // SAFETY: a plain update of this backend's transaction bookkeeping, outside a transaction.
         unsafe { pg_sys::SetCurrentStatementStartTimestamp() };
         BackgroundWorker::transaction(|| {
+            // The worker's session has the default search_path ("$user", public): no
+            // name of audit_db's may resolve there (issue 25).
+            let pinned = Spi::run("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)");
+            if let Err(e) = pinned {
+                pgrx::warning!("audit_db sealer: could not pin search_path: {e}");
+                return;
+            }
             let ready = Spi::get_one::<bool>(
                 "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e
                                   JOIN pg_catalog.pg_class c ON c.relnamespace = e.extnamespace

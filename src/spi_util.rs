@@ -31,18 +31,28 @@ pub fn read_only() -> bool {
     in_recovery() || unsafe { pg_sys::XactReadOnly }
 }
 
-/// The extension's schema, quoted, for calling its own SQL functions whatever the
-/// caller's search_path.
+/// The extension's schema, quoted. Kept until the next relcache invalidation (as the
+/// extension's OID is): ALTER EXTENSION SET SCHEMA moves its tables, which invalidates.
 pub fn ext_schema() -> AuditResult<String> {
+    let oid = ext_oid();
+    if let Some(schema) = SCHEMA.with(|c| c.borrow().as_ref().filter(|(o, _)| *o == oid).map(|(_, s)| s.clone())) {
+        return Ok(schema);
+    }
     // The scalar subquery always yields one row: NULL when the extension is absent.
     let schema = read_one::<String>(
         "SELECT (SELECT n.nspname::text FROM pg_catalog.pg_extension e
-                   JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-                  WHERE e.extname = 'audit_db')",
+                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+                  WHERE e.extname OPERATOR(pg_catalog.=) 'audit_db')",
         &[],
     )?;
     match schema {
-        Some(s) => Ok(quote_identifier(s)),
+        Some(s) => {
+            let quoted = quote_identifier(s);
+            if oid != pg_sys::InvalidOid {
+                SCHEMA.with(|c| *c.borrow_mut() = Some((oid, quoted.clone())));
+            }
+            Ok(quoted)
+        }
         // Inside CREATE EXTENSION the pg_extension row exists already; outside, the
         // extension must be installed for its tables to be there.
         None => Err(AuditError::object_not_in_prerequisite_state(
@@ -50,6 +60,15 @@ pub fn ext_schema() -> AuditResult<String> {
         )
         .hint("Run CREATE EXTENSION audit_db first.")),
     }
+}
+
+/// `sql` with every `@extschema@` replaced by the extension's schema, quoted, as in
+/// the extension's own scripts: the one way audit_db's statements name its objects.
+/// Every audit_db function runs with `search_path = pg_catalog, pg_temp`, so no name
+/// and no operator resolves in a schema a user can create objects in (issue 25: an
+/// operator planted in the extension's schema ran as the superuser).
+pub fn q(sql: &str) -> AuditResult<String> {
+    Ok(sql.replace("@extschema@", &ext_schema()?))
 }
 
 /// Runs `f` on a snapshot taken now (READ COMMITTED: a new one), for reads that must
@@ -70,11 +89,14 @@ thread_local! {
     /// The extension's OID as last looked up; cleared by any relcache invalidation.
     static EXT_OID: std::cell::Cell<Option<pg_sys::Oid>> = const { std::cell::Cell::new(None) };
     static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The extension's schema, quoted, for the OID it was looked up under.
+    static SCHEMA: std::cell::RefCell<Option<(pg_sys::Oid, String)>> = const { std::cell::RefCell::new(None) };
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_ext_oid(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     EXT_OID.with(|c| c.set(None));
+    SCHEMA.with(|c| *c.borrow_mut() = None);
 }
 
 /// The extension's OID; InvalidOid when it is absent. `get_extension_oid` is an index

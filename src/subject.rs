@@ -12,6 +12,7 @@
 //!
 //! docs/subjects.md writes down what each operation does to each place, and why.
 
+use crate::spi_util::q;
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::gdpr::{log_event, parse_strategy, pseudonymize_many, COMPLIANCE_ACTIONS};
 use crate::keys::{key_ring, personal_details_keys};
@@ -88,17 +89,18 @@ struct Place {
 /// Every place, each declared one checked again by `audit_subject_place_check` (the
 /// table may have become something else since it was declared).
 fn places() -> AuditResult<Vec<Place>> {
+    let sql = q("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, m.column_name::text,
+                    m.kind = 'json_array', m.on_erasure = 'delete_row', c.relowner,
+                    CASE WHEN NOT m.builtin THEN @extschema@.audit_subject_place_check(m.relation, m.column_name, m.kind) END IS NULL
+               FROM @extschema@.audit_subject_map m
+               JOIN pg_catalog.pg_class c ON c.oid = m.relation
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+              WHERE m.relation <> '@extschema@.audit_log'::pg_catalog.regclass
+              ORDER BY c.relname, m.column_name")?;
     Ok(Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, m.column_name::text,
-                    m.kind = 'json_array', m.on_erasure = 'delete_row', c.relowner,
-                    CASE WHEN NOT m.builtin THEN audit_subject_place_check(m.relation, m.column_name, m.kind) END IS NULL
-               FROM audit_subject_map m
-               JOIN pg_catalog.pg_class c ON c.oid = m.relation
-               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-              WHERE m.relation <> 'audit_log'::pg_catalog.regclass
-              ORDER BY c.relname, m.column_name",
+            &sql,
             None,
             &[],
         )? {
@@ -148,8 +150,8 @@ impl Place {
     /// the rows of a place are changed as the table's owner in a restricted context,
     /// as VACUUM and ANALYZE do (issue 25: a trigger on a declared table made its
     /// owner superuser).
-    fn as_owner(&self) -> crate::integrity::UserSwitch {
-        crate::integrity::UserSwitch::to(self.owner)
+    fn as_owner(&self) -> crate::owner::UserSwitch {
+        crate::owner::UserSwitch::to(self.owner)
     }
 
     fn delete(&self, subject: &Subject) -> AuditResult<i64> {
@@ -174,8 +176,8 @@ impl Place {
 /// audit_log_seal_epoch_idx instead of a second scan of the whole table.
 fn legacy_targets(subject: &Subject) -> AuditResult<i64> {
     Ok(Spi::get_one_with_args::<i64>(
-        "SELECT pg_catalog.count(*) FROM audit_log
-          WHERE seal_epoch IS NULL AND row_hash IS NULL AND target_resource_id = ANY($1)",
+        &q("SELECT pg_catalog.count(*) FROM @extschema@.audit_log
+          WHERE seal_epoch IS NULL AND row_hash IS NULL AND target_resource_id = ANY($1)")?,
         &[subject.ids().to_vec().into()],
     )?
     .unwrap_or(0))
@@ -185,12 +187,13 @@ fn legacy_targets(subject: &Subject) -> AuditResult<i64> {
 /// the actor, as a jsonb object original -> pseudonym: one batch (one statement for the
 /// mappings of token and encryption pseudonyms), not one call per value and row.
 fn details_pseudonyms(subject: &Subject, keys: &[String], strategy: Strategy) -> AuditResult<pgrx::JsonB> {
+    let sql = q("SELECT DISTINCT e.value #>> '{}' FROM @extschema@.audit_log a, pg_catalog.jsonb_each(a.details) e
+              WHERE a.principal_id = ANY($1) AND a.details ?| $2
+                AND e.key = ANY($2) AND pg_catalog.jsonb_typeof(e.value) = 'string'")?;
     let values: Vec<String> = Spi::connect(|client| {
         let mut out = Vec::new();
         for r in client.select(
-            "SELECT DISTINCT e.value #>> '{}' FROM audit_log a, pg_catalog.jsonb_each(a.details) e
-              WHERE a.principal_id = ANY($1) AND a.details ?| $2
-                AND e.key = ANY($2) AND pg_catalog.jsonb_typeof(e.value) = 'string'",
+            &sql,
             None,
             &[subject.ids().to_vec().into(), keys.to_vec().into()],
         )? {
@@ -238,14 +241,14 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
     // the details first under ACCESS SHARE and upgrading to ROW EXCLUSIVE for the
     // UPDATE would deadlock with a maintenance run that holds the parent and waits
     // for one of the partitions (pg_test/load.sh found it).
-    Spi::run("LOCK TABLE audit_log IN ROW EXCLUSIVE MODE")?;
+    Spi::run(&q("LOCK TABLE @extschema@.audit_log IN ROW EXCLUSIVE MODE")?)?;
     let details = details_pseudonyms(subject, &keys, strategy)?;
     let _internal = crate::internal::guard();
     // k(a) = the row's personal keys: CASE WHEN a.row_hash IS NOT NULL THEN
     // coalesce(a.personal_keys, '{}') ELSE $3 END (written out where used).
     Ok(Spi::get_one_with_args::<i64>(
-        "WITH u AS (
-           UPDATE audit_log a
+        &q("WITH u AS (
+           UPDATE @extschema@.audit_log a
               SET principal_id = coalesce($2 ->> a.principal_id, a.principal_id),
                   target_resource_id = CASE WHEN a.row_hash IS NOT NULL
                                             THEN coalesce($2 ->> a.target_resource_id, a.target_resource_id)
@@ -257,7 +260,7 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                                          AND pg_catalog.jsonb_typeof(e.value) = 'string'
                                          AND (a.principal_id = ANY($1) OR (e.value #>> '{}') = ANY($1))
                                     THEN coalesce($5 -> (e.value #>> '{}'), $2 -> (e.value #>> '{}'),
-                                                  pg_catalog.to_jsonb(audit_pseudonymize(e.value #>> '{}', $4)))
+                                                  pg_catalog.to_jsonb(@extschema@.audit_pseudonymize(e.value #>> '{}', $4)))
                                     ELSE e.value END)
                         FROM pg_catalog.jsonb_each(a.details) e), '{}'::jsonb)
                   ELSE coalesce(a.details, '{}'::jsonb) END
@@ -266,7 +269,7 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                OR (a.row_hash IS NOT NULL AND a.target_resource_id = ANY($1))
                OR a.details @> ANY($6)
            RETURNING 1)
-         SELECT pg_catalog.count(*) FROM u",
+         SELECT pg_catalog.count(*) FROM u")?,
         &[
             subject.ids().to_vec().into(),
             pgrx::JsonB(map.0.clone()).into(),
@@ -323,18 +326,18 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
     // No insert may come between retiring the links and deleting the rows (an event of
     // this subject committed in between would be deleted with its link unretired):
     // writers wait for the erasure, readers do not.
-    Spi::run("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE")?;
+    Spi::run(&q("LOCK TABLE @extschema@.audit_log IN SHARE ROW EXCLUSIVE MODE")?)?;
     // The erased rows' legacy chain links are retired first, so the chain still verifies.
     crate::integrity::retire(
-        "SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM audit_log
-          WHERE principal_id = ANY($2) AND (NOT $3 OR action <> ALL($4))",
+        &q("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM @extschema@.audit_log
+          WHERE principal_id = ANY($2) AND (NOT $3 OR action <> ALL($4))")?,
         vec![subject.ids().to_vec().into(), preserve.into(), actions.clone().into()],
         "erasure (audit_delete_subject)",
     )?;
     let deleted = crate::seal::retiring("erasure (audit_delete_subject)", || {
         Ok(Spi::get_one_with_args::<i64>(
-            "WITH d AS (DELETE FROM audit_log WHERE principal_id = ANY($1) AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
-             SELECT pg_catalog.count(*) FROM d",
+            &q("WITH d AS (DELETE FROM @extschema@.audit_log WHERE principal_id = ANY($1) AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
+             SELECT pg_catalog.count(*) FROM d")?,
             &[subject.ids().to_vec().into(), preserve.into(), actions.into()],
         )?
         .unwrap_or(0))
@@ -370,9 +373,9 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
         // Mappings with a blind index are token or encryption mappings (audit_db's
         // own): naming both strategies lets the unique (strategy, blind_index) index
         // find them, where blind_index alone scanned every mapping.
-        "WITH d AS (DELETE FROM pseudonym_mapping
+        &q("WITH d AS (DELETE FROM @extschema@.pseudonym_mapping
                      WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1) RETURNING 1)
-         SELECT pg_catalog.count(*) FROM d",
+         SELECT pg_catalog.count(*) FROM d")?,
         &[blinds.into()],
     )?
     .unwrap_or(0);
@@ -394,11 +397,12 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
         out.extend(ring.keys().iter().map(|k| pseudonym::hash_pseudonym(k, id)));
         blinds.extend(crate::mapping::blind_indexes(&ring, id));
     }
+    let sql = q("SELECT pseudonym_id FROM @extschema@.pseudonym_mapping
+              WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1)
+             UNION SELECT pseudonym_id FROM @extschema@.pseudonym_mapping WHERE strategy IS NULL AND original_id = ANY($2)")?;
     Spi::connect(|client| {
         for r in client.select(
-            "SELECT pseudonym_id FROM pseudonym_mapping
-              WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1)
-             UNION SELECT pseudonym_id FROM pseudonym_mapping WHERE strategy IS NULL AND original_id = ANY($2)",
+            &sql,
             None,
             &[blinds.into(), subject.ids().to_vec().into()],
         )? {
@@ -413,12 +417,13 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
 
 /// The export as one jsonb array of {table, column, role, row}, from audit_subject_rows.
 pub fn export_subject(subject: &Subject) -> AuditResult<JsonbDatum> {
-    let (rows, count) = Spi::connect(|client| {
-        let result = client.select(
-            "SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+    let sql = q("SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                         'table', r.table_name, 'column', r.column_name, 'role', r.role, 'row', r.row_data)), '[]'::jsonb),
                     pg_catalog.count(*)
-               FROM audit_subject_rows($1) r",
+               FROM @extschema@.audit_subject_rows($1) r")?;
+    let (rows, count) = Spi::connect(|client| {
+        let result = client.select(
+            &sql,
             None,
             &[subject.ids().to_vec().into()],
         )?;
@@ -456,7 +461,7 @@ fn subject_arg(identifiers: Option<Vec<Option<String>>>) -> Subject {
 
 /// `audit_pseudonymize_subject(principal_id, strategy)`: the rows of audit_log changed.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_pseudonymize_subject(principal_id: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> i64 {
     let strategy = parse_strategy(strategy).or_report();
     let out = pseudonymize_subject(&Subject::one(principal_id).or_report(), strategy).or_report();
@@ -465,7 +470,7 @@ fn audit_pseudonymize_subject(principal_id: Option<&str>, strategy: default!(Opt
 
 /// `audit_pseudonymize_subject(identifiers, strategy)`: every place, one row each.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_pseudonymize_subject")]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_pseudonymize_subject_ids(
     identifiers: Option<Vec<Option<String>>>,
     strategy: default!(Option<&str>, "'hash'"),
@@ -480,7 +485,7 @@ fn audit_pseudonymize_subject_ids(
 /// `audit_delete_subject(principal_id, preserve_compliance)`: audit_log rows deleted
 /// and compliance rows kept.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_delete_subject(
     principal_id: Option<&str>,
     preserve_compliance: default!(Option<bool>, "true"),
@@ -500,7 +505,7 @@ fn kept_compliance_rows(subject: &Subject, preserve: bool) -> AuditResult<i64> {
     }
     let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
     Ok(Spi::get_one_with_args::<i64>(
-        "SELECT pg_catalog.count(*) FROM audit_log WHERE principal_id = ANY($1) AND action = ANY($2)",
+        &q("SELECT pg_catalog.count(*) FROM @extschema@.audit_log WHERE principal_id = ANY($1) AND action = ANY($2)")?,
         &[subject.ids().to_vec().into(), actions.into()],
     )?
     .unwrap_or(0))
@@ -508,7 +513,7 @@ fn kept_compliance_rows(subject: &Subject, preserve: bool) -> AuditResult<i64> {
 
 /// `audit_delete_subject(identifiers, preserve_compliance)`: every place, one row each.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_delete_subject")]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_delete_subject_ids(
     identifiers: Option<Vec<Option<String>>>,
     preserve_compliance: default!(Option<bool>, "true"),
@@ -522,14 +527,14 @@ fn audit_delete_subject_ids(
 
 /// `audit_forget_subject(principal_id)`: mappings deleted.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_forget_subject(principal_id: Option<&str>) -> i64 {
     forget_subject(&Subject::one(principal_id).or_report()).or_report().iter().map(|o| o.3).sum()
 }
 
 /// `audit_forget_subject(identifiers)`: one row.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_forget_subject")]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_forget_subject_ids(identifiers: Option<Vec<Option<String>>>) -> TableIterator<
     'static,
     (name!(table_name, String), name!(column_name, String), name!(action, String), name!(rows, i64)),
@@ -539,21 +544,21 @@ fn audit_forget_subject_ids(identifiers: Option<Vec<Option<String>>>) -> TableIt
 
 /// `audit_export_subject(principal_id)`: see docs/subjects.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_export_subject(principal_id: Option<&str>) -> JsonbDatum {
     export_subject(&Subject::one(principal_id).or_report()).or_report()
 }
 
 /// `audit_export_subject(identifiers)`: see docs/subjects.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_export_subject")]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_export_subject_ids(identifiers: Option<Vec<Option<String>>>) -> JsonbDatum {
     export_subject(&subject_arg(identifiers)).or_report()
 }
 
 /// `audit_subject_names(identifiers)`: the names audit_subject_rows searches for.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_subject_names(identifiers: Option<Vec<Option<String>>>) -> Vec<String> {
     names(&subject_arg(identifiers)).or_report()
 }

@@ -98,7 +98,7 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
     let seq = sequence()?;
     let ext = crate::spi_util::ext_schema()?;
     // Writers may not read audit_log nor set the sequence: both as the extension owner.
-    let _owner = crate::integrity::UserSwitch::to(crate::spi_util::ext_owner()?);
+    let _owner = crate::owner::UserSwitch::to(crate::spi_util::ext_owner()?);
     // Lock order: this advisory lock, then the partitions' ACCESS SHARE (the lookup).
     Spi::run_with_args(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), 0)",

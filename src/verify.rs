@@ -8,6 +8,7 @@
 //! PostgreSQL chooses them), `merge_chunk` and `close_epoch` (count and sum of each
 //! epoch's rows against its block).
 
+use crate::spi_util::q;
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::seal::signing_ring;
 use audit_db_core::crypto::KeyRing;
@@ -358,7 +359,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
 
 /// `audit_verify_integrity(from_ts, to_ts)` (0.6.0): see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer, name = "audit_verify_integrity")]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_verify_integrity_v2(
     from_ts: default!(Option<TimestampWithTimeZone>, "'-infinity'"),
     to_ts: default!(Option<TimestampWithTimeZone>, "'infinity'"),
@@ -413,13 +414,13 @@ fn audit_verify_integrity_v2(
 fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<()> {
     let failed = r.hash_mismatches + r.signature_mismatches + r.chain_breaks > 0;
     Spi::run_with_args(
-        "INSERT INTO audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
+        &q("INSERT INTO @extschema@.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
                                           verification_details, verified_by)
          VALUES (coalesce($1::int8, 0), pg_catalog.now(), $2,
                  pg_catalog.jsonb_build_object('from', $3::timestamptz, 'to', $4::timestamptz,
                      'checked', $5::int8, 'hash_mismatches', $6::int8, 'signature_mismatches', $7::int8,
                      'chain_breaks', $8::int8, 'blocks', $9::int8, 'unsealed', $10::int8, 'legacy', $11::int8,
-                     'unverifiable', $12::int8), session_user)",
+                     'unverifiable', $12::int8), session_user)")?,
         &[
             r.first_bad_id.into(),
             (if failed { "FAILED" } else { "PASSED" }).into(),
@@ -441,17 +442,17 @@ fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone
 /// `audit_integrity_digest(upto)` (0.6.0): the newest block up to a time, to keep
 /// outside the database and compare later (catches a rewrite of the whole chain).
 #[pg_extern(stable, parallel_safe, security_definer, name = "audit_integrity_digest")]
-#[search_path(@extschema@, pg_catalog, pg_temp)]
+#[search_path(pg_catalog, pg_temp)]
 fn audit_integrity_digest_v2(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
     let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();
     crate::spi_util::read_one::<pgrx::JsonB>(
-        "SELECT pg_catalog.jsonb_build_object(
+        &q("SELECT pg_catalog.jsonb_build_object(
                     'format', 'audit_db.digest.v2', 'upto', $1::timestamptz,
-                    'blocks', (SELECT pg_catalog.count(*) FROM audit_seal_block WHERE sealed_at <= $1),
+                    'blocks', (SELECT pg_catalog.count(*) FROM @extschema@.audit_seal_block WHERE sealed_at <= $1),
                     'head', (SELECT pg_catalog.jsonb_build_object('epoch', epoch, 'block_hash', block_hash, 'rows', rows)
-                               FROM audit_seal_block WHERE sealed_at <= $1 ORDER BY epoch DESC LIMIT 1),
-                    'rows_sealed', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM audit_seal_block WHERE sealed_at <= $1),
-                    'rows_retired', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM audit_seal_retired))",
+                               FROM @extschema@.audit_seal_block WHERE sealed_at <= $1 ORDER BY epoch DESC LIMIT 1),
+                    'rows_sealed', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM @extschema@.audit_seal_block WHERE sealed_at <= $1),
+                    'rows_retired', (SELECT coalesce(pg_catalog.sum(rows), 0) FROM @extschema@.audit_seal_retired))").or_report(),
         &[upto.into()],
     )
     .map_err(AuditError::from)
