@@ -108,6 +108,19 @@ CREATE TABLE public.sec_visits (patient text);
 CREATE VIEW public.sec_visits_view AS SELECT patient FROM public.sec_visits;
 INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('public.sec_visits_view', 'patient', 'target');
 \echo :LAST_ERROR_SQLSTATE
+-- A place needs SELECT, UPDATE and DELETE on its table, each of them (42501).
+RESET ROLE;
+CREATE TABLE public.sec_readonly (patient text);
+GRANT SELECT ON public.sec_readonly TO sec_gdpr;
+SET ROLE sec_gdpr;
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('public.sec_readonly', 'patient', 'target');
+\echo :LAST_ERROR_SQLSTATE
+-- A column of a user-defined type: exporting a row casts it to json with its owner's
+-- code, which would run as the extension's owner (42809).
+CREATE TYPE public.sec_mood AS ENUM ('ok');
+CREATE TABLE public.sec_typed (patient text, mood public.sec_mood);
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('public.sec_typed', 'patient', 'target');
+\echo :LAST_ERROR_SQLSTATE
 -- A permanent table of its own, with a trigger that tries to become superuser and
 -- records who it ran as: the subject functions change its rows as its owner, in a
 -- restricted context: the trigger runs as sec_gdpr, not as a superuser.
@@ -199,6 +212,93 @@ COPY (SELECT 1 WHERE false) TO PROGRAM :'cmd';
 SELECT count(*) - :rows_before AS stored_during_outage FROM audit_log;
 INSERT INTO audit_log ("timestamp", action, status) VALUES (now(), 'sec.after outage', 'ok');
 SELECT count(*) AS signed_after FROM audit_log WHERE action = 'sec.after outage' AND signature IS NOT NULL;
+
+-- ------------------------------------------------ 8. planted operators and functions (item 7)
+-- A role with nothing but CREATE on the extension's schema plants operators that
+-- PostgreSQL would choose over pg_catalog's (regclass = regclass and varchar = varchar
+-- have no exact match there; bigint = bigint and bigint - integer do, so they are
+-- planted too, for a caller whose search_path puts public first), and functions that
+-- shadow built-ins. Every call records who ran it; run as a superuser, it would
+-- make its planter superuser.
+GRANT CREATE ON SCHEMA public TO sec_nobody;
+CREATE TABLE public.sec_calls (who name, super text, query text);
+GRANT INSERT ON public.sec_calls TO PUBLIC;
+SET ROLE sec_nobody;
+CREATE FUNCTION public.sec_evil() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.sec_calls VALUES (current_user, current_setting('is_superuser'), current_query());
+    IF current_setting('is_superuser') = 'on' THEN
+        EXECUTE 'ALTER ROLE sec_nobody SUPERUSER';
+    END IF;
+    RETURN true;
+END $$;
+CREATE FUNCTION public.sec_eq_regclass(regclass, regclass) RETURNS boolean LANGUAGE sql
+    AS $$ SELECT public.sec_evil() AND $1::oid OPERATOR(pg_catalog.=) $2::oid $$;
+CREATE OPERATOR public.= (LEFTARG = regclass, RIGHTARG = regclass, FUNCTION = public.sec_eq_regclass);
+CREATE FUNCTION public.sec_eq_varchar(varchar, varchar) RETURNS boolean LANGUAGE sql
+    AS $$ SELECT public.sec_evil() AND $1::text OPERATOR(pg_catalog.=) $2::text $$;
+CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.sec_eq_varchar);
+CREATE FUNCTION public.sec_eq_int8(bigint, bigint) RETURNS boolean LANGUAGE sql
+    AS $$ SELECT public.sec_evil() AND $1 OPERATOR(pg_catalog.=) $2 $$;
+CREATE OPERATOR public.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = public.sec_eq_int8);
+CREATE FUNCTION public.sec_minus(bigint, integer) RETURNS bigint LANGUAGE sql
+    AS $$ SELECT CASE WHEN public.sec_evil() THEN $1 OPERATOR(pg_catalog.-) $2 END $$;
+CREATE OPERATOR public.- (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = public.sec_minus);
+CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT CASE WHEN public.sec_evil() THEN pg_catalog.now() END $$;
+CREATE FUNCTION public.jsonb_typeof(jsonb) RETURNS text LANGUAGE sql AS $$ SELECT CASE WHEN public.sec_evil() THEN 'object' END $$;
+-- The plant works: the planter's own comparison calls it (as itself).
+SELECT 'pg_class'::regclass = 'pg_class'::regclass AS planted;
+RESET ROLE;
+-- A superuser's job with a safe search_path of its own, then every role's functions.
+SET search_path = pg_catalog;
+SELECT count(*) > 0 AS ran FROM public.audit_partition_maintenance();
+SELECT checked > 0 AS ran FROM public.audit_verify_integrity();
+SELECT public.audit_integrity_digest() IS NOT NULL AS ran;
+SELECT count(*) >= 0 AS ran FROM public.audit_verify_schema();
+SELECT count(*) > 0 AS ran FROM public.audit_schema_snapshot();
+SELECT status IS NOT NULL AS ran FROM public.audit_seal(0);
+SELECT total_partitions > 0 AS ran FROM public.audit_analyze_partitions();
+SELECT count(*) >= 0 AS ran FROM public.get_audit_partition_stats();
+SELECT public.create_audit_log_partitions() IS NULL AS ran;
+SELECT public.drop_old_audit_partitions(3650) IS NOT NULL AS ran;
+SELECT count(*) >= 0 AS ran FROM public.audit_finish_restore();
+SELECT count(*) >= 0 AS ran FROM public.audit_apply_retention_policies();
+RESET search_path;
+SET ROLE sec_admin;
+SELECT count(*) > 0 AS ran FROM audit_partition_maintenance();
+SELECT count(*) >= 0 AS ran FROM audit_create_partitions('audit_log', 8);
+SELECT checked > 0 AS ran FROM audit_verify_integrity();
+RESET ROLE;
+SET ROLE sec_gdpr;
+SELECT audit_pseudonymize('carol@example.com', 'token') LIKE 'pseudo-%' AS ran;
+SELECT audit_depseudonymize(audit_pseudonymize('carol@example.com', 'token')) AS ran;
+SELECT count(*) >= 0 AS ran FROM audit_subject_rows(ARRAY['zed@example.com']);
+SELECT jsonb_typeof(audit_export_subject(ARRAY['zed@example.com'])) AS ran;
+SELECT count(*) > 0 AS ran FROM audit_pseudonymize_subject(ARRAY['zed@example.com'], 'hash');
+SELECT count(*) > 0 AS ran FROM audit_delete_subject(ARRAY['amy@example.com'], false);
+SELECT count(*) > 0 AS ran FROM audit_forget_subject(ARRAY['carol@example.com']);
+RESET ROLE;
+-- A writer whose own search_path puts the planted operators first: the insert
+-- trigger's lookups run as the extension's owner, with pg_catalog's operators.
+SELECT pg_catalog.nextval('audit_log_id_seq') AS planted_gap \gset
+SET ROLE sec_writer;
+SET search_path = public, pg_catalog;
+INSERT INTO audit_log ("timestamp", action, status) VALUES (pg_catalog.now(), 'sec.planted', 'ok');
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (:planted_gap, pg_catalog.now(), 'sec.planted explicit', 'ok');
+RESET search_path;
+RESET ROLE;
+-- (This session's own statements, as a superuser, compare only where pg_catalog has
+-- the exact operator: with public in its search_path it is as exposed as anyone's.)
+SELECT count(*) FILTER (WHERE super = 'on') AS calls_as_superuser,
+       count(*) FILTER (WHERE who = 'sec_nobody') AS planters_own_calls,
+       count(*) FILTER (WHERE who <> 'sec_nobody' AND who <> 'sec_writer') AS calls_as_others
+  FROM public.sec_calls;
+SELECT who, left(query, 200) AS query FROM public.sec_calls WHERE super = 'on';
+SELECT * FROM sec_roles();
+DROP OPERATOR public.= (regclass, regclass), public.= (varchar, varchar), public.= (bigint, bigint), public.- (bigint, integer);
+DROP FUNCTION public.sec_eq_regclass, public.sec_eq_varchar, public.sec_eq_int8, public.sec_minus,
+              public.now(), public.jsonb_typeof(jsonb), public.sec_evil();
+SELECT count(*) AS explicit_id_stored FROM audit_log WHERE action = 'sec.planted explicit';
 \c audit_regress
 DROP DATABASE regress_security;
 DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody;
