@@ -3,7 +3,9 @@
 # and test audit_db. Idempotent: skips whatever is already there. Must run as root.
 set -euo pipefail
 
-PGRX_VERSION=0.18.0
+# The cargo-pgrx version must equal the pgrx crate's (Cargo.toml pins it with =).
+PGRX_VERSION=$(sed -nE 's/^pgrx = .*"=([0-9.]+)".*/\1/p' "$(dirname "$0")/../Cargo.toml" | head -1)
+[ -n "$PGRX_VERSION" ] || { echo "prereqs: no pgrx = \"=X.Y.Z\" line in Cargo.toml"; exit 1; }
 pkgs=(postgresql-server-dev-15 libclang-dev clang sudo postgresql-15-cron postgresql-15-partman python3)
 missing=()
 for p in "${pkgs[@]}"; do

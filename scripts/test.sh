@@ -14,7 +14,9 @@
 #      pg_test/stall.sh (writers, a long reader and maintenance: no insert waits more
 #      than 100 ms, retention completes after the reader ends; issue 19),
 #      pg_test/faults.sh (crash, cancel, statement timeout in the middle of conversion,
-#      maintenance and pseudonymization; nothing half-done, reruns complete).
+#      maintenance and pseudonymization; nothing half-done, reruns complete),
+#      pg_test/config_limits.sh (daily partitions, premake 1000, no DEFAULT partition,
+#      writers running: no run and no insert fails; issue 25).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -94,7 +96,7 @@ for v in $versions; do
     skipped=$(grep -E '^skipped: ' "$logdir/sql-$v.log" | head -1)
 
     echo "== PostgreSQL $v, tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults, stall, standby and archive)"
-    for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/replication.sh; do
+    for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/replication.sh pg_test/config_limits.sh; do
         log="$logdir/$(basename "$t" .sh)-$v.log"
         "$t" >"$log" 2>&1
         [ "$?" = 0 ] || status=1

@@ -12,9 +12,11 @@
 
 use crate::error::{AuditError, AuditResult, OrReport};
 use crate::lock_retry::with_lock_retries;
+use audit_db_core::partition::Period;
 use crate::partition::{
     attach_partitions, create_default_partition, create_partition, default_row_periods, detach_and_keep, drop_default_partition,
-    drop_tables, expired_partitions, missing_periods, prepare_partition, Expired, Parent, PartitionConfig, OVERDUE,
+    drop_tables, expired_partitions, existing_partitions, missing_periods, partition_budget, prepare_partition, Expired, Parent, PartitionConfig,
+    OVERDUE,
 };
 use crate::spi_util::qualified;
 use crate::regclass::Regclass;
@@ -173,8 +175,8 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
         };
         set_lock_timeout(config.lock_timeout_ms)?;
         let mut parent = parent;
-        if config.auto_create && phase.creates() {
-            if let Some(now) = default_phase(&parent, &config, &mut steps) {
+        if phase.creates() {
+            if let Some(now) = default_phase(&parent, &config, at, &mut steps) {
                 // Its DEFAULT partition came or went: what follows must know (the
                 // catalog as this statement's snapshot sees it does not say so yet).
                 holding = true;
@@ -302,11 +304,27 @@ fn attempt_step<R>(
 /// false = `remove_default`; true = one is created when missing; NULL = left as it
 /// is. Returns the parent's new DEFAULT partition (`Some(None)`: dropped) when it
 /// changed it; its locks then hold writers off until commit.
-fn default_phase(parent: &Parent, config: &PartitionConfig, steps: &mut Vec<Step>) -> Option<Option<String>> {
+fn default_phase(
+    parent: &Parent,
+    config: &PartitionConfig,
+    at: Option<TimestampWithTimeZone>,
+    steps: &mut Vec<Step>,
+) -> Option<Option<String>> {
     let rel = Regclass(parent.oid);
     match (config.default_partition, &parent.default_partition) {
-        (Some(false), Some(default_name)) => remove_default(parent, config, default_name, steps).then_some(None),
-        (Some(true), None) => {
+        (Some(false), Some(default_name)) => {
+            // Without its DEFAULT partition a parent refuses every row no partition
+            // takes: never while creation is off (issue 25: a configuration must not
+            // stop the log); otherwise `remove_default` decides.
+            if !config.auto_create {
+                steps.push(Step::new(Some(rel), "skipped").partition(default_name).detail(
+                    "DEFAULT partition kept (default_partition = false): auto_create is off, so it is the only place for rows past the last partition",
+                ));
+                return None;
+            }
+            remove_default(parent, config, default_name, at, steps).then_some(None)
+        }
+        (Some(true), None) if config.auto_create => {
             let name = attempt_step(rel, config.lock_timeout_ms, None, steps, || {
                 create_default_partition(parent).or_report()
             })?;
@@ -317,15 +335,35 @@ fn default_phase(parent: &Parent, config: &PartitionConfig, steps: &mut Vec<Step
             );
             Some(Some(name))
         }
+        // audit_log and error_log with creation off and no DEFAULT partition would
+        // refuse every event once the last partition ends: they get one back.
+        (_, None) if !config.auto_create && parent.member => {
+            let name = attempt_step(rel, config.lock_timeout_ms, None, steps, || {
+                create_default_partition(parent).or_report()
+            })?;
+            steps.push(Step::new(Some(rel), "default_created").partition(&name).detail(
+                "DEFAULT partition created: auto_create is off, so it is the only place for events past the last partition",
+            ));
+            Some(Some(name))
+        }
         _ => None,
     }
 }
 
-/// The DEFAULT partition's rows go into partitions of their own (created here), then
-/// the empty DEFAULT partition is dropped: from then on creation takes only SHARE
-/// UPDATE EXCLUSIVE on the parent and never waits for a reader (pg_dump included).
-/// Lock attempts as for every other DDL here. Returns whether it was dropped.
-fn remove_default(parent: &Parent, config: &PartitionConfig, default_name: &str, steps: &mut Vec<Step>) -> bool {
+/// The DEFAULT partition's rows go into partitions of their own (created here), the
+/// partitions ahead are created, then the empty DEFAULT partition is dropped: from then
+/// on creation takes only SHARE UPDATE EXCLUSIVE on the parent and never waits for a
+/// reader (pg_dump included). If the partitions ahead cannot all be made in this run
+/// (the lock table's bounds, `partition_budget`), the DEFAULT partition stays: without
+/// it, rows past the last partition would be refused. Lock attempts as for every
+/// other DDL here. Returns whether it was dropped.
+fn remove_default(
+    parent: &Parent,
+    config: &PartitionConfig,
+    default_name: &str,
+    at: Option<TimestampWithTimeZone>,
+    steps: &mut Vec<Step>,
+) -> bool {
     let rel = Regclass(parent.oid);
     let lock_ms = config.lock_timeout_ms;
     let placed = try_in_subtransaction(|| {
@@ -334,15 +372,42 @@ fn remove_default(parent: &Parent, config: &PartitionConfig, default_name: &str,
         for start in starts {
             periods.extend(missing_periods(parent, config.interval, 0, Some(start)).or_report());
         }
-        periods
+        let ahead: Vec<Period> = missing_periods(parent, config.interval, config.premake, at)
+            .or_report()
+            .into_iter()
+            .filter(|p| !periods.iter().any(|q: &Period| q.name == p.name))
+            .collect();
+        let budget = partition_budget(parent).or_report();
+        let room = budget.total.saturating_sub(existing_partitions(parent).or_report().len());
+        let fits = periods.len() + ahead.len() <= budget.per_run.min(room);
+        (periods, ahead, fits)
     });
-    let periods = match placed {
-        Ok(periods) => periods,
+    let (periods, ahead) = match placed {
+        Ok((periods, ahead, true)) => (periods, ahead),
+        Ok((periods, ahead, false)) => {
+            steps.push(Step::new(Some(rel), "skipped").partition(default_name).detail(format!(
+                "DEFAULT partition kept (default_partition = false): {} partitions it needs first are more than the lock table allows now",
+                periods.len() + ahead.len()
+            )));
+            return false;
+        }
         Err(caught) => {
             steps.push(lock_failure(rel, Some(default_name), &caught, "", lock_ms));
             return false;
         }
     };
+    for period in ahead {
+        let Some(_) = attempt_step(rel, lock_ms, Some(&period.name), steps, || {
+            create_partition(parent, &period).or_report()
+        }) else {
+            return false;
+        };
+        steps.push(
+            Step::new(Some(rel), "created")
+                .partition(&period.name)
+                .detail(format!("[{}, {})", period.from_literal(), period.to_literal())),
+        );
+    }
     for period in periods {
         // The DEFAULT partition stays until every row has a partition.
         let Some(moved) = attempt_step(rel, lock_ms, Some(&period.name), steps, || {
@@ -380,11 +445,40 @@ fn create_phase(
     steps: &mut Vec<Step>,
 ) -> bool {
     let rel = Regclass(parent.oid);
-    let periods = match try_in_subtransaction(|| {
-        missing_periods(parent, config.interval, config.premake, at).or_report()
-    }) {
-        Ok(p) if p.is_empty() => return false,
-        Ok(p) => p,
+    let planned = try_in_subtransaction(|| {
+        let periods = missing_periods(parent, config.interval, config.premake, at).or_report();
+        let existing = existing_partitions(parent).or_report().len();
+        (periods, existing, partition_budget(parent).or_report())
+    });
+    let periods = match planned {
+        Ok((p, _, _)) if p.is_empty() => return false,
+        Ok((mut p, existing, budget)) => {
+            // The nearest periods first; the others in the next runs, or never when
+            // the parent would outgrow the lock table.
+            let room = budget.total.saturating_sub(existing);
+            let now = p.len().min(budget.per_run).min(room);
+            if p.len() > now {
+                let later = p.split_off(now);
+                steps.push(Step::new(Some(rel), "deferred").detail(if now == room {
+                    format!(
+                        "{now} of {} missing partitions created: the lock table allows {} partitions of this parent in all; raise max_locks_per_transaction for more (premake is {})",
+                        now + later.len(),
+                        budget.total,
+                        config.premake
+                    )
+                } else {
+                    format!(
+                        "{now} of {} missing partitions created in this run (an eighth of the lock table); the rest, from {}, in the next runs",
+                        now + later.len(),
+                        later[0].name
+                    )
+                }));
+            }
+            if p.is_empty() {
+                return false;
+            }
+            p
+        }
         Err(caught) => {
             steps.push(failure_step(rel, None, &caught, config.lock_timeout_ms));
             return false;

@@ -239,6 +239,33 @@ pub fn retention_reference(at: Option<TimestampWithTimeZone>) -> AuditResult<()>
     Ok(())
 }
 
+/// What the server's shared lock table (max_locks_per_transaction x MaxBackends
+/// entries, shared by every session) allows for `parent` (issue 25: daily partitions
+/// with premake 1000 made every maintenance run fail with 53200, writers' inserts with
+/// it, and any query over the whole table needs a lock on every partition and index).
+pub struct PartitionBudget {
+    /// Partitions one run may create: an eighth of the table, at the locks a new
+    /// partition holds until commit (the table, its TOAST table and index, and one per
+    /// index of the parent). The rest come in the next runs.
+    pub per_run: usize,
+    /// Partitions the parent may have in all: a query without pruning (sealing,
+    /// verification, an export) locks each partition and its indexes, and a quarter of
+    /// the table is its share.
+    pub total: usize,
+}
+
+pub fn partition_budget(parent: &Parent) -> AuditResult<PartitionBudget> {
+    let indexes = crate::spi_util::read_one::<i64>(
+        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_index WHERE indrelid = $1",
+        &[parent.oid.into()],
+    )?
+    .unwrap_or(0);
+    // SAFETY: reads two settings fixed at server start.
+    let entries = unsafe { i64::from(pg_sys::max_locks_per_xact) * i64::from(pg_sys::MaxBackends) };
+    let share = |fraction: i64, per: i64| usize::try_from(entries / fraction / per).unwrap_or(1).max(1);
+    Ok(PartitionBudget { per_run: share(8, 3 + indexes), total: share(4, 1 + indexes) })
+}
+
 /// Creates `period` as a partition of `parent` without an ACCESS EXCLUSIVE lock on the
 /// parent: `prepare_partition`, then `attach_partitions`. Returns the number of rows
 /// moved out of DEFAULT.
