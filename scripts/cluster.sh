@@ -45,15 +45,7 @@ start)
         echo "max_connections = 60"
         for line in "$@"; do echo "$line"; done
     } | as_pg tee -a "$dir/data/postgresql.conf" >/dev/null
-    # AUDIT_DB_FAKETIME="2028-02-29 23:59:50" runs the server under another clock
-    # (libfaketime, Debian's faketime package): it starts at that time and goes on.
-    faketime=()
-    if [ -n "${AUDIT_DB_FAKETIME:-}" ]; then
-        lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -1)
-        [ -n "$lib" ] || { echo "AUDIT_DB_FAKETIME needs libfaketime (apt-get install faketime)" >&2; exit 1; }
-        faketime=(LD_PRELOAD="$lib" FAKETIME="@$AUDIT_DB_FAKETIME" FAKETIME_DONT_RESET=1)
-    fi
-    as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "${faketime[@]}" "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+    as_pg env -u RUST_BACKTRACE -u RUST_LIB_BACKTRACE "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
         || { cat "$dir/server.log"; exit 1; }
     ;;
 stop)
