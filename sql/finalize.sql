@@ -479,7 +479,10 @@ BEGIN
                pg_catalog.to_jsonb(a)
           FROM @extschema@.audit_log a
          WHERE a.principal_id = ANY(names) OR a.target_resource_id = ANY(names)
-            OR EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names));
+            -- (details may be any jsonb a writer stored: only an object has values by key)
+            OR CASE WHEN pg_catalog.jsonb_typeof(a.details) = 'object'
+                    THEN EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names))
+                    ELSE false END;
     FOR place IN
         SELECT m.relation, m.column_name, m.role, m.kind, m.builtin FROM @extschema@.audit_subject_map m
          WHERE m.relation <> '@extschema@.audit_log'::regclass
@@ -488,20 +491,22 @@ BEGIN
         IF NOT place.builtin THEN
             PERFORM @extschema@.audit_subject_place_check(place.relation, place.column_name, place.kind);
         END IF;
-        -- (Named relative to the extension's schema, as its own tables always were.)
-        RETURN QUERY EXECUTE pg_catalog.format(
-            'SELECT $2, $3, $4, pg_catalog.to_jsonb(t) FROM %s t WHERE t.%I %s',
-            place.relation, place.column_name,
-            CASE place.kind WHEN 'json_array' THEN '?| $1' ELSE '= ANY($1)' END)
-        USING names,
-              (SELECT CASE WHEN c.relnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e
-                                                   WHERE e.extname = 'audit_db')
-                           THEN pg_catalog.quote_ident(c.relname) ELSE place.relation::text END
-                 FROM pg_catalog.pg_class c WHERE c.oid = place.relation),
-              place.column_name::text, place.role;
+        -- Read as the table's owner (audit_subject_place_rows); named relative to the
+        -- extension's schema, as its own tables always were.
+        RETURN QUERY
+            SELECT (SELECT CASE WHEN c.relnamespace = (SELECT e.extnamespace FROM pg_catalog.pg_extension e
+                                                        WHERE e.extname = 'audit_db')
+                                THEN pg_catalog.quote_ident(c.relname) ELSE place.relation::text END
+                      FROM pg_catalog.pg_class c WHERE c.oid = place.relation),
+                   place.column_name::text, place.role, r
+              FROM @extschema@.audit_subject_place_rows(place.relation, place.column_name, place.kind, names) r;
     END LOOP;
 END
 $fn$;
+-- (audit_subject_rows calls it as the extension's owner; nobody else may.)
+REVOKE ALL ON FUNCTION audit_subject_place_rows(regclass, text, text, text[]) FROM PUBLIC;
+COMMENT ON FUNCTION audit_subject_place_rows(regclass, text, text, text[]) IS
+'The rows of one place of audit_subject_map that name the subject (names), as jsonb, read as the table''s owner in a restricted context, so that no code of the table runs as the extension''s owner. Called by audit_subject_rows; executable by nobody else.';
 REVOKE ALL ON FUNCTION audit_subject_rows(text[]), audit_subject_names(text[]),
                        audit_pseudonymize_subject(text[], text), audit_export_subject(text[]),
                        audit_forget_subject(text[]), audit_delete_subject(text[], boolean) FROM PUBLIC;

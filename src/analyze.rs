@@ -75,8 +75,11 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
     match &parent.default_partition {
         None => recs.push("no DEFAULT partition: inserts outside every partition's range fail".to_string()),
         Some(d) => {
+            // Planning a query on a table runs code its owner chose (an IMMUTABLE
+            // function in a statistics or index expression): as that owner (issue 25).
+            let _owner = parent.as_owner();
             let n = crate::spi_util::read_one::<i64>(
-                &format!("SELECT count(*) FROM ONLY {}", qualified(&parent.schema, d)),
+                &format!("SELECT pg_catalog.count(*) FROM ONLY {}", qualified(&parent.schema, d)),
                 &[],
             )?
             .unwrap_or(0);

@@ -241,7 +241,7 @@ fn publication(name: &str, tables: &str, publish: &str) -> AuditResult<()> {
 }
 
 /// An existing publication is changed only if audit_db made it (owned by the
-/// extension's owner and publishing nothing but audit_db's tables) or the caller owns
+/// extension's owner, publishing tables, only audit_db's, and no schema) or the caller owns
 /// it: this function runs as the extension's owner, who could rewrite anyone's
 /// publication (issue 25: an application's publication started publishing audit_log).
 fn ours_or_callers(name: &str) -> AuditResult<()> {
@@ -250,6 +250,9 @@ fn ours_or_callers(name: &str) -> AuditResult<()> {
     let allowed = crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role($2, p.pubowner, 'USAGE')
              OR (p.pubowner OPERATOR(pg_catalog.=) e.extowner
+                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace pn
+                                  WHERE pn.pnpubid OPERATOR(pg_catalog.=) p.oid)
+                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid)
                  AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
                                   WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid
                                     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d

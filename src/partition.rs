@@ -284,22 +284,28 @@ fn bound_check(parent: &Parent, period: &Period) -> String {
 /// table built standalone, LIKE the parent with copies of its indexes (so ATTACH builds
 /// none), and a CHECK constraint equal to its bounds (so ATTACH skips the validation
 /// scan).
+///
+/// A table that is not the extension's gets no copies of its indexes here: building an
+/// index runs its expressions' IMMUTABLE functions (folded as constants), which are its
+/// owner's code and must not run as the extension's owner (issue 25). The table is
+/// handed to the parent's owner at once, and ATTACH, run as that owner, builds them.
+/// (Creating the table as that owner would need CREATE on the schema, which a table's
+/// owner often lacks.)
 pub fn prepare_partition(parent: &Parent, period: &Period) -> AuditResult<()> {
     let part = qualified(&parent.schema, &period.name);
+    let indexes = if parent.member { "INCLUDING INDEXES" } else { "" };
     Spi::run(&format!(
-        "CREATE TABLE {part} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES
+        "CREATE TABLE {part} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS {indexes}
                               INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED)",
         parent.qualified()
     ))?;
+    Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
     let key = quote_identifier(&parent.key_column);
+    let _owner = parent.as_owner();
     Spi::run(&format!(
         "ALTER TABLE {part} ADD CONSTRAINT audit_db_bound CHECK ({key} IS NOT NULL AND {})",
         bound_check(parent, period)
     ))?;
-    // SECURITY DEFINER creates as the extension owner; hand the table to the parent's
-    // owner so that it can alter or drop what it owns, and before any row moves into
-    // it, which happens as that owner (`Parent::as_owner`).
-    Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
     Ok(())
 }
 
@@ -379,6 +385,8 @@ pub fn default_row_periods(parent: &Parent, interval: PartitionInterval) -> Audi
            FROM ONLY {} GROUP BY 1 ORDER BY 1",
         qualified(&parent.schema, default_name)
     );
+    // (A query on the parent owner's table plans with its code: as that owner.)
+    let _owner = parent.as_owner();
     Spi::connect(|client| {
         let (mut periods, mut unplaceable) = (Vec::new(), 0);
         for r in client.select(&query, None, &[unit.into()])? {
@@ -402,7 +410,11 @@ pub fn drop_default_partition(parent: &Parent) -> AuditResult<Option<String>> {
     Spi::run(&format!("LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE", parent.qualified()))?;
     let default_rel = qualified(&parent.schema, default_name);
     Spi::run(&format!("LOCK TABLE {default_rel} IN ACCESS EXCLUSIVE MODE"))?;
-    let rows = Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ONLY {default_rel}"))?.unwrap_or(0);
+    // (Planning a query on the parent owner's table runs its code: as that owner.)
+    let rows = {
+        let _owner = parent.as_owner();
+        Spi::get_one::<i64>(&format!("SELECT pg_catalog.count(*) FROM ONLY {default_rel}"))?.unwrap_or(0)
+    };
     if rows > 0 {
         return Err(AuditError::object_not_in_prerequisite_state(format!(
             "the DEFAULT partition \"{default_name}\" still holds {rows} rows"
@@ -441,8 +453,21 @@ pub fn create_default_partition(parent: &Parent) -> AuditResult<String> {
         ));
     }
     let part = qualified(&parent.schema, &name);
-    Spi::run(&format!("CREATE TABLE {part} PARTITION OF {} DEFAULT", parent.qualified()))?;
-    Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
+    if parent.member {
+        Spi::run(&format!("CREATE TABLE {part} PARTITION OF {} DEFAULT", parent.qualified()))?;
+        Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
+    } else {
+        // As in `prepare_partition`: no index is built as the extension's owner; the
+        // parent's owner attaches the table, which builds its indexes.
+        Spi::run(&format!(
+            "CREATE TABLE {part} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS
+                                  INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING GENERATED)",
+            parent.qualified()
+        ))?;
+        Spi::run(&format!("ALTER TABLE {part} OWNER TO {}", quote_identifier(&parent.owner)))?;
+        let _owner = parent.as_owner();
+        Spi::run(&format!("ALTER TABLE {} ATTACH PARTITION {part} DEFAULT", parent.qualified()))?;
+    }
     release_from_extension(parent, &name)?;
     Ok(name)
 }

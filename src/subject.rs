@@ -187,7 +187,10 @@ fn legacy_targets(subject: &Subject) -> AuditResult<i64> {
 /// the actor, as a jsonb object original -> pseudonym: one batch (one statement for the
 /// mappings of token and encryption pseudonyms), not one call per value and row.
 fn details_pseudonyms(subject: &Subject, keys: &[String], strategy: Strategy) -> AuditResult<pgrx::JsonB> {
-    let sql = q("SELECT DISTINCT e.value #>> '{}' FROM @extschema@.audit_log a, pg_catalog.jsonb_each(a.details) e
+    // (details may be any jsonb a writer stored: only an object has values by key)
+    let sql = q("SELECT DISTINCT e.value #>> '{}'
+               FROM @extschema@.audit_log a,
+                    pg_catalog.jsonb_each(CASE WHEN pg_catalog.jsonb_typeof(a.details) = 'object' THEN a.details ELSE '{}' END) e
               WHERE a.principal_id = ANY($1) AND a.details ?| $2
                 AND e.key = ANY($2) AND pg_catalog.jsonb_typeof(e.value) = 'string'")?;
     let values: Vec<String> = Spi::connect(|client| {
@@ -253,7 +256,8 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                   target_resource_id = CASE WHEN a.row_hash IS NOT NULL
                                             THEN coalesce($2 ->> a.target_resource_id, a.target_resource_id)
                                             ELSE a.target_resource_id END,
-                  details = CASE WHEN a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
+                  details = CASE WHEN pg_catalog.jsonb_typeof(a.details) = 'object'
+                                  AND a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
                   THEN coalesce((
                       SELECT pg_catalog.jsonb_object_agg(e.key,
                                CASE WHEN e.key = ANY(CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
@@ -435,6 +439,58 @@ pub fn export_subject(subject: &Subject) -> AuditResult<JsonbDatum> {
     })?;
     log_event("gdpr.data.export", Some(&subject.label()?), "success", &format!("{count} rows exported"))?;
     Ok(rows)
+}
+
+/// The rows of one declared place that name the subject, each as jsonb, read as the
+/// table's owner in a restricted context (`owner::UserSwitch`): planning a query on a
+/// table runs code its owner chose (an IMMUTABLE function in an index or statistics
+/// expression is folded at plan time), which must never run as the extension's owner
+/// (issue 25). Called by `audit_subject_rows` for every place of `audit_subject_map`.
+fn place_rows(relation: pg_sys::Oid, column: &str, json_array: bool, names: Vec<String>) -> AuditResult<Vec<JsonbDatum>> {
+    let (name, owner) = Spi::connect(|client| {
+        let row = client.select(
+            "SELECT c.oid::pg_catalog.regclass::text, c.relowner FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            Some(1),
+            &[relation.into()],
+        )?;
+        let row = row.first();
+        Ok::<_, pgrx::spi::Error>((row.get::<String>(1)?, row.get::<pg_sys::Oid>(2)?))
+    })?;
+    let (Some(name), Some(owner)) = (name, owner) else {
+        return Err(AuditError::invalid_parameter(format!("relation with OID {} does not exist", relation.to_u32()))
+            .hint("Delete its row of audit_subject_map."));
+    };
+    let col = quote_identifier(column);
+    let test = if json_array { "?| $1" } else { "= ANY($1)" };
+    let sql = format!("SELECT pg_catalog.to_jsonb(t) FROM {name} t WHERE t.{col} {test}");
+    let _owner = crate::owner::UserSwitch::to(owner);
+    Ok(Spi::connect(|client| {
+        let mut out = Vec::new();
+        let mut table = client.select(&sql, None, &[names.into()])?;
+        // (Iterating moves the table's position; its datum is read there.)
+        while table.next().is_some() {
+            if let Some(datum) = table.get_datum_by_ordinal(1)? {
+                // SAFETY: a non-NULL jsonb datum of this SPI connection's result.
+                out.push(unsafe { JsonbDatum::transfer_from_spi(datum) });
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(out)
+    })?)
+}
+
+/// `audit_subject_place_rows(relation, column_name, kind, names)`: see `place_rows`.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
+fn audit_subject_place_rows(
+    relation: Option<crate::regclass::Regclass>,
+    column_name: Option<&str>,
+    kind: Option<&str>,
+    names: Option<Vec<Option<String>>>,
+) -> SetOfIterator<'static, JsonbDatum> {
+    let relation = relation.ok_or_else(|| AuditError::null_argument("relation")).or_report();
+    let column = column_name.ok_or_else(|| AuditError::null_argument("column_name")).or_report();
+    let names: Vec<String> = names.unwrap_or_default().into_iter().flatten().collect();
+    SetOfIterator::new(place_rows(relation.0, column, kind == Some("json_array"), names).or_report())
 }
 
 /// Runs a subject command replayed on an archive.

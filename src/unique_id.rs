@@ -92,6 +92,17 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
     if internal || restoring() {
         return Ok(());
     }
+    // The lookup must see every committed row; a REPEATABLE READ or SERIALIZABLE
+    // snapshot would miss ids committed since it was taken (a duplicate slipped in
+    // that way: issue 25's attack tests).
+    // SAFETY: reads a backend global.
+    if unsafe { pg_sys::XactIsoLevel } >= pg_sys::XACT_REPEATABLE_READ as i32 {
+        return Err(AuditError::feature_not_supported(format!(
+            "an explicit audit_log id ({id}) needs READ COMMITTED"
+        ))
+        .detail("Its uniqueness is checked against every committed row, which a transaction snapshot does not show.")
+        .hint("Leave id to its default, or insert in a READ COMMITTED transaction."));
+    }
     // Who inserts, before the switch below: only a superuser may move the sequence.
     // SAFETY: reads backend state.
     let superuser = unsafe { pg_sys::superuser() };

@@ -14,6 +14,7 @@ CREATE ROLE sec_writer IN ROLE audit_db_writer;
 CREATE ROLE sec_admin IN ROLE audit_db_admin;
 CREATE ROLE sec_gdpr IN ROLE audit_db_gdpr;
 CREATE ROLE sec_nobody;
+CREATE ROLE sec_reader_role IN ROLE audit_db_reader;
 GRANT CREATE ON SCHEMA public TO sec_gdpr, sec_admin;
 -- What any role is, after each attempt: no attribute and no membership gained.
 CREATE FUNCTION sec_roles() RETURNS TABLE(role name, superuser boolean, memberships bigint)
@@ -177,6 +178,25 @@ SELECT tableoid::regclass AS partition, v FROM public.sec_events;
 RESET ROLE;
 SELECT * FROM sec_roles();
 
+-- ------------------------------------------------ 6b. a writer's details cannot stop them
+-- audit_log is append-only: a row whose details are not an object (an array, a
+-- string, JSON null) must not make the subject functions fail for anyone, for good.
+SET ROLE sec_writer;
+INSERT INTO audit_log ("timestamp", principal_id, action, status, details)
+VALUES (now(), 'ann@example.com', 'sec.odd', 'ok', '[1]'), (now(), 'ann@example.com', 'sec.odd', 'ok', '["email"]'),
+       (now(), 'bob@example.com', 'sec.odd', 'ok', '"email"'), (now(), 'bob@example.com', 'sec.odd', 'ok', 'null');
+RESET ROLE;
+SET ROLE sec_gdpr;
+SELECT count(*) AS ann_rows FROM audit_subject_rows(ARRAY['ann@example.com']) WHERE table_name = 'audit_log';
+SELECT jsonb_array_length(audit_export_subject(ARRAY['carol@example.com'])) AS carol_rows;
+SELECT rows AS pseudonymized FROM audit_pseudonymize_subject(ARRAY['ann@example.com'], 'hash')
+ WHERE table_name = 'audit_log';
+SELECT records_deleted FROM audit_delete_subject('bob@example.com', false);
+RESET ROLE;
+SELECT count(*) FILTER (WHERE principal_id LIKE 'pseudo-%') AS ann_pseudonymized,
+       count(*) FILTER (WHERE principal_id = 'bob@example.com') AS bob_left
+  FROM audit_log WHERE action = 'sec.odd';
+
 -- ------------------------------------------------ 7. unsigned evidence (items 3, 8)
 -- With a key configured, a row or a block without a signature is a mismatch, sealed
 -- or not: the trigger never stores one, so it came from around it.
@@ -299,6 +319,69 @@ DROP OPERATOR public.= (regclass, regclass), public.= (varchar, varchar), public
 DROP FUNCTION public.sec_eq_regclass, public.sec_eq_varchar, public.sec_eq_int8, public.sec_minus,
               public.now(), public.jsonb_typeof(jsonb), public.sec_evil();
 SELECT count(*) AS explicit_id_stored FROM audit_log WHERE action = 'sec.planted explicit';
+
+-- ------------------------------------------------ 9. code run while a query is planned
+-- An IMMUTABLE function with constant arguments is evaluated when a query is planned,
+-- by whoever plans it: in an index or an extended statistics expression of a table,
+-- it runs for anyone who queries that table. audit_db queries and indexes tables it
+-- does not own only as their owner.
+CREATE TABLE public.sec_plan_calls (who name, super text);
+GRANT INSERT ON public.sec_plan_calls TO PUBLIC;
+CREATE SCHEMA sec_own;
+GRANT CREATE, USAGE ON SCHEMA sec_own TO sec_gdpr, sec_admin, sec_reader_role;
+SET ROLE sec_gdpr;
+CREATE FUNCTION sec_own.boom() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    INSERT INTO public.sec_plan_calls VALUES (current_user, current_setting('is_superuser'));
+    IF current_setting('is_superuser') = 'on' THEN
+        EXECUTE 'ALTER ROLE sec_nobody SUPERUSER';
+    END IF;
+    RETURN 1;
+END $$;
+CREATE FUNCTION sec_own.evil() RETURNS text LANGUAGE plpgsql IMMUTABLE AS $$ BEGIN PERFORM sec_own.boom(); RETURN ''; END $$;
+GRANT EXECUTE ON FUNCTION sec_own.boom(), sec_own.evil() TO PUBLIC;
+-- A DPO's own table with a statistics expression, exported.
+CREATE TABLE sec_own.customers (email text, note text);
+INSERT INTO sec_own.customers VALUES ('carol@example.com', 'x');
+CREATE STATISTICS sec_own.s1 ON (email || sec_own.evil()) FROM sec_own.customers;
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('sec_own.customers', 'email', 'actor');
+SELECT count(*) AS carol_places FROM audit_subject_rows(ARRAY['carol@example.com']) WHERE table_name = 'sec_own.customers';
+RESET ROLE;
+-- A reader's analysis of its own parent whose DEFAULT partition has one.
+SET ROLE sec_reader_role;
+CREATE TABLE sec_own.r (ts timestamptz NOT NULL, v text) PARTITION BY RANGE (ts);
+CREATE TABLE sec_own.r_default PARTITION OF sec_own.r DEFAULT;
+CREATE STATISTICS sec_own.s2 ON (v || sec_own.evil()) FROM sec_own.r_default;
+SELECT total_partitions FROM audit_analyze_partitions('sec_own.r');
+RESET ROLE;
+-- An admin's parent with an index expression: new partitions build it as the admin.
+SET ROLE sec_admin;
+CREATE TABLE sec_own.a (ts timestamptz NOT NULL, v text) PARTITION BY RANGE (ts);
+CREATE INDEX ON sec_own.a ((v || sec_own.evil()));
+SELECT count(*) AS created FROM audit_create_partitions('sec_own.a', 0, '2020-01-15');
+RESET ROLE;
+SELECT count(*) FILTER (WHERE super = 'on') AS calls_as_superuser, count(*) > 0 AS code_ran
+  FROM public.sec_plan_calls;
+SELECT * FROM sec_roles();
+-- A schema publication of the extension's owner is not audit_db's (42710).
+SET client_min_messages = error;
+CREATE PUBLICATION sec_schema_pub FOR TABLES IN SCHEMA sec_own;
+SET ROLE sec_admin;
+SELECT * FROM audit_archive_publish('sec_schema_pub');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP PUBLICATION sec_schema_pub;
+RESET client_min_messages;
+-- An explicit id needs READ COMMITTED: a transaction snapshot would not show an id
+-- committed since it was taken (0A000).
+SET ROLE sec_writer;
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+INSERT INTO audit_log (id, "timestamp", action, status) VALUES (1, now(), 'sec.rr', 'ok');
+ROLLBACK;
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DELETE FROM audit_subject_map WHERE relation = 'sec_own.customers'::regclass;
+DROP SCHEMA sec_own CASCADE;
 \c audit_regress
 DROP DATABASE regress_security;
-DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody;
+DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role;
