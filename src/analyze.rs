@@ -20,6 +20,7 @@ pub struct Analysis {
 
 pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZone>) -> AuditResult<Analysis> {
     let parent = Parent::load(rel)?;
+    // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
     let may_read = crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT')",
@@ -124,7 +125,7 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
     })
 }
 
-/// `audit_analyze_partitions(parent, size_threshold, reference_time)`: see README.
+/// `audit_analyze_partitions(parent, size_threshold, reference_time)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_analyze_partitions(

@@ -452,7 +452,7 @@ pub fn convert(rel: Regclass, mode: Mode, key: &str) -> AuditResult<String> {
     Ok(out)
 }
 
-/// `audit_convert_to_partitioned(tbl, mode, key_column)`: see README.
+/// `audit_convert_to_partitioned(tbl, mode, key_column)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe)]
 fn audit_convert_to_partitioned(
     tbl: default!(Option<Regclass>, "'audit_log'"),

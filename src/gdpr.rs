@@ -265,7 +265,7 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
 
 // ------------------------------------------------------------------ SQL surface
 
-/// `audit_pseudonymize(original, strategy)`: see README.
+/// `audit_pseudonymize(original, strategy)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_pseudonymize(original: Option<&str>, strategy: default!(Option<&str>, "'hash'")) -> Option<String> {
@@ -273,7 +273,7 @@ fn audit_pseudonymize(original: Option<&str>, strategy: default!(Option<&str>, "
     original.map(|o| pseudonymize(o, strategy).or_report())
 }
 
-/// `audit_pseudonymize_batch(originals, strategy)`: see README.
+/// `audit_pseudonymize_batch(originals, strategy)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_pseudonymize_batch(
@@ -286,14 +286,14 @@ fn audit_pseudonymize_batch(
     Some(pseudonymize_many(&borrowed, strategy).or_report())
 }
 
-/// `audit_depseudonymize(pseudonym)`: see README.
+/// `audit_depseudonymize(pseudonym)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_depseudonymize(pseudonym: Option<&str>) -> Option<String> {
     pseudonym.map(|p| depseudonymize(p).or_report())
 }
 
-/// `audit_apply_retention_policies()`: see README.
+/// `audit_apply_retention_policies()`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_apply_retention_policies() -> TableIterator<
@@ -303,7 +303,7 @@ fn audit_apply_retention_policies() -> TableIterator<
     TableIterator::new(apply_retention_policies().or_report())
 }
 
-/// `audit_rotate_pseudonym_key(old_key_id)`: see README.
+/// `audit_rotate_pseudonym_key(old_key_id)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_rotate_pseudonym_key(old_key_id: Option<&str>) -> i64 {

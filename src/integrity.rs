@@ -218,6 +218,8 @@ fn flush_heads() {
         .map_err(AuditError::from)
     })
     .or_report();
+    // SAFETY: pops the snapshot this function pushed above (an error aborts the
+    // transaction instead, which resets the snapshot stack).
     unsafe { pg_sys::PopActiveSnapshot() };
 }
 

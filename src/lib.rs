@@ -2,7 +2,11 @@
 //!
 //! The tables come from `sql/schema.sql` (the original Drizzle migrations 0000-0006);
 //! the Rust modules hold what benefits from it. Pure logic (date maths, naming) lives
-//! in the `audit_db_core` crate so plain `cargo test` covers it.
+//! in the `audit_db_core` crate so plain `cargo test` covers it. README.md lists the
+//! modules by concern.
+
+// Every unsafe block says why it is sound (`cargo clippy` asks for a `// SAFETY:` line).
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use pgrx::prelude::*;
 
@@ -35,8 +39,11 @@ pub mod unique_id;
 
 ::pgrx::pg_module_magic!(name, version);
 
-/// Registers the settings (`audit_db.key_file`, `audit_db.key_command`,
-/// `audit_db.personal_details_keys`); meant to run from shared_preload_libraries.
+/// Registers the settings (`audit_db.key_file`, `audit_db.key_command` and
+/// `audit_db.personal_details_keys` in keys.rs, `audit_db.sealer_database` and
+/// `audit_db.seal_interval` in sealer.rs, `audit_db.lock_attempt_timeout` in
+/// lock_retry.rs); meant to run from shared_preload_libraries, where it also starts
+/// the sealer worker and loads the key ring for the hash strategy.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     keys::register_gucs();

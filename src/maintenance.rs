@@ -631,7 +631,7 @@ fn drop_phase(
     Ok(())
 }
 
-/// `audit_partition_maintenance(reference_time)`: see README.
+/// `audit_partition_maintenance(reference_time)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_partition_maintenance(

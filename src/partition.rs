@@ -138,6 +138,7 @@ impl Parent {
 /// (the outer user, not the definer): it must own the parent, or the parent must be one
 /// of the extension's own tables.
 pub fn authorize_maintenance(parent: &Parent) -> AuditResult<()> {
+    // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
     let allowed = crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE')
@@ -476,6 +477,7 @@ pub fn create_default_partition(parent: &Parent) -> AuditResult<String> {
 /// must not: their number and names depend on the day of install, and pg_dump must dump
 /// them (with their rows) like any table.
 fn release_from_extension(parent: &Parent, name: &str) -> AuditResult<()> {
+    // SAFETY: reads a backend global, set while an extension script runs.
     if unsafe { pg_sys::creating_extension } {
         Spi::run(&format!(
             "ALTER EXTENSION audit_db DROP TABLE {}",
@@ -614,7 +616,8 @@ pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult
     crate::integrity::checkpoint_partition(schema, name, "detached")?;
     let part = qualified(schema, name);
     let kept = detached_name(name);
-    // The checkpoint above recorded its rows: audit_db's own detach (guard.rs lets it through).
+    // The checkpoint above recorded its rows: audit_db's own detach (the partition guard
+    // event triggers let it through: `internal::guard`, `audit_internal_write()`).
     let _internal = crate::internal::guard();
     Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
     // A kept table is no partition any more: its TRUNCATE guard goes (the DETACH guard
@@ -650,7 +653,8 @@ pub fn drop_tables(tables: &[(String, String)]) -> AuditResult<()> {
         crate::integrity::checkpoint_partition(schema, name, "dropped")?;
     }
     let list: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
-    // Checkpoints recorded: audit_db's own drop (guard.rs lets it through).
+    // Checkpoints recorded: audit_db's own drop (the partition guard event triggers let it
+    // through: `internal::guard`, `audit_internal_write()`).
     let _internal = crate::internal::guard();
     Spi::run(&format!("DROP TABLE {}", list.join(", ")))?;
     Ok(())
@@ -821,7 +825,7 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
     .unwrap_or(false))
 }
 
-/// `audit_create_partitions(parent, premake, reference_time)`: see README.
+/// `audit_create_partitions(parent, premake, reference_time)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_create_partitions(
@@ -833,7 +837,7 @@ fn audit_create_partitions(
     SetOfIterator::new(create_partitions(parent, premake, reference_time).or_report())
 }
 
-/// `audit_drop_expired_partitions(parent, retention, keep_table, reference_time)`: see README.
+/// `audit_drop_expired_partitions(parent, retention, keep_table, reference_time)`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_drop_expired_partitions(

@@ -69,6 +69,8 @@ sql_type!(Regclass, "regclass");
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Regclass {
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         let index = arg.index();
+        // SAFETY: the caller's promise (ArgAbi): `arg` is this function's argument of
+        // this type; a NULL is refused instead of read.
         unsafe {
             arg.unbox_arg_using_from_datum()
                 .unwrap_or_else(|| panic!("argument {index} must not be null"))
@@ -78,6 +80,7 @@ unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Regclass {
     unsafe fn unbox_nullable_arg(
         arg: pgrx::callconv::Arg<'_, 'fcx>,
     ) -> pgrx::nullable::Nullable<Self> {
+        // SAFETY: as above; a NULL becomes `Nullable::Null`.
         unsafe { arg.unbox_arg_using_from_datum().into() }
     }
 }

@@ -89,7 +89,8 @@ pub extern "C" fn pg_finfo_audit_seal_row_check_v1() -> &'static pg_sys::Pg_finf
     &V1_API
 }
 
-/// `audit_seal_row_check(row audit_log) RETURNS int8[]`, STRICT STABLE PARALLEL SAFE.
+/// `audit_seal_row_check(row audit_log) RETURNS int8[]`, STRICT VOLATILE PARALLEL SAFE
+/// (VOLATILE on purpose: see the comment in sql/finalize.sql).
 /// Created by sql/finalize.sql and the 0.5.0 -> 0.6.0 step.
 #[doc(hidden)]
 #[no_mangle]

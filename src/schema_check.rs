@@ -265,7 +265,7 @@ pub fn verify() -> AuditResult<Vec<Entry>> {
     Ok(drifts)
 }
 
-/// `audit_schema_snapshot()`: see README.
+/// `audit_schema_snapshot()`: see docs/reference.md.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_schema_snapshot() -> TableIterator<
@@ -275,7 +275,7 @@ fn audit_schema_snapshot() -> TableIterator<
     TableIterator::new(snapshot().or_report())
 }
 
-/// `audit_verify_schema()`: see README.
+/// `audit_verify_schema()`: see docs/reference.md.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_verify_schema() -> TableIterator<
@@ -330,7 +330,7 @@ pub fn finish_restore() -> AuditResult<Vec<String>> {
     Ok(created)
 }
 
-/// `audit_finish_restore()`: see README.
+/// `audit_finish_restore()`: see docs/reference.md.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_finish_restore() -> SetOfIterator<'static, String> {

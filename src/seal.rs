@@ -231,6 +231,7 @@ fn columns_of(relid: pg_sys::Oid, tupdesc: pg_sys::TupleDesc) -> AuditResult<Col
     if let Some(c) = COLUMNS.with(|c| c.borrow().iter().find(|c| c.relid == relid).copied()) {
         return Ok(c);
     }
+    // SAFETY: `tupdesc` is the trigger relation's descriptor, valid for this call.
     let desc = unsafe { pgrx::PgTupleDesc::from_pg_unchecked(tupdesc) };
     let mut at = [0i16; COLS.len()];
     for (i, name) in COLS.iter().enumerate() {
@@ -394,6 +395,7 @@ fn audit_log_seal_trigger<'a>(
     }
     let ring = insert_signing_ring().or_report();
     if genuine_restored_row(&row, ring.as_deref()) {
+        // SAFETY: the trigger's own tuple and descriptor, handed back unchanged.
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
     crate::unique_id::check(row.ints[C_ID], crate::internal::active()).or_report();
@@ -430,6 +432,8 @@ fn audit_log_seal_trigger<'a>(
         (*formed).t_tableOid = (*tuple).t_tableOid;
         formed
     };
+    // SAFETY: `modified` was formed above from the trigger's descriptor, in the
+    // trigger's memory context.
     Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), modified) }))
 }
 

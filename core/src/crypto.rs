@@ -1,4 +1,4 @@
-//! Keys and primitives for pseudonymization (and, later, signing), from audited crates
+//! Keys and primitives for pseudonymization and for signing rows and blocks, from audited crates
 //! only: HMAC-SHA256 (`hmac`, `sha2`), HKDF-SHA256 (`hkdf`), AES-256-GCM (`aes-gcm`).
 //!
 //! The root key file holds lines `<key_id> <64 hex chars>`; the last line is the

@@ -2,9 +2,13 @@
 //!
 //! * [`calendar`]: proleptic Gregorian civil dates and day arithmetic.
 //! * [`command`]: subject commands a primary sends to its archive.
+//! * [`crypto`]: the key file, HKDF, HMAC, AES-GCM (with published test vectors).
+//! * [`integrity`]: the 0.4/0.5 canonical encoding and chain (rows written before 0.6.0).
 //! * [`manifest`]: schema manifests and catalog drift.
 //! * [`original`]: the original application's event hash (verifying adopted rows).
 //! * [`partition`]: partition intervals, period bounds (UTC), naming and planning.
+//! * [`pseudonym`]: pseudonym formats (hash, token, encryption) and their parsing.
+//! * [`seal`]: the 0.6.0 row encoding, row hash, block hash and epoch sums.
 
 pub mod calendar;
 pub mod command;
