@@ -506,7 +506,7 @@ $fn$;
 -- (audit_subject_rows calls it as the extension's owner; nobody else may.)
 REVOKE ALL ON FUNCTION audit_subject_place_rows(regclass, text, text, text[]) FROM PUBLIC;
 COMMENT ON FUNCTION audit_subject_place_rows(regclass, text, text, text[]) IS
-'The rows of one place of audit_subject_map that name the subject (names), as jsonb, read as the table''s owner in a restricted context, so that no code of the table runs as the extension''s owner. Called by audit_subject_rows; executable by nobody else.';
+'The rows of one place of audit_subject_map that name the subject (names), as jsonb, read as the role that called audit_subject_rows, in a restricted context (its privileges and row-level security apply; no code of the table runs as the extension''s owner); audit_db''s own tables as the extension''s owner. Called by audit_subject_rows; executable by nobody else.';
 REVOKE ALL ON FUNCTION audit_subject_rows(text[]), audit_subject_names(text[]),
                        audit_pseudonymize_subject(text[], text), audit_export_subject(text[]),
                        audit_forget_subject(text[]), audit_delete_subject(text[], boolean) FROM PUBLIC;

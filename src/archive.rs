@@ -236,34 +236,30 @@ fn publication(name: &str, tables: &str, publish: &str) -> AuditResult<()> {
         Spi::run(&format!("ALTER PUBLICATION {quoted} SET ({options})"))?;
     } else {
         Spi::run(&format!("CREATE PUBLICATION {quoted} FOR TABLE {tables} WITH ({options})"))?;
+        Spi::run(&format!("COMMENT ON PUBLICATION {quoted} IS {}", pgrx::spi::quote_literal(PUBLICATION_MARK)))?;
     }
     Ok(())
 }
 
+/// What `audit_archive_publish` writes as the COMMENT of each publication it creates:
+/// how it recognises its own later.
+const PUBLICATION_MARK: &str = "audit_db archive publication (audit_archive_publish)";
+
 /// An existing publication is changed only if audit_db made it (owned by the
-/// extension's owner, publishing tables, only audit_db's, and no schema) or the caller owns
-/// it: this function runs as the extension's owner, who could rewrite anyone's
-/// publication (issue 25: an application's publication started publishing audit_log).
+/// extension's owner and marked with `PUBLICATION_MARK`) or the caller owns it: this
+/// function runs as the extension's owner, who could rewrite anyone's publication
+/// (issue 25: an application's publication, then a DBA's filtered one, started
+/// publishing all of audit_log).
 fn ours_or_callers(name: &str) -> AuditResult<()> {
     // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
     let allowed = crate::spi_util::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role($2, p.pubowner, 'USAGE')
              OR (p.pubowner OPERATOR(pg_catalog.=) e.extowner
-                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_namespace pn
-                                  WHERE pn.pnpubid OPERATOR(pg_catalog.=) p.oid)
-                 AND EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid)
-                 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_publication_rel r
-                                  WHERE r.prpubid OPERATOR(pg_catalog.=) p.oid
-                                    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                                     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
-                                                       AND d.objid OPERATOR(pg_catalog.=) r.prrelid
-                                                       AND d.refobjid OPERATOR(pg_catalog.=) e.oid
-                                                       AND d.deptype OPERATOR(pg_catalog.=) 'e'))
-                 AND NOT p.puballtables)
+                 AND pg_catalog.obj_description(p.oid, 'pg_publication') OPERATOR(pg_catalog.=) $3)
            FROM pg_catalog.pg_publication p, pg_catalog.pg_extension e
           WHERE p.pubname OPERATOR(pg_catalog.=) $1 AND e.extname OPERATOR(pg_catalog.=) 'audit_db'",
-        &[name.into(), caller.into()],
+        &[name.into(), caller.into(), PUBLICATION_MARK.into()],
     )?
     .unwrap_or(false);
     if allowed {

@@ -207,7 +207,13 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     // such a lock is held, every later lock gets one attempt, not a window of retries,
     // so writers are never held off while maintenance waits for another lock.
     if phase.creates() {
-        for (parent, config) in live.iter().filter(|(p, c)| c.auto_create && p.default_partition.is_some()) {
+        // Parents that are not the extension's first: moving their rows runs their
+        // owner's triggers, which must not run while audit_log's writers are held off
+        // (issue 25: a trigger that slept held every audit insert for 17 s).
+        let mut with_default: Vec<&(Parent, PartitionConfig)> =
+            live.iter().filter(|(p, c)| c.auto_create && p.default_partition.is_some()).collect();
+        with_default.sort_by_key(|(p, _)| p.member);
+        for (parent, config) in with_default {
             set_lock_timeout(config.lock_timeout_ms)?;
             let window = lock_window_ms(config, holding);
             holding |= create_phase(parent, config, at, window, &mut steps);
@@ -589,7 +595,12 @@ fn drop_phase(
     steps: &mut Vec<Step>,
 ) -> AuditResult<()> {
     let mut plans = Vec::new();
-    for (parent, config) in live {
+    // Parents that are not the extension's first: whatever their owner's code does
+    // (a DETACH runs foreign-key checks) happens before audit_db's own parents are
+    // locked, so it cannot hold their writers off (issue 25).
+    let mut ordered: Vec<&(Parent, PartitionConfig)> = live.iter().collect();
+    ordered.sort_by_key(|(p, _)| p.member);
+    for (parent, config) in ordered {
         let Some(retention) = config.retention.filter(|_| config.auto_drop) else {
             continue;
         };
@@ -613,7 +624,10 @@ fn drop_phase(
     let how = all.describe(window_ms);
     match all.result {
         Ok(done) => steps.extend(done),
-        Err(caught) if caught.is_lock_timeout() && plans.len() > 1 => {
+        // One parent's failure (a lock not had in time, or an error of its own: a view
+        // of the owner's on an expired partition) must not hold back the others'
+        // retention, audit_log's least of all (issue 25): each gets an attempt alone.
+        Err(_) if plans.len() > 1 => {
             for plan in &plans {
                 let one = with_lock_retries(crate::lock_retry::attempt_ms(), || retire_attempt(std::slice::from_ref(plan)).or_report());
                 match one.result {

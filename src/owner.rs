@@ -16,6 +16,14 @@ pub struct UserSwitch {
 }
 
 impl UserSwitch {
+    /// Runs as the role that called the outermost SECURITY DEFINER function (the
+    /// session's current role, as SET ROLE left it), for work on a table audit_db does
+    /// not own that the caller asked for: its privileges and row-level security apply.
+    pub fn to_caller() -> Self {
+        // SAFETY: reads backend state.
+        Self::to(unsafe { pg_sys::GetOuterUserId() })
+    }
+
     /// Runs as `owner` from now until the guard is dropped.
     pub fn to(owner: pg_sys::Oid) -> Self {
         let mut user = pg_sys::InvalidOid;

@@ -619,7 +619,13 @@ pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult
     // The checkpoint above recorded its rows: audit_db's own detach (the partition guard
     // event triggers let it through: `internal::guard`, `audit_internal_write()`).
     let _internal = crate::internal::guard();
-    Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
+    {
+        // DETACH runs the foreign-key checks of tables that reference the parent,
+        // planned with their owners' index expressions: as the parent's owner for a
+        // table that is not the extension's (issue 25: an admin became superuser).
+        let _owner = parent.as_owner();
+        Spi::run(&format!("ALTER TABLE {} DETACH PARTITION {part}", parent.qualified()))?;
+    }
     // A kept table is no partition any more: its TRUNCATE guard goes (the DETACH guard
     // reads a guarded table without a parent as an unauthorised detach). The guard is
     // an internal trigger named after its OID: found by its function.
@@ -637,6 +643,7 @@ pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult
     for guard in guards {
         Spi::run(&format!("DROP TRIGGER {} ON {part}", quote_identifier(&guard)))?;
     }
+    let _owner = parent.as_owner();
     Spi::run(&format!("ALTER TABLE {part} RENAME TO {}", quote_identifier(&kept)))?;
     Ok(kept)
 }

@@ -82,15 +82,16 @@ struct Place {
     column: String,
     json_array: bool,
     delete_row: bool,
-    /// The table's owner: its rows are changed as this role (see `as_owner`).
-    owner: pg_sys::Oid,
+    /// One of audit_db's own tables (a builtin place): changed as the extension's
+    /// owner; any other as the calling role (see `as_caller`).
+    builtin: bool,
 }
 
 /// Every place, each declared one checked again by `audit_subject_place_check` (the
 /// table may have become something else since it was declared).
 fn places() -> AuditResult<Vec<Place>> {
     let sql = q("SELECT pg_catalog.format('%I.%I', n.nspname, c.relname), c.relname::text, m.column_name::text,
-                    m.kind = 'json_array', m.on_erasure = 'delete_row', c.relowner,
+                    m.kind = 'json_array', m.on_erasure = 'delete_row', m.builtin,
                     CASE WHEN NOT m.builtin THEN @extschema@.audit_subject_place_check(m.relation, m.column_name, m.kind) END IS NULL
                FROM @extschema@.audit_subject_map m
                JOIN pg_catalog.pg_class c ON c.oid = m.relation
@@ -110,7 +111,7 @@ fn places() -> AuditResult<Vec<Place>> {
                 column: r.get::<String>(3)?.unwrap_or_default(),
                 json_array: r.get::<bool>(4)?.unwrap_or(false),
                 delete_row: r.get::<bool>(5)?.unwrap_or(false),
-                owner: r.get::<pg_sys::Oid>(6)?.unwrap_or(pg_sys::InvalidOid),
+                builtin: r.get::<bool>(6)?.unwrap_or(false),
             });
         }
         Ok::<_, pgrx::spi::Error>(out)
@@ -141,17 +142,19 @@ impl Place {
                 rel = self.relation
             )
         };
-        let _owner = self.as_owner();
+        let _caller = self.as_caller();
         Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into(), pgrx::JsonB(map.0.clone()).into()])?.unwrap_or(0))
     }
 
-    /// The subject functions run as the extension's owner; a table's triggers, rules,
-    /// defaults, constraints and index expressions run as whoever changes its rows. So
-    /// the rows of a place are changed as the table's owner in a restricted context,
-    /// as VACUUM and ANALYZE do (issue 25: a trigger on a declared table made its
-    /// owner superuser).
-    fn as_owner(&self) -> crate::owner::UserSwitch {
-        crate::owner::UserSwitch::to(self.owner)
+    /// A declared table is read and changed as the role that called the subject
+    /// function, in a restricted context with a pinned search_path: as if it ran the
+    /// statement itself, so its privileges and the table's row-level security apply,
+    /// and no code of the table (triggers, rules, defaults, index expressions) runs
+    /// with the extension owner's rights (issue 25: a trigger made its owner
+    /// superuser; acting as the table's owner instead let a DPO keep revoked rights
+    /// and pass row-level security). audit_db's own tables are audit_db's code.
+    fn as_caller(&self) -> Option<crate::owner::UserSwitch> {
+        (!self.builtin).then(crate::owner::UserSwitch::to_caller)
     }
 
     fn delete(&self, subject: &Subject) -> AuditResult<i64> {
@@ -161,7 +164,7 @@ impl Place {
             "WITH d AS (DELETE FROM {rel} t WHERE {test} RETURNING 1) SELECT pg_catalog.count(*) FROM d",
             rel = self.relation
         );
-        let _owner = self.as_owner();
+        let _caller = self.as_caller();
         Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into()])?.unwrap_or(0))
     }
 
@@ -442,28 +445,33 @@ pub fn export_subject(subject: &Subject) -> AuditResult<JsonbDatum> {
 }
 
 /// The rows of one declared place that name the subject, each as jsonb, read as the
-/// table's owner in a restricted context (`owner::UserSwitch`): planning a query on a
-/// table runs code its owner chose (an IMMUTABLE function in an index or statistics
-/// expression is folded at plan time), which must never run as the extension's owner
-/// (issue 25). Called by `audit_subject_rows` for every place of `audit_subject_map`.
+/// role that called the subject function (`Place::as_caller`), in a restricted
+/// context: planning a query on a table runs code its owner chose (an IMMUTABLE
+/// function in an index or statistics expression is folded at plan time), which must
+/// never run as the extension's owner (issue 25). audit_db's own tables are read as
+/// the extension's owner. Called by `audit_subject_rows` for every place.
 fn place_rows(relation: pg_sys::Oid, column: &str, json_array: bool, names: Vec<String>) -> AuditResult<Vec<JsonbDatum>> {
-    let (name, owner) = Spi::connect(|client| {
+    let (name, member) = Spi::connect(|client| {
         let row = client.select(
-            "SELECT c.oid::pg_catalog.regclass::text, c.relowner FROM pg_catalog.pg_class c WHERE c.oid = $1",
+            "SELECT c.oid::pg_catalog.regclass::text,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+                             WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid
+                               AND d.deptype = 'e' AND e.extname = 'audit_db')
+               FROM pg_catalog.pg_class c WHERE c.oid = $1",
             Some(1),
             &[relation.into()],
         )?;
         let row = row.first();
-        Ok::<_, pgrx::spi::Error>((row.get::<String>(1)?, row.get::<pg_sys::Oid>(2)?))
+        Ok::<_, pgrx::spi::Error>((row.get::<String>(1)?, row.get::<bool>(2)?))
     })?;
-    let (Some(name), Some(owner)) = (name, owner) else {
+    let (Some(name), Some(member)) = (name, member) else {
         return Err(AuditError::invalid_parameter(format!("relation with OID {} does not exist", relation.to_u32()))
             .hint("Delete its row of audit_subject_map."));
     };
     let col = quote_identifier(column);
     let test = if json_array { "?| $1" } else { "= ANY($1)" };
     let sql = format!("SELECT pg_catalog.to_jsonb(t) FROM {name} t WHERE t.{col} {test}");
-    let _owner = crate::owner::UserSwitch::to(owner);
+    let _caller = (!member).then(crate::owner::UserSwitch::to_caller);
     Ok(Spi::connect(|client| {
         let mut out = Vec::new();
         let mut table = client.select(&sql, None, &[names.into()])?;

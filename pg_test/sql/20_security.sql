@@ -360,6 +360,30 @@ CREATE TABLE sec_own.a (ts timestamptz NOT NULL, v text) PARTITION BY RANGE (ts)
 CREATE INDEX ON sec_own.a ((v || sec_own.evil()));
 SELECT count(*) AS created FROM audit_create_partitions('sec_own.a', 0, '2020-01-15');
 RESET ROLE;
+-- A DETACH (keep_table) runs the foreign-key checks of tables that reference the
+-- parent, planned with their index expressions: as the parent's owner.
+SET ROLE sec_admin;
+CREATE TABLE sec_own.e (ts timestamptz NOT NULL, id int NOT NULL, PRIMARY KEY (ts, id)) PARTITION BY RANGE (ts);
+SELECT count(*) AS created FROM audit_create_partitions('sec_own.e', 0, '2020-03-15');
+CREATE TABLE sec_own.e_ref (ts timestamptz, id int, note text, FOREIGN KEY (ts, id) REFERENCES sec_own.e);
+CREATE INDEX ON sec_own.e_ref ((note || sec_own.evil()));
+SELECT * FROM audit_drop_expired_partitions('sec_own.e', '1 year', true);
+RESET ROLE;
+-- One parent's own trouble (a view of its owner's on an expired partition) does not
+-- hold back audit_log's retention in the same maintenance run.
+SELECT count(*) AS made FROM audit_create_partitions('audit_log', 0, '2020-01-15');
+UPDATE audit_partition_config SET retention = '1 year', auto_drop = true WHERE parent = 'audit_log'::regclass;
+SET ROLE sec_admin;
+CREATE TABLE sec_own.v (ts timestamptz NOT NULL, x int) PARTITION BY RANGE (ts);
+SELECT count(*) AS created FROM audit_create_partitions('sec_own.v', 0, '2020-01-15');
+CREATE VIEW sec_own.v_hold AS SELECT * FROM sec_own.v_2020_01;
+RESET ROLE;
+INSERT INTO audit_partition_config (parent, retention, auto_drop) VALUES ('sec_own.v', '1 year', true);
+SELECT action, partition FROM audit_partition_maintenance()
+ WHERE action IN ('dropped', 'failed') ORDER BY action, partition;
+SELECT to_regclass('audit_log_2020_01') IS NULL AS audit_log_old_month_dropped;
+DELETE FROM audit_partition_config WHERE parent = 'sec_own.v'::regclass;
+UPDATE audit_partition_config SET retention = NULL WHERE parent = 'audit_log'::regclass;
 SELECT count(*) FILTER (WHERE super = 'on') AS calls_as_superuser, count(*) > 0 AS code_ran
   FROM public.sec_plan_calls;
 SELECT * FROM sec_roles();
@@ -380,8 +404,41 @@ INSERT INTO audit_log (id, "timestamp", action, status) VALUES (1, now(), 'sec.r
 ROLLBACK;
 \echo :LAST_ERROR_SQLSTATE
 RESET ROLE;
+-- A publication of the DBA's on audit_log (a column list, a row filter) is not
+-- audit_db's, although it names only audit_db's tables (42710).
+SET client_min_messages = error;
+CREATE PUBLICATION sec_dba_pub FOR TABLE audit_log (id, "timestamp", action) WHERE (status = 'ok');
+SET ROLE sec_admin;
+SELECT * FROM audit_archive_publish('sec_dba_pub');
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DROP PUBLICATION sec_dba_pub;
+RESET client_min_messages;
+-- A declared table is read and changed as the DPO calling, not as its owner: the
+-- owner's row-level security applies, and revoked rights are gone.
+CREATE ROLE sec_owner;
+GRANT CREATE, USAGE ON SCHEMA sec_own TO sec_owner;
+SET ROLE sec_owner;
+CREATE TABLE sec_own.crm (email text, tenant text);
+INSERT INTO sec_own.crm VALUES ('eve@example.com', 'a'), ('eve@example.com', 'b');
+ALTER TABLE sec_own.crm ENABLE ROW LEVEL SECURITY;
+CREATE POLICY crm_a ON sec_own.crm TO sec_gdpr USING (tenant = 'a');
+GRANT SELECT, UPDATE, DELETE ON sec_own.crm TO sec_gdpr;
+RESET ROLE;
+SET ROLE sec_gdpr;
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('sec_own.crm', 'email', 'actor');
+SELECT row_data ->> 'tenant' AS tenant FROM audit_subject_rows(ARRAY['eve@example.com']) WHERE table_name = 'sec_own.crm';
+RESET ROLE;
+SET ROLE sec_owner;
+REVOKE ALL ON sec_own.crm FROM sec_gdpr;
+RESET ROLE;
+SET ROLE sec_gdpr;
+SELECT count(*) FROM audit_subject_rows(ARRAY['eve@example.com']);
+\echo :LAST_ERROR_SQLSTATE
+RESET ROLE;
+DELETE FROM audit_subject_map WHERE relation = 'sec_own.crm'::regclass;
 DELETE FROM audit_subject_map WHERE relation = 'sec_own.customers'::regclass;
 DROP SCHEMA sec_own CASCADE;
 \c audit_regress
 DROP DATABASE regress_security;
-DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role;
+DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role, sec_owner;
