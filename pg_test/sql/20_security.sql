@@ -407,7 +407,8 @@ RESET ROLE;
 -- A publication of the DBA's on audit_log (a column list, a row filter) is not
 -- audit_db's, although it names only audit_db's tables (42710).
 SET client_min_messages = error;
-CREATE PUBLICATION sec_dba_pub FOR TABLE audit_log (id, "timestamp", action) WHERE (status = 'ok');
+CREATE PUBLICATION sec_dba_pub FOR TABLE audit_log (id, "timestamp", action) WHERE (status = 'ok')
+    WITH (publish_via_partition_root = true);
 SET ROLE sec_admin;
 SELECT * FROM audit_archive_publish('sec_dba_pub');
 \echo :LAST_ERROR_SQLSTATE
