@@ -269,6 +269,7 @@ unsafe fn read_row<'t>(tuple: pg_sys::HeapTuple, tupdesc: pg_sys::TupleDesc, col
     let natts = unsafe { (*tupdesc).natts } as usize;
     let mut values = vec![pg_sys::Datum::from(0); natts];
     let mut nulls = vec![true; natts];
+    // SAFETY: as above; both arrays hold natts entries.
     unsafe { pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), nulls.as_mut_ptr()) };
     let mut texts: [Option<&'t str>; COLS.len()] = [None; COLS.len()];
     let mut ints = [None; COLS.len()];
@@ -382,6 +383,7 @@ fn audit_log_seal_trigger<'a>(
     let row = unsafe { read_row(tuple, tupdesc, &cols) };
     // Rows audit_db moves itself (DEFAULT -> new partition) keep their evidence.
     if crate::internal::active() && row.texts[C_ROW_HASH].is_some() {
+        // SAFETY: the trigger's own tuple and descriptor, handed back unchanged.
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
     // Adoption (internal) keeps the original application's infinite times.
