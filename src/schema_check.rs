@@ -346,8 +346,17 @@ mod tests {
         Spi::get_one::<i64>(query).expect("query runs").expect("a count")
     }
 
+    /// pgrx runs the tests concurrently, each in a transaction of its own: a test that
+    /// changes an extension table and then reads the whole catalog (pg_get_expr locks
+    /// each table it describes) deadlocked with another doing the same in the other
+    /// order. Such tests take this lock first, until their transaction ends.
+    fn one_catalog_writer_at_a_time() {
+        Spi::run("SELECT pg_advisory_xact_lock(hashtext('audit_db tests: catalog writers'))").expect("lock");
+    }
+
     #[pg_test]
     fn fresh_install_matches_its_manifest_and_drift_is_named() {
+        one_catalog_writer_at_a_time();
         assert_eq!(count("SELECT count(*) FROM audit_verify_schema()"), 0);
         Spi::run("ALTER TABLE pseudonym_mapping ALTER COLUMN original_id TYPE varchar(10)").expect("alter");
         let problem = Spi::get_one::<String>(
@@ -368,6 +377,7 @@ mod tests {
 
     #[pg_test]
     fn finish_restore_puts_back_a_missing_parent_index() {
+        one_catalog_writer_at_a_time();
         Spi::run("DROP INDEX error_log_severity_idx").expect("drop");
         assert_eq!(
             Spi::get_one::<String>("SELECT string_agg(x, ',') FROM audit_finish_restore() x").expect("runs"),
