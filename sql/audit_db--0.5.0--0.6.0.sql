@@ -70,7 +70,9 @@ INSERT INTO audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature
 SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
        pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
            'audit_db.anchor.v2' || E'\n' ||
-           pg_catalog.string_agg(pg_catalog.to_jsonb(h.chain_key)::text || '=' || h.seq || ':' || h.hash || E'\n',
+           -- (text || bigint has no exact operator in pg_catalog: an operator planted in
+           -- the extension's schema would be chosen; the cast leaves none to plant.)
+           pg_catalog.string_agg(pg_catalog.to_jsonb(h.chain_key)::text || '=' || h.seq::pg_catalog.text || ':' || h.hash || E'\n',
                                  '' ORDER BY h.chain_key COLLATE "C", h.seq, h.hash COLLATE "C"), 'UTF8')), 'hex'),
        NULL,
        pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(h.chain_key, h.seq, h.hash) ORDER BY h.chain_key COLLATE "C")

@@ -689,6 +689,9 @@ DECLARE
     legacy regclass;
     extra text;
 BEGIN
+    -- Names and operators resolve in pg_catalog only for the rest of this script: the
+    -- extension's schema may hold objects a non-superuser planted (issue 25).
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
     IF restoring THEN
         -- pg_dump recreates each dated partition, attaches it, then adds its primary key
         -- and indexes; with the parents' indexes in place ATTACH would create those
@@ -716,8 +719,10 @@ BEGIN
         RETURN;
     END IF;
     INSERT INTO @extschema@.audit_partition_config (parent) VALUES ('@extschema@.audit_log'), ('@extschema@.error_log');
-    PERFORM @extschema@.audit_create_partitions('@extschema@.audit_log');
-    PERFORM @extschema@.audit_create_partitions('@extschema@.error_log');
+    -- Every argument typed: an untyped literal would let an overload planted in the
+    -- extension's schema win (issue 25: CREATE EXTENSION made its planter superuser).
+    PERFORM @extschema@.audit_create_partitions('@extschema@.audit_log'::pg_catalog.regclass, NULL::pg_catalog.int4, pg_catalog.now());
+    PERFORM @extschema@.audit_create_partitions('@extschema@.error_log'::pg_catalog.regclass, NULL::pg_catalog.int4, pg_catalog.now());
     IF adopted THEN
         -- Adoption, step 2 (step 1 in schema.sql renamed the Drizzle tables).
         FOREACH t IN ARRAY ARRAY['scheduled_reports', 'audit_log', 'error_log', 'audit_integrity_log',
@@ -796,7 +801,7 @@ BEGIN
                                               new, cols, cols, old, cutoff);
                 END IF;
                 EXECUTE pg_catalog.format('DELETE FROM %s WHERE "timestamp" >= %L', old, cutoff);
-                PERFORM @extschema@.audit_convert_to_partitioned(old, 'attach');
+                PERFORM @extschema@.audit_convert_to_partitioned(old, 'attach'::pg_catalog.text, 'timestamp'::pg_catalog.text);
                 shell := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle'));
                 legacy := pg_catalog.to_regclass('@extschema@.' || pg_catalog.quote_ident(t || '__drizzle_legacy'));
                 EXECUTE pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', shell, legacy);
@@ -892,4 +897,4 @@ END
 $install$;
 
 -- Partitions made above (and by adoption) are guarded against TRUNCATE too.
-SELECT audit_log_guard_truncate();
+SELECT @extschema@.audit_log_guard_truncate();

@@ -29,6 +29,7 @@ DO $adopt$
 DECLARE
     t text;
     idx record;
+    saved_path text := pg_catalog.current_setting('search_path');
 BEGIN
     IF coalesce(pg_catalog.current_setting('audit_db.adopt', true), '') = '' THEN
         RETURN;
@@ -37,6 +38,39 @@ BEGIN
         RAISE EXCEPTION 'unknown audit_db.adopt value "%"', pg_catalog.current_setting('audit_db.adopt', true)
               USING ERRCODE = 'invalid_parameter_value', HINT = 'The only source that can be adopted is ''drizzle''.';
     END IF;
+    -- Names and operators resolve in pg_catalog only in this block (the extension's
+    -- schema may hold objects a non-superuser planted); the script's own path after.
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- The tables' owners' index and statistics expressions would run as this superuser
+    -- when adoption reads the rows (IMMUTABLE functions are folded while a query is
+    -- planned): expression and partial indexes and extended statistics of the old
+    -- tables and their partitions go first. The old tables are dropped at the end of
+    -- the adoption anyway, and audit_db's own tables bring their own indexes.
+    FOR idx IN
+        WITH RECURSIVE tree(oid) AS (
+            SELECT c.oid FROM pg_catalog.pg_class c
+             WHERE c.relnamespace OPERATOR(pg_catalog.=) '@extschema@'::pg_catalog.regnamespace
+               AND c.relname OPERATOR(pg_catalog.=) ANY (ARRAY['audit_log', 'error_log', 'audit_integrity_log', 'audit_retention_policy',
+                             'error_aggregation', 'alerts', 'scheduled_reports', 'report_executions',
+                             'report_templates', 'audit_preset', 'archive_storage', 'archive_dlq_event',
+                             'config_change_event', 'pseudonym_mapping']::pg_catalog.name[])
+            UNION SELECT h.inhrelid FROM pg_catalog.pg_inherits h JOIN tree ON h.inhparent OPERATOR(pg_catalog.=) tree.oid)
+        SELECT pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', x.indrelid::pg_catalog.regclass, k.conname) AS ddl
+          FROM pg_catalog.pg_index x JOIN tree ON x.indrelid OPERATOR(pg_catalog.=) tree.oid
+          JOIN pg_catalog.pg_constraint k ON k.conindid OPERATOR(pg_catalog.=) x.indexrelid
+         WHERE x.indexprs IS NOT NULL OR x.indpred IS NOT NULL
+        UNION ALL
+        SELECT pg_catalog.format('DROP INDEX %s', x.indexrelid::pg_catalog.regclass)
+          FROM pg_catalog.pg_index x JOIN tree ON x.indrelid OPERATOR(pg_catalog.=) tree.oid
+         WHERE (x.indexprs IS NOT NULL OR x.indpred IS NOT NULL)
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid OPERATOR(pg_catalog.=) x.indexrelid)
+        UNION ALL
+        SELECT pg_catalog.format('DROP STATISTICS %I.%I', n.nspname, s.stxname)
+          FROM pg_catalog.pg_statistic_ext s JOIN tree ON s.stxrelid OPERATOR(pg_catalog.=) tree.oid
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) s.stxnamespace
+    LOOP
+        EXECUTE idx.ddl;
+    END LOOP;
     FOREACH t IN ARRAY ARRAY['audit_log', 'error_log', 'audit_integrity_log', 'audit_retention_policy',
                              'error_aggregation', 'alerts', 'scheduled_reports', 'report_executions',
                              'report_templates', 'audit_preset', 'archive_storage', 'archive_dlq_event',
@@ -61,6 +95,7 @@ BEGIN
         END LOOP;
         EXECUTE pg_catalog.format('ALTER TABLE @extschema@.%I RENAME TO %I', t, t || '__drizzle');
     END LOOP;
+    PERFORM pg_catalog.set_config('search_path', saved_path, true);
 END
 $adopt$;
 

@@ -549,7 +549,9 @@ fn retire_attempt(plans: &[Retire<'_>]) -> AuditResult<Vec<Step>> {
         .filter(|p| !p.keep_table)
         .flat_map(|p| p.expired.iter().map(|e| (e.schema.clone(), e.name.clone())))
         .collect();
-    drop_tables(&drops)?;
+    // (One statement for all: CASCADE only when every parent is the extension's; a
+    // mixed attempt that fails is retried per parent by `drop_phase`.)
+    drop_tables(&drops, plans.iter().all(|p| p.parent.member))?;
     let mut steps = Vec::new();
     for plan in plans {
         for e in &plan.expired {

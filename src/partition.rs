@@ -436,7 +436,7 @@ pub fn drop_default_partition(parent: &Parent) -> AuditResult<Option<String>> {
         let _internal = crate::internal::guard();
         Spi::run(&format!("ALTER EXTENSION audit_db DROP TABLE {default_rel}"))?;
     }
-    drop_tables(&[(parent.schema.clone(), default_name.clone())])?;
+    drop_tables(&[(parent.schema.clone(), default_name.clone())], parent.member)?;
     Ok(Some(default_name.clone()))
 }
 
@@ -448,10 +448,9 @@ pub fn create_default_partition(parent: &Parent) -> AuditResult<String> {
         name.pop();
     }
     name.push_str("_default");
+    // (Taken by a table that is not a partition: the next free name, see missing_periods.)
     if relation_exists(&parent.schema, &name)? {
-        return Err(AuditError::duplicate_table(format!("relation \"{name}\" already exists")).hint(
-            "Rename or drop that table, or attach it yourself with ALTER TABLE ... ATTACH PARTITION ... DEFAULT.",
-        ));
+        name = free_name(&parent.schema, &name)?;
     }
     let part = qualified(&parent.schema, &name);
     if parent.member {
@@ -504,16 +503,9 @@ pub fn missing_periods(
     )?;
     let existing = existing_partitions(parent)?;
     let mut missing = Vec::new();
-    for period in periods {
+    for mut period in periods {
         if existing.iter().any(|p| p.name == period.name) {
             continue;
-        }
-        if relation_exists(&parent.schema, &period.name)? {
-            return Err(AuditError::duplicate_table(format!(
-                "relation \"{}\" already exists and is not a partition of \"{}\"",
-                period.name, parent.name
-            ))
-            .hint("Rename or drop that table, or attach it with ALTER TABLE ... ATTACH PARTITION."));
         }
         if overlaps_existing(&existing, &period)? {
             pgrx::notice!(
@@ -523,9 +515,39 @@ pub fn missing_periods(
             );
             continue;
         }
+        // A table of that name that is not a partition (anyone with CREATE on the schema
+        // can make one) must not stop the parent's partitions for good (issue 25): the
+        // partition takes the next free name.
+        if relation_exists(&parent.schema, &period.name)? {
+            let taken = std::mem::take(&mut period.name);
+            period.name = free_name(&parent.schema, &taken)?;
+            pgrx::notice!(
+                "audit_db: \"{taken}\" is taken by a relation that is not a partition of \"{}\": the partition is \"{}\"",
+                parent.name,
+                period.name
+            );
+        }
         missing.push(period);
     }
     Ok(missing)
+}
+
+/// `name` with the first suffix `_1` ... `_99` that no relation of `schema` has,
+/// trimmed to PostgreSQL's 63 bytes.
+fn free_name(schema: &str, name: &str) -> AuditResult<String> {
+    for k in 1..100 {
+        let suffix = format!("_{k}");
+        let mut base = name.to_string();
+        while base.len() + suffix.len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
+            base.pop();
+        }
+        let candidate = base + &suffix;
+        if !relation_exists(schema, &candidate)? {
+            return Ok(candidate);
+        }
+    }
+    Err(AuditError::duplicate_table(format!("relation \"{name}\" and 99 names after it are taken"))
+        .hint("Rename or drop those tables."))
 }
 
 /// Creates the missing partitions of the period containing `at` and `premake` periods
@@ -651,7 +673,12 @@ pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult
 /// Drops every table of `tables` (schema, name) in ONE `DROP TABLE` statement:
 /// PostgreSQL takes an ACCESS EXCLUSIVE lock on the parent (and its DEFAULT
 /// partition) to drop a partition, so one statement keeps that lock to one DDL.
-pub fn drop_tables(tables: &[(String, String)]) -> AuditResult<()> {
+///
+/// `cascade` for partitions of the extension's own tables: any role may create a view
+/// (or a temporary table of the partition's row type) that depends on a partition,
+/// without any privilege on it, and would hold audit_log's retention back for good
+/// (issue 25). Such objects go with the partition; PostgreSQL names each in a NOTICE.
+pub fn drop_tables(tables: &[(String, String)], cascade: bool) -> AuditResult<()> {
     if tables.is_empty() {
         return Ok(());
     }
@@ -663,7 +690,8 @@ pub fn drop_tables(tables: &[(String, String)]) -> AuditResult<()> {
     // Checkpoints recorded: audit_db's own drop (the partition guard event triggers let it
     // through: `internal::guard`, `audit_internal_write()`).
     let _internal = crate::internal::guard();
-    Spi::run(&format!("DROP TABLE {}", list.join(", ")))?;
+    let behavior = if cascade { "CASCADE" } else { "RESTRICT" };
+    Spi::run(&format!("DROP TABLE {} {behavior}", list.join(", ")))?;
     Ok(())
 }
 
@@ -709,7 +737,7 @@ pub fn drop_expired_partitions(
         }
     } else {
         let tables: Vec<(String, String)> = expired.iter().map(|e| (e.schema.clone(), e.name.clone())).collect();
-        drop_tables(&tables)?;
+        drop_tables(&tables, parent.member)?;
         for e in &expired {
             pgrx::notice!("audit_db: partition \"{}\" dropped", e.name);
         }

@@ -440,6 +440,68 @@ RESET ROLE;
 DELETE FROM audit_subject_map WHERE relation = 'sec_own.crm'::regclass;
 DELETE FROM audit_subject_map WHERE relation = 'sec_own.customers'::regclass;
 DROP SCHEMA sec_own CASCADE;
+
+-- ------------------------------------------------ 10. names taken and partitions pinned
+-- Any role with CREATE on the schema can take a partition's name: the partition gets
+-- the next free one, and the parent's other partitions are made (was 42P07 for
+-- every missing period, every run).
+SET timezone = 'UTC';
+CREATE TABLE public.audit_log_2019_06 (x int);
+SELECT * FROM audit_create_partitions('audit_log', 1, '2019-06-15');
+SELECT partition::text, range_from FROM audit_partitions('audit_log')
+ WHERE range_from >= '2019-06-01' AND range_from < '2019-08-01' ORDER BY range_from;
+-- Anyone can make a view on a partition without any privilege on it: an expired
+-- partition of the extension's tables goes all the same, and the view with it.
+SET ROLE sec_nobody;
+CREATE VIEW public.sec_pin AS SELECT 1 AS one FROM public.audit_log_2019_07 WHERE false;
+RESET ROLE;
+SET client_min_messages = warning;
+SELECT * FROM audit_drop_expired_partitions('audit_log', '1 year', false, '2021-01-01');
+RESET client_min_messages;
+SELECT to_regclass('public.sec_pin') IS NULL AS view_went_with_it, to_regclass('public.audit_log_2019_07') IS NULL AS dropped;
+DROP TABLE public.audit_log_2019_06;
+
+-- ------------------------------------------------ 11. objects planted before the install
+-- A role with CREATE on public plants, before CREATE EXTENSION, an overload that an
+-- untyped call of the install script would pick, and an operator the 0.6.0 step's
+-- anchor would; the original application's table it owns has an expression index
+-- that reading it for adoption would fold. Each would run as the superuser installing.
+\c audit_regress
+CREATE DATABASE regress_security_install;
+\c regress_security_install
+SET client_min_messages = warning;
+CREATE ROLE sec_planter;
+GRANT CREATE ON SCHEMA public TO sec_planter;
+SET ROLE sec_planter;
+CREATE FUNCTION public.sec_boom() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE sec_planter SUPERUSER'; END IF;
+    RETURN 1;
+END $$;
+CREATE FUNCTION public.audit_create_partitions(p text) RETURNS SETOF text LANGUAGE sql
+    AS $$ SELECT NULL::text FROM (SELECT public.sec_boom()) b WHERE false $$;
+CREATE FUNCTION public.sec_cat(text, bigint) RETURNS text LANGUAGE sql
+    AS $$ SELECT $1 OPERATOR(pg_catalog.||) $2::text FROM (SELECT public.sec_boom()) b $$;
+CREATE OPERATOR public.|| (LEFTARG = text, RIGHTARG = bigint, FUNCTION = public.sec_cat);
+CREATE FUNCTION public.sec_imm(text) RETURNS text LANGUAGE plpgsql IMMUTABLE
+    AS $$ BEGIN PERFORM public.sec_boom(); RETURN $1; END $$;
+CREATE TABLE public.alerts (id varchar(255) NOT NULL);
+CREATE INDEX ON public.alerts ((id OPERATOR(pg_catalog.||) public.sec_imm('x')));
+RESET ROLE;
+SET audit_db.adopt = 'drizzle';
+CREATE EXTENSION audit_db;
+RESET audit_db.adopt;
+SELECT rolsuper AS planter_is_superuser FROM pg_roles WHERE rolname = 'sec_planter';
+SELECT count(*) > 0 AS partitions_made FROM audit_partitions('audit_log') WHERE NOT is_default;
+DROP EXTENSION audit_db;
+CREATE EXTENSION audit_db VERSION '0.5.0';
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES (now(), 'org-1', 'sec.chained', 'ok');
+ALTER EXTENSION audit_db UPDATE TO '0.6.0';
+SELECT rolsuper AS planter_is_superuser FROM pg_roles WHERE rolname = 'sec_planter';
+RESET client_min_messages;
+\c audit_regress
+DROP DATABASE regress_security_install;
+DROP ROLE sec_planter;
 \c audit_regress
 DROP DATABASE regress_security;
 DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role, sec_owner;
