@@ -439,7 +439,9 @@ SELECT count(*) FROM audit_subject_rows(ARRAY['eve@example.com']);
 RESET ROLE;
 DELETE FROM audit_subject_map WHERE relation = 'sec_own.crm'::regclass;
 DELETE FROM audit_subject_map WHERE relation = 'sec_own.customers'::regclass;
+SET client_min_messages = warning;
 DROP SCHEMA sec_own CASCADE;
+RESET client_min_messages;
 
 -- ------------------------------------------------ 10. names taken and partitions pinned
 -- Any role with CREATE on the schema can take a partition's name: the partition gets
