@@ -354,24 +354,24 @@ AS $fn$
 DECLARE
     bad regclass;
     col_type regtype;
+    tree oid[];
 BEGIN
-    WITH RECURSIVE tree(oid) AS (
+    -- The table, its partitions and its inheritance children.
+    WITH RECURSIVE t(oid) AS (
         SELECT relation::oid
-        UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
-    SELECT c.oid::regclass INTO bad FROM tree t JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
-     WHERE c.relkind NOT IN ('r', 'p') OR c.relpersistence OPERATOR(pg_catalog.=) 't'
+        UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN t ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
+    SELECT pg_catalog.array_agg(t.oid) INTO tree FROM t;
+    SELECT c.oid::regclass INTO bad FROM pg_catalog.pg_class c
+     WHERE c.oid OPERATOR(pg_catalog.=) ANY (tree)
+       AND (c.relkind NOT IN ('r', 'p') OR c.relpersistence OPERATOR(pg_catalog.=) 't')
      LIMIT 1;
     IF bad IS NULL THEN
         -- Export reads whole rows (to_jsonb), which calls a type's cast to json: only
         -- PostgreSQL's own types, whose casts are its own code.
-        WITH RECURSIVE tree(oid) AS (
-            SELECT relation::oid
-            UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree t ON i.inhparent OPERATOR(pg_catalog.=) t.oid)
-        SELECT c.oid::regclass INTO bad FROM tree t
-          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.oid
-          JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) c.oid
+        SELECT a.attrelid::regclass INTO bad FROM pg_catalog.pg_attribute a
           JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) a.atttypid
-         WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+         WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (tree)
+           AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
            AND (ty.typnamespace OPERATOR(pg_catalog.<>) 'pg_catalog'::regnamespace
                 OR (ty.typelem OPERATOR(pg_catalog.<>) 0 AND NOT EXISTS (
                         SELECT 1 FROM pg_catalog.pg_type el WHERE el.oid OPERATOR(pg_catalog.=) ty.typelem

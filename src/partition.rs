@@ -140,16 +140,13 @@ impl Parent {
 pub fn authorize_maintenance(parent: &Parent) -> AuditResult<()> {
     // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    let allowed = crate::spi_util::read_one::<bool>(
-        "SELECT pg_catalog.pg_has_role($1, c.relowner, 'USAGE')
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
-                         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid
-                           AND d.deptype = 'e' AND e.extname = 'audit_db')
-           FROM pg_catalog.pg_class c WHERE c.oid = $2",
-        &[caller.into(), parent.oid.into()],
-    )?
-    .unwrap_or(false);
+    // (`Parent::load` read the owner and whether the table is the extension's.)
+    let allowed = parent.member
+        || crate::spi_util::read_one::<bool>(
+            "SELECT pg_catalog.pg_has_role($1, $2, 'USAGE')",
+            &[caller.into(), parent.owner_oid.into()],
+        )?
+        .unwrap_or(false);
     if allowed {
         Ok(())
     } else {
