@@ -44,10 +44,12 @@ CREATE TABLE audit_seal_block (
     block_hash varchar(64) NOT NULL,
     signature text,
     legacy_heads jsonb,
-    sealed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    sealed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    horizon_id bigint,
+    horizon_rows bigint
 );
 COMMENT ON TABLE audit_seal_block IS
-'One signed block per sealed epoch of audit_log: row count, MSet-Add-Hash sum of the rows'' signatures, hash chained to the previous block. legacy_heads (epoch 0 only) ties the chain to the per-organization chains written before 0.6.0.';
+'One signed block per sealed epoch of audit_log: row count, MSet-Add-Hash sum of the rows'' signatures, hash chained to the previous block. The anchor (epoch 0, written by the 0.5.0 -> 0.6.0 step or an adopting install) ties the chain to the per-organization chains written before 0.6.0 (legacy_heads) and records the horizon: the highest id and the number of the rows that existed then without 0.6.0 evidence.';
 
 CREATE TABLE audit_seal_retired (
     id bigserial PRIMARY KEY,
@@ -61,23 +63,39 @@ CREATE INDEX audit_seal_retired_epoch_idx ON audit_seal_retired USING btree (epo
 COMMENT ON TABLE audit_seal_retired IS
 'Rows that left audit_log through audit_db (retention, erasure, dropped or detached partitions), per epoch: count and sum, so present + retired = sealed still holds for each block.';
 
+CREATE TABLE pseudonym_forgotten (
+    pseudonym_id text NOT NULL,
+    refs jsonb NOT NULL,
+    forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX pseudonym_forgotten_pseudonym_id_idx ON pseudonym_forgotten USING hash (pseudonym_id);
+COMMENT ON TABLE pseudonym_forgotten IS
+'What a forgotten token or encryption pseudonym stood for in the row hashes: per key id, the reference (the hash pseudonym under that key) of its original, written by audit_forget_subject before the mapping goes. Verification checks the rows that still carry the pseudonym with it; a pseudonym neither mapped nor here is a hash mismatch (issue 25). The original itself is not kept.';
+
 SELECT pg_catalog.pg_extension_config_dump('audit_seal_block', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_seal_retired', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_seal_retired_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pseudonym_forgotten', '');
 
--- The anchor: the heads of the 0.4.0/0.5.0 chains, hashed as audit_db_core::seal::anchor_hash.
-INSERT INTO audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads)
+-- The anchor (epoch 0): the heads of the 0.4.0/0.5.0 chains and the horizon (the
+-- highest id and the number of the rows that exist now, none of which has 0.6.0
+-- evidence), hashed as audit_db_core::seal::anchor_hash. The first block's prev_hash is
+-- this hash, so every signed block covers it; a row without evidence past the horizon
+-- was written with the trigger off, and verification reports it (issue 25).
+INSERT INTO audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads, horizon_id, horizon_rows)
 SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
        pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-           'audit_db.anchor.v2' || E'\n' ||
+           'audit_db.anchor.v2' || E'\n' || coalesce(h.lines, '') ||
+           'horizon=' || z.max_id::pg_catalog.text || ':' || z.n::pg_catalog.text || E'\n', 'UTF8')), 'hex'),
+       NULL, h.heads, z.max_id, z.n
+  FROM (SELECT
            -- (text || bigint has no exact operator in pg_catalog: an operator planted in
-           -- the extension's schema would be chosen; the cast leaves none to plant.)
-           pg_catalog.string_agg(pg_catalog.to_jsonb(h.chain_key)::text || '=' || h.seq::pg_catalog.text || ':' || h.hash || E'\n',
-                                 '' ORDER BY h.chain_key COLLATE "C", h.seq, h.hash COLLATE "C"), 'UTF8')), 'hex'),
-       NULL,
-       pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(h.chain_key, h.seq, h.hash) ORDER BY h.chain_key COLLATE "C")
-  FROM audit_chain_head h
-HAVING pg_catalog.count(*) > 0;
+           -- the extension's schema would be chosen; the casts leave none to plant.)
+           pg_catalog.string_agg(pg_catalog.to_jsonb(c.chain_key)::text || '=' || c.seq::pg_catalog.text || ':' || c.hash || E'\n',
+                                 '' ORDER BY c.chain_key COLLATE "C", c.seq, c.hash COLLATE "C") AS lines,
+           pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.chain_key, c.seq, c.hash) ORDER BY c.chain_key COLLATE "C") AS heads
+          FROM audit_chain_head c) h,
+       (SELECT coalesce(pg_catalog.max(a.id), 0)::int8 AS max_id, pg_catalog.count(*)::int8 AS n FROM audit_log a) z;
 
 -- ------------------------------------------- the original's columns (issue 14)
 -- Migration 0005 of the original: run_id on scheduled_reports and report_executions.
@@ -511,7 +529,7 @@ GRANT EXECUTE ON FUNCTION audit_archive_publish(text), audit_archive_prepare() T
 COMMENT ON FUNCTION audit_subject_command_replay() IS
 'BEFORE INSERT on audit_subject_command, enabled for replication only: on an archive, runs the primary''s subject operation (pseudonymize, delete, forget) over the archive''s rows, then drops the command row.';
 COMMENT ON FUNCTION audit_archive_publish(text) IS
-'On the primary: creates (or brings back in line) the publications an archive subscribes to: <publication> (audit_log, audit_seal_block and audit_subject_command, inserts only, via the partition root) and <publication>_mappings (pseudonym_mapping, every change). Returns their names.';
+'On the primary: creates (or brings back in line) the publications an archive subscribes to: <publication> (audit_log, audit_seal_block and audit_subject_command, inserts only, via the partition root) and <publication>_mappings (pseudonym_mapping and pseudonym_forgotten, every change). Returns their names.';
 COMMENT ON FUNCTION audit_archive_prepare() IS
 'On a new archive database: checks that it holds no events or blocks of its own and that the root key file is loaded, keeps a DEFAULT partition on audit_log for periods without a partition, and returns the CREATE SUBSCRIPTION to run next.';
 
@@ -824,7 +842,7 @@ COMMENT ON FUNCTION audit_pseudonymize_subject(text[], text) IS
 COMMENT ON FUNCTION audit_export_subject(text[]) IS
 'GDPR access request: audit_subject_rows as one jsonb array of {table, column, role, row}; logs gdpr.data.export. Use audit_subject_rows for large subjects (streamed).';
 COMMENT ON FUNCTION audit_forget_subject(text[]) IS
-'Crypto-shredding for every identifier of a subject: deletes their pseudonym mappings; returns one row (pseudonym_mapping, original_id, deleted, rows); logs gdpr.data.delete.';
+'Crypto-shredding for every identifier of a subject: deletes their pseudonym mappings (keeping, per key, only the reference each pseudonym''s original had in the row hashes, so those rows stay verifiable); returns one row (pseudonym_mapping, original_id, deleted, rows); logs gdpr.data.delete.';
 COMMENT ON FUNCTION audit_delete_subject(text[], boolean) IS
 'Right to erasure for a subject given by one or more identifiers: deletes their own audit_log events (with preserve_compliance the compliance actions stay, pseudonymized by hash), pseudonymizes by hash every other place that names them (someone else''s event about them, details values, the other tables), or deletes the rows where audit_subject_map says delete_row. One transaction; returns one row per place; logs gdpr.data.delete.';
 SELECT pg_catalog.pg_extension_config_dump('audit_subject_map', 'WHERE NOT builtin');

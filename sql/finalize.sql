@@ -316,7 +316,7 @@ COMMENT ON FUNCTION audit_seal(integer) IS
 COMMENT ON FUNCTION audit_subject_command_replay() IS
 'BEFORE INSERT on audit_subject_command, enabled for replication only: on an archive, runs the primary''s subject operation (pseudonymize, delete, forget) over the archive''s rows, then drops the command row.';
 COMMENT ON FUNCTION audit_archive_publish(text) IS
-'On the primary: creates (or brings back in line) the publications an archive subscribes to: <publication> (audit_log, audit_seal_block and audit_subject_command, inserts only, via the partition root) and <publication>_mappings (pseudonym_mapping, every change). Returns their names.';
+'On the primary: creates (or brings back in line) the publications an archive subscribes to: <publication> (audit_log, audit_seal_block and audit_subject_command, inserts only, via the partition root) and <publication>_mappings (pseudonym_mapping and pseudonym_forgotten, every change). Returns their names.';
 COMMENT ON FUNCTION audit_archive_prepare() IS
 'On a new archive database: checks that it holds no events or blocks of its own and that the root key file is loaded, keeps a DEFAULT partition on audit_log for periods without a partition, and returns the CREATE SUBSCRIPTION to run next.';
 
@@ -536,7 +536,7 @@ COMMENT ON FUNCTION audit_pseudonymize_subject(text[], text) IS
 COMMENT ON FUNCTION audit_export_subject(text[]) IS
 'GDPR access request: audit_subject_rows as one jsonb array of {table, column, role, row}; logs gdpr.data.export. Use audit_subject_rows for large subjects (streamed).';
 COMMENT ON FUNCTION audit_forget_subject(text[]) IS
-'Crypto-shredding for every identifier of a subject: deletes their pseudonym mappings; returns one row (pseudonym_mapping, original_id, deleted, rows); logs gdpr.data.delete.';
+'Crypto-shredding for every identifier of a subject: deletes their pseudonym mappings (keeping, per key, only the reference each pseudonym''s original had in the row hashes, so those rows stay verifiable); returns one row (pseudonym_mapping, original_id, deleted, rows); logs gdpr.data.delete.';
 COMMENT ON FUNCTION audit_delete_subject(text[], boolean) IS
 'Right to erasure for a subject given by one or more identifiers: deletes their own audit_log events (with preserve_compliance the compliance actions stay, pseudonymized by hash), pseudonymizes by hash every other place that names them (someone else''s event about them, details values, the other tables), or deletes the rows where audit_subject_map says delete_row. One transaction; returns one row per place; logs gdpr.data.delete.';
 
@@ -878,6 +878,23 @@ BEGIN
         IF pg_catalog.cardinality(adopted_tables) > 0 THEN
             EXECUTE 'DROP TABLE ' || pg_catalog.array_to_string(adopted_tables, ', ');
         END IF;
+        -- The anchor (epoch 0) with the horizon of the adopted history: its rows have no
+        -- audit_db evidence, and a row without evidence past the horizon was written with
+        -- the trigger off (issue 25). The same statement as the 0.5.0 -> 0.6.0 step's
+        -- (no chain heads here). An install that adopts nothing writes no anchor: every
+        -- row without evidence is reported, and a pg_restore brings back the dumped one.
+        INSERT INTO @extschema@.audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads, horizon_id, horizon_rows)
+        SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
+               pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                   'audit_db.anchor.v2' || E'\n' || coalesce(h.lines, '') ||
+                   'horizon=' || z.max_id::pg_catalog.text || ':' || z.n::pg_catalog.text || E'\n', 'UTF8')), 'hex'),
+               NULL, h.heads, z.max_id, z.n
+          FROM (SELECT
+                   pg_catalog.string_agg(pg_catalog.to_jsonb(c.chain_key)::text || '=' || c.seq::pg_catalog.text || ':' || c.hash || E'\n',
+                                         '' ORDER BY c.chain_key COLLATE "C", c.seq, c.hash COLLATE "C") AS lines,
+                   pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.chain_key, c.seq, c.hash) ORDER BY c.chain_key COLLATE "C") AS heads
+                  FROM @extschema@.audit_chain_head c) h,
+               (SELECT coalesce(pg_catalog.max(a.id), 0)::int8 AS max_id, pg_catalog.count(*)::int8 AS n FROM @extschema@.audit_log a) z;
         IF pg_catalog.to_regclass('drizzle.__drizzle_migrations') IS NOT NULL THEN
             INSERT INTO @extschema@.audit_schema_migrations (version, name, checksum, applied_at, applied_by, success)
             SELECT 'drizzle:' || pg_catalog.lpad((pg_catalog.row_number() OVER (ORDER BY m.created_at, m.id) - 1)::text, 4, '0'),

@@ -530,10 +530,12 @@ CREATE TABLE audit_seal_block (
     block_hash varchar(64) NOT NULL,
     signature text,
     legacy_heads jsonb,
-    sealed_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+    sealed_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    horizon_id bigint,
+    horizon_rows bigint
 );
 COMMENT ON TABLE audit_seal_block IS
-'One signed block per sealed epoch of audit_log: row count, MSet-Add-Hash sum of the rows'' signatures, hash chained to the previous block. legacy_heads (epoch 0 only) ties the chain to the per-organization chains written before 0.6.0.';
+'One signed block per sealed epoch of audit_log: row count, MSet-Add-Hash sum of the rows'' signatures, hash chained to the previous block. The anchor (epoch 0, written by the 0.5.0 -> 0.6.0 step or an adopting install) ties the chain to the per-organization chains written before 0.6.0 (legacy_heads) and records the horizon: the highest id and the number of the rows that existed then without 0.6.0 evidence.';
 
 CREATE TABLE audit_seal_retired (
     id bigserial PRIMARY KEY,
@@ -546,6 +548,15 @@ CREATE TABLE audit_seal_retired (
 CREATE INDEX audit_seal_retired_epoch_idx ON audit_seal_retired USING btree (epoch);
 COMMENT ON TABLE audit_seal_retired IS
 'Rows that left audit_log through audit_db (retention, erasure, dropped or detached partitions), per epoch: count and sum, so present + retired = sealed still holds for each block.';
+
+CREATE TABLE pseudonym_forgotten (
+    pseudonym_id text NOT NULL,
+    refs jsonb NOT NULL,
+    forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX pseudonym_forgotten_pseudonym_id_idx ON pseudonym_forgotten USING hash (pseudonym_id);
+COMMENT ON TABLE pseudonym_forgotten IS
+'What a forgotten token or encryption pseudonym stood for in the row hashes: per key id, the reference (the hash pseudonym under that key) of its original, written by audit_forget_subject before the mapping goes. Verification checks the rows that still carry the pseudonym with it; a pseudonym neither mapped nor here is a hash mismatch (issue 25). The original itself is not kept.';
 
 CREATE TABLE audit_subject_command (
     id bigserial PRIMARY KEY,

@@ -218,7 +218,9 @@ fn publish(name: &str) -> AuditResult<Vec<String>> {
         .map(|t| format!("{ext}.{}", quote_identifier(t)))
         .join(", ");
     publication(name, &events, "insert")?;
-    publication(&mappings, &format!("{ext}.pseudonym_mapping"), "insert, update, delete")?;
+    // The references kept for forgotten pseudonyms go with the mappings: the archive
+    // checks rows that still carry them (its replayed forget writes none of its own).
+    publication(&mappings, &format!("{ext}.pseudonym_mapping, {ext}.pseudonym_forgotten"), "insert, update, delete")?;
     Ok(vec![name.to_string(), mappings])
 }
 

@@ -7,7 +7,10 @@
 //!   after the hash was made: unverifiable, not tampering;
 //! - different otherwise: a hash mismatch;
 //! - no hash, another algorithm, or a time the application's string cannot have had:
-//!   counted as carrying no evidence, as before.
+//!   counted as carrying no evidence, as before;
+//! - whatever its hash, a row past the horizon of the anchor (the highest id that
+//!   existed without 0.6.0 evidence when the evidence began; 0 without an anchor) was
+//!   written with the trigger off: a hash mismatch (issue 25).
 
 use crate::error::AuditResult;
 use audit_db_core::original::{original_hash, OriginalEvent};
@@ -65,11 +68,15 @@ pub fn check_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWith
             .select(
                 &format!(
                     "SELECT pg_catalog.count(*)::int8,
-                            pg_catalog.count(*) FILTER (WHERE m)::int8,
-                            pg_catalog.count(*) FILTER (WHERE NOT m AND NOT p)::int8,
-                            pg_catalog.count(*) FILTER (WHERE NOT m AND p)::int8,
-                            pg_catalog.min(id) FILTER (WHERE NOT m AND NOT p)::int8
+                            pg_catalog.count(*) FILTER (WHERE m AND NOT late)::int8,
+                            pg_catalog.count(*) FILTER (WHERE late OR (NOT m AND NOT p))::int8,
+                            pg_catalog.count(*) FILTER (WHERE NOT late AND NOT m AND p)::int8,
+                            pg_catalog.min(id) FILTER (WHERE late OR (NOT m AND NOT p))::int8
                        FROM (SELECT a.id,
+                                    -- Past the anchor's horizon (none: 0): written with the
+                                    -- trigger off, whatever its hash says.
+                                    a.id > coalesce((SELECT b.horizon_id FROM {ext}.audit_seal_block b
+                                                      WHERE b.epoch OPERATOR(pg_catalog.=) 0), 0) AS late,
                                     {ext}.audit_original_hash_matches(a.hash, a.hash_algorithm, a.\"timestamp\",
                                         a.action, a.status, a.principal_id, a.organization_id,
                                         a.target_resource_type, a.target_resource_id, a.outcome_description) AS m,

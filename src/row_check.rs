@@ -11,8 +11,9 @@
 //!
 //! Rows pseudonymized after they were written carry token or encryption pseudonyms
 //! where the hash saw originals; `resolve` maps them back (encryption: with the key;
-//! token: through `pseudonym_mapping`, a read-only lookup that is safe in a parallel
-//! worker), cached for the statement.
+//! token: through `pseudonym_mapping`; a forgotten subject's: to the reference kept in
+//! `pseudonym_forgotten` for the row's key), read-only lookups that are safe in a
+//! parallel worker, cached for the statement.
 
 use crate::spi_util::q;
 use crate::error::{AuditResult, OrReport};
@@ -26,8 +27,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 thread_local! {
-    /// Pseudonym -> original, for the statement that filled it (key: statement stamp).
-    static RESOLVED: RefCell<(i64, HashMap<String, Option<String>>)> = RefCell::new((i64::MIN, HashMap::new()));
+    /// (key id, pseudonym) -> what the hash saw, for the statement that filled it (key: statement stamp).
+    static RESOLVED: RefCell<(i64, HashMap<(String, String), Option<String>>)> = RefCell::new((i64::MIN, HashMap::new()));
 }
 
 thread_local! {
@@ -61,25 +62,44 @@ fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
     })
 }
 
-/// The original of a token or encryption pseudonym, None when it cannot be found.
-fn resolve(ring: Option<&KeyRing>, value: &str) -> Option<String> {
+/// The reference kept for a forgotten token or encryption pseudonym under `key_id`
+/// (audit_forget_subject writes it before the mapping goes).
+fn lookup_forgotten(value: &str, key_id: &str) -> AuditResult<Option<String>> {
+    if !matches!(pseudonym::classify(value), Some(Strategy::Token) | Some(Strategy::Encryption)) {
+        return Ok(None);
+    }
+    crate::spi_util::read_one::<String>(
+        &q("SELECT (SELECT f.refs OPERATOR(pg_catalog.->>) $2 FROM @extschema@.pseudonym_forgotten f
+                     WHERE f.pseudonym_id OPERATOR(pg_catalog.=) $1 LIMIT 1)")?,
+        &[value.into(), key_id.into()],
+    )
+}
+
+/// What the hash saw where a row signed with `key_id` now holds the pseudonym `value`:
+/// its original, or the reference kept after its subject was forgotten; None when it
+/// cannot be found.
+fn resolve(ring: Option<&KeyRing>, value: &str, key_id: Option<&str>) -> Option<String> {
     let ring = ring?;
     let stamp = statement_stamp();
+    let cache_key = (key_id.unwrap_or("").to_string(), value.to_string());
     if let Some(hit) = RESOLVED.with(|c| {
         let c = c.borrow();
-        (c.0 == stamp).then(|| c.1.get(value).cloned()).flatten()
+        (c.0 == stamp).then(|| c.1.get(&cache_key).cloned()).flatten()
     }) {
         return hit;
     }
-    let original = lookup_original(ring, value).or_report();
+    let found = match lookup_original(ring, value).or_report() {
+        Some(original) => Some(original),
+        None => key_id.and_then(|id| lookup_forgotten(value, id).or_report()),
+    };
     RESOLVED.with(|c| {
         let mut c = c.borrow_mut();
         if c.0 != stamp {
             *c = (stamp, HashMap::new());
         }
-        c.1.insert(value.to_string(), original.clone());
+        c.1.insert(cache_key, found.clone());
     });
-    original
+    found
 }
 
 #[doc(hidden)]
@@ -112,7 +132,7 @@ pub unsafe extern "C-unwind" fn audit_seal_row_check_v1(fcinfo: pg_sys::Function
         };
         let ring = statement_ring();
         let ring = ring.as_deref();
-        let verdict = verdict_of(&mut tuple, tupdesc, pg_sys::get_typ_typrelid(typid), ring, &|v| resolve(ring, v));
+        let verdict = verdict_of(&mut tuple, tupdesc, pg_sys::get_typ_typrelid(typid), ring, &|v, key_id| resolve(ring, v, key_id));
         if (*tupdesc).tdrefcount >= 0 {
             pg_sys::DecrTupleDescRefCount(tupdesc);
         }

@@ -366,7 +366,7 @@ fn genuine_restored_row(row: &RawRow<'_>, ring: Option<&KeyRing>) -> bool {
     }
     let Some(ring) = ring else { return false };
     let personal = row.personal_keys.clone().unwrap_or_default();
-    let check = check_row(&row.event(), stored, Some(sig), &personal, Some(ring), &|_| None);
+    let check = check_row(&row.event(), stored, Some(sig), &personal, Some(ring), &|_, _| None);
     check.hash_ok && check.signature_ok && check.verifiable
 }
 
@@ -464,23 +464,32 @@ pub fn tally(sums: &mut EpochSums, epoch: i64, rows: i64, sum: &Limbs) {
 pub struct RowCheck {
     pub hash_ok: bool,
     pub signature_ok: bool,
-    /// False when the row cannot be fully checked here: its key is not in the ring, or a pseudonym in it was forgotten.
+    /// False when the row cannot be fully checked here: its key is not in the ring, or
+    /// it is unsigned and a pseudonym in it resolves to nothing.
     pub verifiable: bool,
 }
 
 /// Recomputes a row's hash exactly as the trigger did (same encoding, the personal keys
 /// recorded in the row, references under the signing key) and checks its signature.
-/// `resolve` maps a token or encryption pseudonym written by audit_pseudonymize_subject
-/// back to its original, for rows pseudonymized after they were written.
+/// `resolve(value, key_id)` maps a token or encryption pseudonym written by
+/// audit_pseudonymize_subject back to what the hash saw: its original, or, once its
+/// subject was forgotten, the reference kept for it under the row's key
+/// (`pseudonym_forgotten`).
+///
+/// Fails closed (issue 25): a pseudonym that resolves to nothing is checked as the
+/// text it is, so a signed row whose key is in the ring is a hash mismatch whatever its
+/// pseudonymization markers say. Only where no key could check the row anyway (no
+/// signature, or a key not in the ring) is it unverifiable instead.
 pub fn check_row(
     event: &EventV2,
     stored_hash: &str,
     signature: Option<&str>,
     personal: &[String],
     ring: Option<&KeyRing>,
-    resolve: &dyn Fn(&str) -> Option<String>,
+    resolve: &dyn Fn(&str, Option<&str>) -> Option<String>,
 ) -> RowCheck {
-    let key = signature.and_then(|s| s.split_once(':')).and_then(|(id, _)| ring.and_then(|r| r.get(id)));
+    let key_id = signature.and_then(|s| s.split_once(':')).map(|(id, _)| id);
+    let key = key_id.and_then(|id| ring.and_then(|r| r.get(id)));
     let verifiable = signature.is_none() || key.is_some();
     let signature_ok = match (signature, ring) {
         (Some(sig), Some(ring)) if key.is_some() => signed_by(ring, stored_hash, sig),
@@ -488,24 +497,25 @@ pub fn check_row(
     };
     let as_written = |v: &str| core_seal::reference(if signature.is_some() { key } else { None }, v);
     let mut hash_ok = core_seal::row_hash(event, personal, &as_written) == stored_hash;
-    let mut resolvable = true;
+    let mut unresolved = false;
     if !hash_ok && event.details.map(|d| d.contains("\"pseudonymized\": true")).unwrap_or(false) {
-        // Pseudonymized later: reversible pseudonyms stand for their original. One
-        // whose mapping was forgotten (crypto-shredding) cannot be: unverifiable.
-        let unresolved = std::cell::Cell::new(false);
-        let resolved = |v: &str| match resolve(v) {
+        // Pseudonymized later: reversible pseudonyms stand for what the hash saw.
+        let missing = std::cell::Cell::new(false);
+        let resolved = |v: &str| match resolve(v, key_id) {
             Some(original) => as_written(&original),
             None => {
                 if matches!(audit_db_core::pseudonym::classify(v), Some(s) if s != audit_db_core::pseudonym::Strategy::Hash) {
-                    unresolved.set(true);
+                    missing.set(true);
                 }
                 as_written(v)
             }
         };
         hash_ok = core_seal::row_hash(event, personal, &resolved) == stored_hash;
-        resolvable = !unresolved.get();
+        unresolved = missing.get();
     }
-    RowCheck { hash_ok: hash_ok || !resolvable, signature_ok, verifiable: verifiable && (hash_ok || resolvable) }
+    // No key of the ring could have checked this row: not a mismatch, not a pass.
+    let excused = !hash_ok && unresolved && key.is_none();
+    RowCheck { hash_ok: hash_ok || excused, signature_ok, verifiable: verifiable && !excused }
 }
 
 /// Bits of a row's verdict (`verdict_of`, `audit_seal_row_check`).
@@ -527,7 +537,7 @@ pub unsafe fn verdict_of(
     tupdesc: pg_sys::TupleDesc,
     relid: pg_sys::Oid,
     ring: Option<&KeyRing>,
-    resolve: &dyn Fn(&str) -> Option<String>,
+    resolve: &dyn Fn(&str, Option<&str>) -> Option<String>,
 ) -> AuditResult<(i64, Limbs)> {
     let cols = columns_of(relid, tupdesc)?;
     // SAFETY: the caller's promise.

@@ -376,6 +376,11 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     let ring = key_ring()?;
     let blinds: Vec<String> =
         subject.ids().iter().flat_map(|id| crate::mapping::blind_indexes(&ring, id)).collect();
+    // On an archive the primary's references arrive by replication (the mappings
+    // publication), before this replayed command: writing them here would collide.
+    if !crate::archive::replaying() {
+        keep_references(&ring, &blinds)?;
+    }
     let deleted = Spi::get_one_with_args::<i64>(
         // Mappings with a blind index are token or encryption mappings (audit_db's
         // own): naming both strategies lets the unique (strategy, blind_index) index
@@ -391,6 +396,46 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
               &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"))?;
     crate::archive::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
     Ok(out)
+}
+
+/// Before the mappings go: for each token or encryption pseudonym of the subject, the
+/// reference its original had in the row hashes under every key of the ring (its hash
+/// pseudonym), so that rows still carrying it stay verifiable and a pseudonym nobody
+/// issued stays a mismatch (issue 25). The original itself is not kept.
+fn keep_references(ring: &audit_db_core::crypto::KeyRing, blinds: &[String]) -> AuditResult<()> {
+    let mut pseudonyms = Vec::new();
+    let mut refs = Vec::new();
+    Spi::connect(|client| {
+        for r in client.select(
+            &q("SELECT pseudonym_id, original_id FROM @extschema@.pseudonym_mapping
+                 WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1)")?,
+            None,
+            &[blinds.to_vec().into()],
+        )? {
+            let (Some(pseudonym_id), Some(sealed)) = (r.get::<String>(1)?, r.get::<String>(2)?) else { continue };
+            // A mapping whose original no key of the ring opens has no reference to keep.
+            let Ok(original) = pseudonym::open_original(ring, &sealed) else { continue };
+            let by_key: serde_json::Map<String, serde_json::Value> = ring
+                .keys()
+                .iter()
+                .map(|k| (k.id.clone(), serde_json::Value::String(pseudonym::hash_pseudonym(k, &original))))
+                .collect();
+            pseudonyms.push(pseudonym_id);
+            refs.push(serde_json::Value::Object(by_key).to_string());
+        }
+        Ok::<_, AuditError>(())
+    })?;
+    if pseudonyms.is_empty() {
+        return Ok(());
+    }
+    Spi::run_with_args(
+        &q("INSERT INTO @extschema@.pseudonym_forgotten (pseudonym_id, refs)
+            SELECT DISTINCT ON (t.p) t.p, t.r::pg_catalog.jsonb
+              FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) AS t(p, r)
+             WHERE NOT EXISTS (SELECT 1 FROM @extschema@.pseudonym_forgotten f WHERE f.pseudonym_id OPERATOR(pg_catalog.=) t.p)")?,
+        &[pseudonyms.into(), refs.into()],
+    )?;
+    Ok(())
 }
 
 /// Every name the subject may appear under: its identifiers, their hash pseudonyms

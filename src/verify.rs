@@ -13,7 +13,7 @@ use crate::error::{AuditError, AuditResult, OrReport};
 use crate::seal::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::GENESIS;
-use audit_db_core::seal::{anchor_hash, block_hash, Limbs};
+use audit_db_core::seal::{anchor_hash, block_hash, Horizon, Limbs};
 use pgrx::prelude::*;
 
 #[derive(Debug, Default, Clone)]
@@ -33,6 +33,13 @@ pub struct Report {
     pub original_rows: i64,
     pub original_verified: i64,
     pub unverifiable: i64,
+    /// Rows without 0.6.0 evidence past the anchor's horizon (written with the trigger
+    /// off): counted in `hash_mismatches`, not in `legacy`.
+    pub past_horizon: i64,
+    /// More rows without 0.6.0 evidence up to the horizon than the anchor recorded.
+    pub beyond_recorded: i64,
+    /// The anchor's horizon (none before the first block is read, or without anchor).
+    pub horizon: Option<Horizon>,
 }
 
 impl Report {
@@ -58,11 +65,15 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
     let prev_hash = r.get::<String>(4)?.unwrap_or_default();
     let hash = r.get::<String>(5)?.unwrap_or_default();
     let signature = r.get::<String>(6)?;
-    let legacy_heads = r.get::<pgrx::JsonB>(7)?;
-    let legacy_heads_present = legacy_heads.is_some();
-    let expected = match legacy_heads {
-        Some(heads) => anchor_hash(&parse_heads(&heads.0)),
-        None => block_hash(epoch, rows, &sum, &prev_hash),
+    let anchor = epoch == 0;
+    let expected = if anchor {
+        // The anchor: the legacy chains' heads and the horizon (issue 25).
+        let heads = r.get::<pgrx::JsonB>(7)?.map(|h| parse_heads(&h.0)).unwrap_or_default();
+        let horizon = Horizon { max_id: r.get::<i64>(10)?.unwrap_or(0), rows: r.get::<i64>(11)?.unwrap_or(0) };
+        report.horizon = Some(horizon);
+        anchor_hash(&heads, horizon)
+    } else {
+        block_hash(epoch, rows, &sum, &prev_hash)
     };
     let signed_ok = match (&signature, ring) {
         (Some(sig), Some(ring)) => crate::seal::signed_by(ring, &hash, sig),
@@ -71,10 +82,10 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
             true
         }
         // With a key configured every block is signed by the sealer: an unsigned one
-        // was written by someone without the key (issue 25). The anchor block, written
-        // by the 0.6.0 upgrade script, which has no key, is tied to the legacy chains
-        // verified on their own.
-        (None, Some(_)) => legacy_heads_present,
+        // was written by someone without the key (issue 25). The anchor, written by the
+        // 0.6.0 upgrade script or an adopting install, which have no key, is covered by
+        // the signature of the block after it (its prev_hash).
+        (None, Some(_)) => anchor,
         (None, None) => true,
     };
     if prev_hash != *prev || expected != hash || !signed_ok {
@@ -293,7 +304,8 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
             &format!(
                 "SELECT b.epoch, b.rows, b.sum, b.prev_hash, b.block_hash, b.signature, b.legacy_heads,
                         (SELECT pg_catalog.sum(r.rows)::int8 FROM {ext}.audit_seal_retired r WHERE r.epoch = b.epoch),
-                        (SELECT pg_catalog.array_agg(r.sum) FROM {ext}.audit_seal_retired r WHERE r.epoch = b.epoch)
+                        (SELECT pg_catalog.array_agg(r.sum) FROM {ext}.audit_seal_retired r WHERE r.epoch = b.epoch),
+                        b.horizon_id, b.horizon_rows
                    FROM {ext}.audit_seal_block b ORDER BY b.epoch"
             ),
             &[],
@@ -337,7 +349,8 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
     })
 }
 
-/// The whole check: 0.6.0 rows and blocks, then the legacy chains.
+/// The whole check: 0.6.0 rows and blocks, then the legacy chains, then the rows
+/// without 0.6.0 evidence against the anchor's horizon.
 pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<Report> {
     let mut report = Report::default();
     verify_sealed(from, to, &mut report)?;
@@ -354,7 +367,49 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
     if let Some(id) = legacy.first_bad_id {
         report.bad(id);
     }
+    check_horizon(from, to, &mut report)?;
     Ok(report)
+}
+
+/// Rows without 0.6.0 evidence (no seal epoch) against the anchor's horizon (issue 25):
+/// past it, a row was written with the trigger off, a mismatch whatever it carries
+/// (those without a chain are already counted so by `original::check_unchained`; here
+/// the chained ones are added, and all of them leave `legacy`). Up to it, over the
+/// whole trail, there cannot be more of them than the anchor recorded.
+fn check_horizon(from: TimestampWithTimeZone, to: TimestampWithTimeZone, report: &mut Report) -> AuditResult<()> {
+    let horizon = report.horizon.unwrap_or_default();
+    let (past, past_chained, first, within) = Spi::connect(|client| {
+        let t = client.select(
+            &q("SELECT pg_catalog.count(*) FILTER (WHERE a.id > $3)::int8,
+                       pg_catalog.count(*) FILTER (WHERE a.id > $3 AND a.chain_seq IS NOT NULL)::int8,
+                       pg_catalog.min(a.id) FILTER (WHERE a.id > $3)::int8,
+                       pg_catalog.count(*) FILTER (WHERE a.id <= $3)::int8
+                  FROM @extschema@.audit_log a
+                 WHERE a.seal_epoch IS NULL AND a.\"timestamp\" >= $1 AND a.\"timestamp\" <= $2")?,
+            Some(1),
+            &[from.into(), to.into(), horizon.max_id.into()],
+        )?;
+        let r = t.first();
+        Ok::<_, AuditError>((
+            r.get::<i64>(1)?.unwrap_or(0),
+            r.get::<i64>(2)?.unwrap_or(0),
+            r.get::<i64>(3)?,
+            r.get::<i64>(4)?.unwrap_or(0),
+        ))
+    })?;
+    report.past_horizon = past;
+    report.legacy -= past;
+    report.original_rows -= past - past_chained;
+    report.hash_mismatches += past_chained;
+    if let Some(id) = first {
+        report.bad(id);
+    }
+    let whole = from == TimestampWithTimeZone::negative_infinity() && to == TimestampWithTimeZone::positive_infinity();
+    if whole && within > horizon.rows {
+        report.beyond_recorded = within - horizon.rows;
+        report.chain_breaks += 1;
+    }
+    Ok(())
 }
 
 /// `audit_verify_integrity(from_ts, to_ts)` (0.6.0): see docs/reference.md.
@@ -405,14 +460,33 @@ fn audit_verify_integrity_v2(
     if r.unsealed > 0 {
         pgrx::notice!("audit_db: {} rows are not sealed yet; their signatures cover them", r.unsealed);
     }
+    if r.past_horizon > 0 {
+        pgrx::warning!(
+            "audit_db: {} rows carry no audit_db evidence although they came after its evidence began (written with the trigger off): counted as hash mismatches",
+            r.past_horizon
+        );
+    }
+    if r.beyond_recorded > 0 {
+        pgrx::warning!(
+            "audit_db: {} more rows without audit_db evidence than existed when its evidence began: counted as a chain break",
+            r.beyond_recorded
+        );
+    }
     if r.unverifiable > 0 {
-        pgrx::notice!("audit_db: {} rows or blocks could not be fully verified (no key, a key not in the ring, a forgotten subject, or an original application's hash made before the row was pseudonymized)", r.unverifiable);
+        pgrx::notice!("audit_db: {} rows or blocks could not be fully verified (no key, a key not in the ring, or an original application's hash made before the row was pseudonymized): the run is recorded as INCOMPLETE, not PASSED", r.unverifiable);
     }
     TableIterator::once((r.checked, r.hash_mismatches, r.signature_mismatches, r.chain_breaks, r.first_bad_id, r.blocks, r.unsealed, r.legacy))
 }
 
 fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<()> {
-    let failed = r.hash_mismatches + r.signature_mismatches + r.chain_breaks > 0;
+    // Fails closed: what could not be checked is not a pass.
+    let status = if r.hash_mismatches + r.signature_mismatches + r.chain_breaks > 0 {
+        "FAILED"
+    } else if r.unverifiable > 0 {
+        "INCOMPLETE"
+    } else {
+        "PASSED"
+    };
     Spi::run_with_args(
         &q("INSERT INTO @extschema@.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
                                           verification_details, verified_by)
@@ -423,7 +497,7 @@ fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone
                      'unverifiable', $12::int8), session_user)")?,
         &[
             r.first_bad_id.into(),
-            (if failed { "FAILED" } else { "PASSED" }).into(),
+            status.into(),
             from.into(),
             to.into(),
             r.checked.into(),

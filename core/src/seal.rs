@@ -363,15 +363,33 @@ pub fn block_hash(epoch: i64, rows: i64, sum: &Limbs, prev: &str) -> String {
     sha256_hex(format!("{BLOCK_ENCODING}\nepoch={epoch}\nrows={rows}\nsum={}\nprev={prev}\n", sum.hex()).as_bytes())
 }
 
-/// The anchor that a fresh chain of blocks starts from, or that ties the blocks to the
-/// per-organization chains written before 0.6.0: SHA-256 over their heads, sorted.
-pub fn anchor_hash(legacy_heads: &[(String, i64, String)]) -> String {
+/// What existed without audit_db 0.6.0 evidence when the evidence began (the 0.5.0 ->
+/// 0.6.0 step, or an install that adopted the original's rows): every such row has an
+/// id of at most `max_id`, and there were `rows` of them. A row without evidence past
+/// it was written with the trigger off.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    pub max_id: i64,
+    pub rows: i64,
+}
+
+/// The anchor (epoch 0) that ties the blocks to what came before them: SHA-256 over
+/// the heads of the per-organization chains written before 0.6.0, sorted, and the
+/// horizon. The first block's `prev` is this hash, so the anchor is covered by the
+/// signature of every block after it.
+///
+/// ```text
+/// "audit_db.anchor.v2\n" || for each head, sorted: json(chain) "=" seq ":" hash "\n"
+///                       || "horizon=" max_id ":" rows "\n"
+/// ```
+pub fn anchor_hash(legacy_heads: &[(String, i64, String)], horizon: Horizon) -> String {
     let mut heads = legacy_heads.to_vec();
     heads.sort();
     let mut text = String::from("audit_db.anchor.v2\n");
     for (chain, seq, hash) in heads {
         text.push_str(&format!("{}={seq}:{hash}\n", json_string(&chain)));
     }
+    text.push_str(&format!("horizon={}:{}\n", horizon.max_id, horizon.rows));
     sha256_hex(text.as_bytes())
 }
 
@@ -534,8 +552,17 @@ mod tests {
         let h = block_hash(5, 10, &s, &"0".repeat(64));
         assert_eq!(h.len(), 64);
         assert_ne!(h, block_hash(5, 11, &s, &"0".repeat(64)));
-        let a = anchor_hash(&[("b".into(), 2, "x".into()), ("a".into(), 1, "y".into())]);
-        assert_eq!(a, anchor_hash(&[("a".into(), 1, "y".into()), ("b".into(), 2, "x".into())]));
+        let h0 = Horizon { max_id: 7, rows: 3 };
+        let a = anchor_hash(&[("b".into(), 2, "x".into()), ("a".into(), 1, "y".into())], h0);
+        assert_eq!(a, anchor_hash(&[("a".into(), 1, "y".into()), ("b".into(), 2, "x".into())], h0));
+        assert_ne!(a, anchor_hash(&[("a".into(), 1, "y".into()), ("b".into(), 2, "x".into())], Horizon { max_id: 8, rows: 3 }));
+        assert_ne!(a, anchor_hash(&[("a".into(), 1, "y".into()), ("b".into(), 2, "x".into())], Horizon { max_id: 7, rows: 4 }));
+        // The exact text, as the 0.5.0 -> 0.6.0 step and an adopting install build it in SQL.
+        assert_eq!(
+            anchor_hash(&[("org-1".into(), 2, "ab".into())], Horizon { max_id: 9, rows: 5 }),
+            sha256_hex(b"audit_db.anchor.v2\n\"org-1\"=2:ab\nhorizon=9:5\n")
+        );
+        assert_eq!(anchor_hash(&[], Horizon::default()), sha256_hex(b"audit_db.anchor.v2\nhorizon=0:0\n"));
         let _ = json!(null);
     }
 }

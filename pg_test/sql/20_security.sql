@@ -504,6 +504,86 @@ RESET client_min_messages;
 \c audit_regress
 DROP DATABASE regress_security_install;
 DROP ROLE sec_planter;
+-- ------------------------------------------------ 12. verification fails closed (item 3)
+-- A sealed row edited to look pseudonymized (a token nobody issued, the marker) is a
+-- hash mismatch; a forgotten subject's row still verifies (the reference kept for its
+-- pseudonym), and an edit of it is a mismatch; a row written with the trigger off on
+-- an install that adopted nothing is a mismatch, not legacy.
+\c audit_regress
+CREATE DATABASE regress_security_evidence;
+\c regress_security_evidence
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
+RESET client_min_messages;
+SET timezone = 'UTC';
+INSERT INTO audit_log ("timestamp", principal_id, organization_id, action, status, details)
+SELECT '2026-01-05'::timestamptz + n * interval '1 hour', 'ev' || n || '@example.com', 'org-ev', 'ev.case', 'ok',
+       jsonb_build_object('email', 'ev' || n || '@example.com', 'amount', n)
+  FROM generate_series(1, 4) n;
+SELECT id AS ev1 FROM audit_log WHERE principal_id = 'ev1@example.com' \gset
+SELECT audit_pseudonymize_subject('ev2@example.com', 'token') AS kept,
+       audit_pseudonymize_subject('ev3@example.com', 'token') AS forgotten;
+SELECT audit_forget_subject('ev3@example.com') AS mappings_forgotten;
+SELECT count(DISTINCT f.pseudonym_id) AS references_kept, count(*) AS keys, bool_and(e.v ~ '^pseudo-[0-9a-f]{64}$') AS hash_pseudonyms,
+       bool_and(e.v <> 'ev3@example.com') AS no_original
+  FROM pseudonym_forgotten f, jsonb_each_text(f.refs) AS e(k, v);
+SELECT blocks > 0 AS sealed FROM audit_seal(0);
+SELECT 'clean' AS case, checked, hash_mismatches, signature_mismatches, chain_breaks, first_bad_id, legacy
+  FROM audit_verify_integrity();
+SELECT verification_status FROM audit_integrity_log ORDER BY id DESC LIMIT 1;
+SET session_replication_role = replica;
+UPDATE audit_log SET principal_id = 'pseudo-' || repeat('0', 32), status = 'failure', action = 'payment.approve',
+       details = coalesce(details, '{}') || '{"pseudonymized": true, "amount": 999999}'
+ WHERE id = :ev1;
+RESET session_replication_role;
+SELECT 'forged pseudonym' AS case, hash_mismatches, signature_mismatches, chain_breaks, first_bad_id = :ev1 AS first_is_it
+  FROM audit_verify_integrity();
+SELECT verification_status FROM audit_integrity_log ORDER BY id DESC LIMIT 1;
+SET session_replication_role = replica;
+UPDATE audit_log SET status = 'failure' WHERE organization_id = 'org-ev' AND details->>'amount' = '3';
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-06', 'org-ev', 'ev.sneak', 'ok');
+RESET session_replication_role;
+SELECT 'forgotten row edited, row without trigger' AS case, checked, hash_mismatches, chain_breaks, legacy
+  FROM audit_verify_integrity();
+
+-- After the 0.5.0 -> 0.6.0 step the anchor records the horizon (highest id, rows) of
+-- what existed without 0.6.0 evidence: a row past it without evidence is a mismatch,
+-- one slipped in below it is one more than recorded (a chain break), and raising the
+-- horizon breaks the anchor's hash, or, recomputed, the link the next block signed.
+\c audit_regress
+CREATE DATABASE regress_security_anchor;
+\c regress_security_anchor
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db VERSION '0.5.0';
+INSERT INTO audit_log ("timestamp", organization_id, action, status)
+SELECT '2026-01-05'::timestamptz + n * interval '1 hour', 'org-a', 'anchor.' || n, 'ok' FROM generate_series(1, 3) n;
+ALTER EXTENSION audit_db UPDATE TO '0.6.0';
+RESET client_min_messages;
+SET timezone = 'UTC';
+SELECT horizon_id, horizon_rows, jsonb_array_length(legacy_heads) AS heads FROM audit_seal_block WHERE epoch = 0;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-06', 'org-a', 'anchor.sealed', 'ok');
+SELECT blocks > 0 AS sealed FROM audit_seal(0);
+SELECT 'upgraded' AS case, checked, hash_mismatches, chain_breaks, legacy FROM audit_verify_integrity();
+SET session_replication_role = replica;
+INSERT INTO audit_log (id, "timestamp", organization_id, action, status) VALUES (1000, '2026-01-06', 'org-a', 'anchor.past', 'ok');
+INSERT INTO audit_log (id, "timestamp", organization_id, action, status) VALUES (0, '2026-01-06', 'org-a', 'anchor.below', 'ok');
+RESET session_replication_role;
+SELECT 'rows without trigger' AS case, hash_mismatches, chain_breaks, first_bad_id, legacy FROM audit_verify_integrity();
+SET session_replication_role = replica;
+DELETE FROM audit_log WHERE id = 0;
+UPDATE audit_seal_block SET horizon_id = 2000, horizon_rows = 4 WHERE epoch = 0;
+RESET session_replication_role;
+SELECT 'horizon raised' AS case, hash_mismatches, chain_breaks, legacy FROM audit_verify_integrity();
+SET session_replication_role = replica;
+UPDATE audit_seal_block SET block_hash = encode(sha256(convert_to(
+           'audit_db.anchor.v2' || E'\n' || '"org-a"=' || (legacy_heads->0->>1) || ':' || (legacy_heads->0->>2) || E'\n' ||
+           'horizon=2000:4' || E'\n', 'UTF8')), 'hex')
+ WHERE epoch = 0;
+RESET session_replication_role;
+SELECT 'horizon raised, anchor rehashed' AS case, hash_mismatches, chain_breaks, legacy FROM audit_verify_integrity();
+\c audit_regress
+DROP DATABASE regress_security_evidence;
+DROP DATABASE regress_security_anchor;
 \c audit_regress
 DROP DATABASE regress_security;
 DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role, sec_owner;
