@@ -164,7 +164,7 @@ AS 'MODULE_PATHNAME', 'audit_verify_integrity_v2_wrapper';
 CREATE OR REPLACE FUNCTION "audit_integrity_digest"(
 	"upto" timestamp with time zone DEFAULT now() /* Option < TimestampWithTimeZone > */
 ) RETURNS jsonb /* pgrx :: JsonB */
-STABLE SECURITY DEFINER PARALLEL SAFE 
+STABLE PARALLEL SAFE 
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_integrity_digest_v2_wrapper';

@@ -515,7 +515,8 @@ fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone
 
 /// `audit_integrity_digest(upto)` (0.6.0): the newest block up to a time, to keep
 /// outside the database and compare later (catches a rewrite of the whole chain).
-#[pg_extern(stable, parallel_safe, security_definer, name = "audit_integrity_digest")]
+/// SECURITY INVOKER: it reads only tables its callers (reader, admin) may SELECT.
+#[pg_extern(stable, parallel_safe, name = "audit_integrity_digest")]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_integrity_digest_v2(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
     let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();

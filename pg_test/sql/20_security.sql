@@ -178,6 +178,36 @@ SELECT tableoid::regclass AS partition, v FROM public.sec_events;
 RESET ROLE;
 SELECT * FROM sec_roles();
 
+-- Rules, row-level security policies and CHECK constraints of a declared table run
+-- the same way: as its owner (sec_gdpr), never as the extension's owner.
+SET ROLE sec_gdpr;
+CREATE TABLE public.sec_probe_log (kind text, who name, super text);
+CREATE FUNCTION public.sec_probe(kind text, v text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.sec_probe_log VALUES (kind, current_user, current_setting('is_superuser'));
+    IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE sec_gdpr SUPERUSER'; END IF;
+    RETURN true;
+END $$;
+CREATE TABLE public.sec_ruled (patient text CHECK (public.sec_probe('check', patient)));
+INSERT INTO public.sec_ruled VALUES ('kim@example.com'), ('lee@example.com');
+CREATE RULE sec_rule AS ON UPDATE TO public.sec_ruled DO ALSO SELECT public.sec_probe('rule', NEW.patient);
+ALTER TABLE public.sec_ruled ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.sec_ruled FORCE ROW LEVEL SECURITY;
+CREATE POLICY sec_policy ON public.sec_ruled USING (public.sec_probe('policy', patient));
+DELETE FROM public.sec_probe_log;
+INSERT INTO audit_subject_map (relation, column_name, role) VALUES ('public.sec_ruled', 'patient', 'target');
+-- (PostgreSQL refuses a DO ALSO rule on the statement that changes the rows: 0A000,
+-- the table's owner's own choice; nothing ran.)
+SELECT table_name, action, rows FROM audit_pseudonymize_subject(ARRAY['kim@example.com'], 'hash') WHERE table_name = 'sec_ruled';
+\echo :LAST_ERROR_SQLSTATE
+DROP RULE sec_rule ON public.sec_ruled;
+SELECT table_name, action, rows FROM audit_pseudonymize_subject(ARRAY['kim@example.com'], 'hash') WHERE table_name = 'sec_ruled';
+SELECT table_name, action, rows FROM audit_delete_subject(ARRAY['lee@example.com'], false) WHERE table_name = 'sec_ruled';
+SELECT kind, who, super FROM public.sec_probe_log GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+DELETE FROM audit_subject_map WHERE relation = 'public.sec_ruled'::regclass;
+RESET ROLE;
+SELECT * FROM sec_roles();
+
 -- ------------------------------------------------ 6b. a writer's details cannot stop them
 -- audit_log is append-only: a row whose details are not an object (an array, a
 -- string, JSON null) must not make the subject functions fail for anyone, for good.
