@@ -65,12 +65,17 @@ COMMENT ON TABLE audit_seal_retired IS
 
 CREATE TABLE pseudonym_forgotten (
     pseudonym_id text NOT NULL,
-    refs jsonb NOT NULL,
+    key_id text NOT NULL,
+    reference text NOT NULL,
+    signature text NOT NULL,
     forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX pseudonym_forgotten_pseudonym_id_idx ON pseudonym_forgotten USING hash (pseudonym_id);
+-- Published with the mappings (every change): without a key, an UPDATE or DELETE
+-- would fail for want of a replica identity.
+ALTER TABLE pseudonym_forgotten REPLICA IDENTITY FULL;
 COMMENT ON TABLE pseudonym_forgotten IS
-'What a forgotten token or encryption pseudonym stood for in the row hashes: per key id, the reference (the hash pseudonym under that key) of its original, written by audit_forget_subject before the mapping goes. Verification checks the rows that still carry the pseudonym with it; a pseudonym neither mapped nor here is a hash mismatch (issue 25). The original itself is not kept.';
+'What a forgotten token or encryption pseudonym stood for in the row hashes: per key, the reference (the hash pseudonym under that key) of its original, signed with that key, written by audit_forget_subject before the mapping goes. Verification checks the rows that still carry the pseudonym with it; a pseudonym neither mapped nor here with a valid signature is a hash mismatch (issue 25). The original itself is not kept.';
 
 SELECT pg_catalog.pg_extension_config_dump('audit_seal_block', '');
 SELECT pg_catalog.pg_extension_config_dump('audit_seal_retired', '');
@@ -79,23 +84,19 @@ SELECT pg_catalog.pg_extension_config_dump('pseudonym_forgotten', '');
 
 -- The anchor (epoch 0): the heads of the 0.4.0/0.5.0 chains and the horizon (the
 -- highest id and the number of the rows that exist now, none of which has 0.6.0
--- evidence), hashed as audit_db_core::seal::anchor_hash. The first block's prev_hash is
--- this hash, so every signed block covers it; a row without evidence past the horizon
--- was written with the trigger off, and verification reports it (issue 25).
-INSERT INTO audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads, horizon_id, horizon_rows)
-SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
-       pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-           'audit_db.anchor.v2' || E'\n' || coalesce(h.lines, '') ||
-           'horizon=' || z.max_id::pg_catalog.text || ':' || z.n::pg_catalog.text || E'\n', 'UTF8')), 'hex'),
-       NULL, h.heads, z.max_id, z.n
-  FROM (SELECT
-           -- (text || bigint has no exact operator in pg_catalog: an operator planted in
-           -- the extension's schema would be chosen; the casts leave none to plant.)
-           pg_catalog.string_agg(pg_catalog.to_jsonb(c.chain_key)::text || '=' || c.seq::pg_catalog.text || ':' || c.hash || E'\n',
-                                 '' ORDER BY c.chain_key COLLATE "C", c.seq, c.hash COLLATE "C") AS lines,
-           pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.chain_key, c.seq, c.hash) ORDER BY c.chain_key COLLATE "C") AS heads
-          FROM audit_chain_head c) h,
-       (SELECT coalesce(pg_catalog.max(a.id), 0)::int8 AS max_id, pg_catalog.count(*)::int8 AS n FROM audit_log a) z;
+-- evidence), hashed as audit_db_core::seal::anchor_hash and signed when a key is
+-- configured. The first block's prev_hash is its hash; a row without evidence past the
+-- horizon was written with the trigger off, and verification reports it (issue 25).
+-- audit_db::anchor::audit_seal_anchor
+CREATE  FUNCTION "audit_seal_anchor"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'audit_seal_anchor_wrapper';
+REVOKE ALL ON FUNCTION audit_seal_anchor() FROM PUBLIC;
+COMMENT ON FUNCTION audit_seal_anchor() IS
+'Internal to the 0.5.0 -> 0.6.0 step and an adopting install: writes the anchor (audit_seal_block epoch 0) over the legacy chain heads and the horizon of rows without 0.6.0 evidence, signed when a key is configured; 42501 anywhere else.';
+SELECT audit_seal_anchor();
 
 -- ------------------------------------------- the original's columns (issue 14)
 -- Migration 0005 of the original: run_id on scheduled_reports and report_executions.

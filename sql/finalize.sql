@@ -121,6 +121,9 @@ COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, t
 -- id up across the partitions, serialised per id by an advisory lock.
 ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT audit_log_next_id();
 REVOKE ALL ON FUNCTION audit_log_next_id() FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_seal_anchor() FROM PUBLIC;
+COMMENT ON FUNCTION audit_seal_anchor() IS
+'Internal to the 0.5.0 -> 0.6.0 step and an adopting install: writes the anchor (audit_seal_block epoch 0) over the legacy chain heads and the horizon of rows without 0.6.0 evidence, signed when a key is configured; 42501 anywhere else.';
 REVOKE ALL ON FUNCTION audit_adopt_rows(regclass, regclass, timestamptz) FROM PUBLIC;
 COMMENT ON FUNCTION audit_adopt_rows(regclass, regclass, timestamptz) IS
 'Internal to adoption (SET audit_db.adopt = ''drizzle''; CREATE EXTENSION audit_db): copies audit_log rows keeping their times (also infinity) and ids; 42501 anywhere else.';
@@ -880,21 +883,9 @@ BEGIN
         END IF;
         -- The anchor (epoch 0) with the horizon of the adopted history: its rows have no
         -- audit_db evidence, and a row without evidence past the horizon was written with
-        -- the trigger off (issue 25). The same statement as the 0.5.0 -> 0.6.0 step's
-        -- (no chain heads here). An install that adopts nothing writes no anchor: every
-        -- row without evidence is reported, and a pg_restore brings back the dumped one.
-        INSERT INTO @extschema@.audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads, horizon_id, horizon_rows)
-        SELECT 0, 0, pg_catalog.repeat('0', 64), pg_catalog.repeat('0', 64),
-               pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
-                   'audit_db.anchor.v2' || E'\n' || coalesce(h.lines, '') ||
-                   'horizon=' || z.max_id::pg_catalog.text || ':' || z.n::pg_catalog.text || E'\n', 'UTF8')), 'hex'),
-               NULL, h.heads, z.max_id, z.n
-          FROM (SELECT
-                   pg_catalog.string_agg(pg_catalog.to_jsonb(c.chain_key)::text || '=' || c.seq::pg_catalog.text || ':' || c.hash || E'\n',
-                                         '' ORDER BY c.chain_key COLLATE "C", c.seq, c.hash COLLATE "C") AS lines,
-                   pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(c.chain_key, c.seq, c.hash) ORDER BY c.chain_key COLLATE "C") AS heads
-                  FROM @extschema@.audit_chain_head c) h,
-               (SELECT coalesce(pg_catalog.max(a.id), 0)::int8 AS max_id, pg_catalog.count(*)::int8 AS n FROM @extschema@.audit_log a) z;
+        -- the trigger off (issue 25). An install that adopts nothing writes no anchor:
+        -- every row without evidence is reported, and a pg_restore brings back the dumped one.
+        PERFORM @extschema@.audit_seal_anchor();
         IF pg_catalog.to_regclass('drizzle.__drizzle_migrations') IS NOT NULL THEN
             INSERT INTO @extschema@.audit_schema_migrations (version, name, checksum, applied_at, applied_by, success)
             SELECT 'drizzle:' || pg_catalog.lpad((pg_catalog.row_number() OVER (ORDER BY m.created_at, m.id) - 1)::text, 4, '0'),

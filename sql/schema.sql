@@ -551,12 +551,17 @@ COMMENT ON TABLE audit_seal_retired IS
 
 CREATE TABLE pseudonym_forgotten (
     pseudonym_id text NOT NULL,
-    refs jsonb NOT NULL,
+    key_id text NOT NULL,
+    reference text NOT NULL,
+    signature text NOT NULL,
     forgotten_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX pseudonym_forgotten_pseudonym_id_idx ON pseudonym_forgotten USING hash (pseudonym_id);
+-- Published with the mappings (every change): without a key, an UPDATE or DELETE
+-- would fail for want of a replica identity.
+ALTER TABLE pseudonym_forgotten REPLICA IDENTITY FULL;
 COMMENT ON TABLE pseudonym_forgotten IS
-'What a forgotten token or encryption pseudonym stood for in the row hashes: per key id, the reference (the hash pseudonym under that key) of its original, written by audit_forget_subject before the mapping goes. Verification checks the rows that still carry the pseudonym with it; a pseudonym neither mapped nor here is a hash mismatch (issue 25). The original itself is not kept.';
+'What a forgotten token or encryption pseudonym stood for in the row hashes: per key, the reference (the hash pseudonym under that key) of its original, signed with that key, written by audit_forget_subject before the mapping goes. Verification checks the rows that still carry the pseudonym with it; a pseudonym neither mapped nor here with a valid signature is a hash mismatch (issue 25). The original itself is not kept.';
 
 CREATE TABLE audit_subject_command (
     id bigserial PRIMARY KEY,

@@ -10,7 +10,8 @@ use crate::regclass::Regclass;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
-fn inside_our_create_extension() -> bool {
+/// Inside `CREATE` or `ALTER EXTENSION audit_db` (its own script running).
+pub(crate) fn inside_our_create_extension() -> bool {
     // SAFETY: plain reads of backend globals.
     unsafe { pg_sys::creating_extension && pg_sys::CurrentExtensionObject == crate::spi_util::ext_oid() }
 }

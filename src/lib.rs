@@ -11,6 +11,7 @@
 use pgrx::prelude::*;
 
 pub mod adopt;
+pub mod anchor;
 pub mod archive;
 pub mod analyze;
 pub mod convert;

@@ -16,7 +16,7 @@
 //! parallel worker, cached for the statement.
 
 use crate::spi_util::q;
-use crate::error::{AuditResult, OrReport};
+use crate::error::{AuditError, AuditResult, OrReport};
 use crate::keys::statement_stamp;
 use crate::seal::{signing_ring, verdict_of};
 use audit_db_core::crypto::KeyRing;
@@ -63,16 +63,32 @@ fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
 }
 
 /// The reference kept for a forgotten token or encryption pseudonym under `key_id`
-/// (audit_forget_subject writes it before the mapping goes).
-fn lookup_forgotten(value: &str, key_id: &str) -> AuditResult<Option<String>> {
+/// (audit_forget_subject writes it before the mapping goes), if that key signed it.
+fn lookup_forgotten(ring: &KeyRing, value: &str, key_id: &str) -> AuditResult<Option<String>> {
     if !matches!(pseudonym::classify(value), Some(Strategy::Token) | Some(Strategy::Encryption)) {
         return Ok(None);
     }
-    crate::spi_util::read_one::<String>(
-        &q("SELECT (SELECT f.refs OPERATOR(pg_catalog.->>) $2 FROM @extschema@.pseudonym_forgotten f
-                     WHERE f.pseudonym_id OPERATOR(pg_catalog.=) $1 LIMIT 1)")?,
-        &[value.into(), key_id.into()],
-    )
+    let Some(key) = ring.get(key_id) else { return Ok(None) };
+    Ok(Spi::connect(|client| {
+        let mut found = None;
+        for r in client.select(
+            &q("SELECT f.reference, f.signature FROM @extschema@.pseudonym_forgotten f
+                 WHERE f.pseudonym_id OPERATOR(pg_catalog.=) $1 AND f.key_id OPERATOR(pg_catalog.=) $2")?,
+            None,
+            &[value.into(), key_id.into()],
+        )? {
+            let (Some(reference), Some(signature)) = (r.get::<String>(1)?, r.get::<String>(2)?) else { continue };
+            let message = audit_db_core::seal::forgotten_message(value, &reference);
+            let signed = signature
+                .split_once(':')
+                .is_some_and(|(id, mac)| id == key_id && audit_db_core::integrity::mac_matches(key, &message, mac));
+            if signed {
+                found = Some(reference);
+                break;
+            }
+        }
+        Ok::<_, AuditError>(found)
+    })?)
 }
 
 /// What the hash saw where a row signed with `key_id` now holds the pseudonym `value`:
@@ -90,7 +106,7 @@ fn resolve(ring: Option<&KeyRing>, value: &str, key_id: Option<&str>) -> Option<
     }
     let found = match lookup_original(ring, value).or_report() {
         Some(original) => Some(original),
-        None => key_id.and_then(|id| lookup_forgotten(value, id).or_report()),
+        None => key_id.and_then(|id| lookup_forgotten(ring, value, id).or_report()),
     };
     RESOLVED.with(|c| {
         let mut c = c.borrow_mut();

@@ -566,8 +566,12 @@ pub fn note_deleted(epoch: Option<i64>, row_hash: Option<&str>, signature: Optio
     if !RETIRING_ACTIVE.with(|a| a.get()) {
         return;
     }
-    if let (Some(e), Some(h)) = (epoch, row_hash) {
-        RETIRING.with(|r| tally(&mut r.borrow_mut(), e, 1, &element(h, signature)));
+    match (epoch, row_hash) {
+        (Some(e), Some(h)) => RETIRING.with(|r| tally(&mut r.borrow_mut(), e, 1, &element(h, signature))),
+        // A row without 0.6.0 evidence is counted under the anchor's epoch 0, so that
+        // verification can tell its departure from room made for a forged one.
+        (None, _) => RETIRING.with(|r| tally(&mut r.borrow_mut(), 0, 1, &Limbs::default())),
+        (Some(_), None) => {}
     }
 }
 
@@ -626,13 +630,19 @@ pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
     // of the statement (rows committed in between would leave without a record).
     crate::spi_util::with_fresh_snapshot(|| Ok(Spi::connect(|client| {
         for r in client.select(
-            &format!("SELECT seal_epoch, row_hash, signature FROM {name} WHERE seal_epoch IS NOT NULL"),
+            &format!("SELECT seal_epoch, row_hash, signature FROM {name}"),
             None,
             &[],
         )? {
-            let (Some(e), Some(h)) = (r.get::<i64>(1)?, r.get::<String>(2)?) else { continue };
-            tally(&mut gone, e, 1, &element(&h, r.get::<String>(3)?.as_deref()));
-            total += 1;
+            match (r.get::<i64>(1)?, r.get::<String>(2)?) {
+                (Some(e), Some(h)) => {
+                    tally(&mut gone, e, 1, &element(&h, r.get::<String>(3)?.as_deref()));
+                    total += 1;
+                }
+                // Without 0.6.0 evidence: counted under the anchor's epoch 0 (note_deleted).
+                (None, _) => tally(&mut gone, 0, 1, &Limbs::default()),
+                (Some(_), None) => {}
+            }
         }
         Ok::<_, pgrx::spi::Error>(())
     })?))?;

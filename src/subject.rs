@@ -398,13 +398,13 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     Ok(out)
 }
 
-/// Before the mappings go: for each token or encryption pseudonym of the subject, the
-/// reference its original had in the row hashes under every key of the ring (its hash
-/// pseudonym), so that rows still carrying it stay verifiable and a pseudonym nobody
-/// issued stays a mismatch (issue 25). The original itself is not kept.
+/// Before the mappings go: for each token or encryption pseudonym of the subject and
+/// each key of the ring, the reference its original had in the row hashes under that
+/// key (its hash pseudonym), signed with the key, so that rows still carrying it stay
+/// verifiable and a pseudonym nobody issued stays a mismatch (issue 25). The original
+/// itself is not kept.
 fn keep_references(ring: &audit_db_core::crypto::KeyRing, blinds: &[String]) -> AuditResult<()> {
-    let mut pseudonyms = Vec::new();
-    let mut refs = Vec::new();
+    let (mut pseudonyms, mut key_ids, mut references, mut signatures) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     Spi::connect(|client| {
         for r in client.select(
             &q("SELECT pseudonym_id, original_id FROM @extschema@.pseudonym_mapping
@@ -415,13 +415,13 @@ fn keep_references(ring: &audit_db_core::crypto::KeyRing, blinds: &[String]) -> 
             let (Some(pseudonym_id), Some(sealed)) = (r.get::<String>(1)?, r.get::<String>(2)?) else { continue };
             // A mapping whose original no key of the ring opens has no reference to keep.
             let Ok(original) = pseudonym::open_original(ring, &sealed) else { continue };
-            let by_key: serde_json::Map<String, serde_json::Value> = ring
-                .keys()
-                .iter()
-                .map(|k| (k.id.clone(), serde_json::Value::String(pseudonym::hash_pseudonym(k, &original))))
-                .collect();
-            pseudonyms.push(pseudonym_id);
-            refs.push(serde_json::Value::Object(by_key).to_string());
+            for key in ring.keys() {
+                let reference = pseudonym::hash_pseudonym(key, &original);
+                signatures.push(audit_db_core::integrity::sign(key, &audit_db_core::seal::forgotten_message(&pseudonym_id, &reference)));
+                pseudonyms.push(pseudonym_id.clone());
+                key_ids.push(key.id.clone());
+                references.push(reference);
+            }
         }
         Ok::<_, AuditError>(())
     })?;
@@ -429,11 +429,13 @@ fn keep_references(ring: &audit_db_core::crypto::KeyRing, blinds: &[String]) -> 
         return Ok(());
     }
     Spi::run_with_args(
-        &q("INSERT INTO @extschema@.pseudonym_forgotten (pseudonym_id, refs)
-            SELECT DISTINCT ON (t.p) t.p, t.r::pg_catalog.jsonb
-              FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[])) AS t(p, r)
-             WHERE NOT EXISTS (SELECT 1 FROM @extschema@.pseudonym_forgotten f WHERE f.pseudonym_id OPERATOR(pg_catalog.=) t.p)")?,
-        &[pseudonyms.into(), refs.into()],
+        &q("INSERT INTO @extschema@.pseudonym_forgotten (pseudonym_id, key_id, reference, signature)
+            SELECT t.p, t.k, t.r, t.s
+              FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.text[]),
+                              pg_catalog.unnest($3::pg_catalog.text[]), pg_catalog.unnest($4::pg_catalog.text[])) AS t(p, k, r, s)
+             WHERE NOT EXISTS (SELECT 1 FROM @extschema@.pseudonym_forgotten f
+                                WHERE f.pseudonym_id OPERATOR(pg_catalog.=) t.p AND f.key_id OPERATOR(pg_catalog.=) t.k)")?,
+        &[pseudonyms.into(), key_ids.into(), references.into(), signatures.into()],
     )?;
     Ok(())
 }

@@ -40,6 +40,9 @@ pub struct Report {
     pub beyond_recorded: i64,
     /// The anchor's horizon (none before the first block is read, or without anchor).
     pub horizon: Option<Horizon>,
+    /// Rows without 0.6.0 evidence that audit_db retired (retention, erasure): epoch 0
+    /// of `audit_seal_retired`.
+    pub horizon_retired: i64,
 }
 
 impl Report {
@@ -81,11 +84,11 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
             report.unverifiable += 1;
             true
         }
-        // With a key configured every block is signed by the sealer: an unsigned one
-        // was written by someone without the key (issue 25). The anchor, written by the
-        // 0.6.0 upgrade script or an adopting install, which have no key, is covered by
-        // the signature of the block after it (its prev_hash).
-        (None, Some(_)) => anchor,
+        // With a key configured every block is signed by the sealer, and the anchor by
+        // the step or install that wrote it (audit_seal_anchor): an unsigned one was
+        // written by someone without the key (issue 25), or before a key was configured
+        // (docs/security.md).
+        (None, Some(_)) => false,
         (None, None) => true,
     };
     if prev_hash != *prev || expected != hash || !signed_ok {
@@ -93,11 +96,15 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
     }
     *prev = hash;
     report.blocks += 1;
+    let retired_rows = r.get::<i64>(8)?.unwrap_or(0);
+    if anchor {
+        report.horizon_retired = retired_rows;
+    }
     Ok(Block {
         epoch,
         rows,
         sum,
-        retired_rows: r.get::<i64>(8)?.unwrap_or(0),
+        retired_rows,
         retired_sum: r
             .get::<Vec<String>>(9)?
             .unwrap_or_default()
@@ -374,18 +381,20 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditRe
 /// Rows without 0.6.0 evidence (no seal epoch) against the anchor's horizon (issue 25):
 /// past it, a row was written with the trigger off, a mismatch whatever it carries
 /// (those without a chain are already counted so by `original::check_unchained`; here
-/// the chained ones are added, and all of them leave `legacy`). Up to it, over the
-/// whole trail, there cannot be more of them than the anchor recorded.
+/// the chained ones are added, and all of them leave `legacy`). Up to it, the rows left
+/// (in the whole table, whatever the range verified) and those audit_db retired cannot
+/// be more than the anchor recorded: a row slipped in where one left is a chain break.
 fn check_horizon(from: TimestampWithTimeZone, to: TimestampWithTimeZone, report: &mut Report) -> AuditResult<()> {
     let horizon = report.horizon.unwrap_or_default();
     let (past, past_chained, first, within) = Spi::connect(|client| {
         let t = client.select(
-            &q("SELECT pg_catalog.count(*) FILTER (WHERE a.id > $3)::int8,
-                       pg_catalog.count(*) FILTER (WHERE a.id > $3 AND a.chain_seq IS NOT NULL)::int8,
-                       pg_catalog.min(a.id) FILTER (WHERE a.id > $3)::int8,
+            &q("SELECT pg_catalog.count(*) FILTER (WHERE a.id > $3 AND a.\"timestamp\" >= $1 AND a.\"timestamp\" <= $2)::int8,
+                       pg_catalog.count(*) FILTER (WHERE a.id > $3 AND a.\"timestamp\" >= $1 AND a.\"timestamp\" <= $2
+                                                     AND a.chain_seq IS NOT NULL)::int8,
+                       pg_catalog.min(a.id) FILTER (WHERE a.id > $3 AND a.\"timestamp\" >= $1 AND a.\"timestamp\" <= $2)::int8,
                        pg_catalog.count(*) FILTER (WHERE a.id <= $3)::int8
                   FROM @extschema@.audit_log a
-                 WHERE a.seal_epoch IS NULL AND a.\"timestamp\" >= $1 AND a.\"timestamp\" <= $2")?,
+                 WHERE a.seal_epoch IS NULL")?,
             Some(1),
             &[from.into(), to.into(), horizon.max_id.into()],
         )?;
@@ -404,9 +413,9 @@ fn check_horizon(from: TimestampWithTimeZone, to: TimestampWithTimeZone, report:
     if let Some(id) = first {
         report.bad(id);
     }
-    let whole = from == TimestampWithTimeZone::negative_infinity() && to == TimestampWithTimeZone::positive_infinity();
-    if whole && within > horizon.rows {
-        report.beyond_recorded = within - horizon.rows;
+    let accounted = within + report.horizon_retired;
+    if accounted > horizon.rows {
+        report.beyond_recorded = accounted - horizon.rows;
         report.chain_breaks += 1;
     }
     Ok(())
@@ -468,7 +477,7 @@ fn audit_verify_integrity_v2(
     }
     if r.beyond_recorded > 0 {
         pgrx::warning!(
-            "audit_db: {} more rows without audit_db evidence than existed when its evidence began: counted as a chain break",
+            "audit_db: {} more rows without audit_db evidence (present, or retired by audit_db) than existed when its evidence began: counted as a chain break",
             r.beyond_recorded
         );
     }

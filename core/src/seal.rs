@@ -393,6 +393,18 @@ pub fn anchor_hash(legacy_heads: &[(String, i64, String)], horizon: Horizon) -> 
     sha256_hex(text.as_bytes())
 }
 
+/// What the signature of a kept reference covers: a forgotten token or encryption
+/// pseudonym and the reference its original had in the row hashes under one key
+/// (`pseudonym_forgotten`, signed with that key: a row of it no key signed, or one
+/// whose pseudonym or reference was changed, is not used by verification).
+///
+/// ```text
+/// "audit_db.forgotten.v1\n" || byte length of pseudonym ":" pseudonym "\n" || reference "\n"
+/// ```
+pub fn forgotten_message(pseudonym: &str, reference: &str) -> String {
+    format!("audit_db.forgotten.v1\n{}:{pseudonym}\n{reference}\n", pseudonym.len())
+}
+
 /// Signs a block hash like a row hash.
 pub fn sign_block(key: &RootKey, block_hash: &str) -> String {
     sign(key, block_hash)
@@ -563,6 +575,8 @@ mod tests {
             sha256_hex(b"audit_db.anchor.v2\n\"org-1\"=2:ab\nhorizon=9:5\n")
         );
         assert_eq!(anchor_hash(&[], Horizon::default()), sha256_hex(b"audit_db.anchor.v2\nhorizon=0:0\n"));
+        assert_eq!(forgotten_message("pseudo-ab", "pseudo-cd"), "audit_db.forgotten.v1\n9:pseudo-ab\npseudo-cd\n");
+        assert_ne!(forgotten_message("a\nb", "c"), forgotten_message("a", "b\nc"));
         let _ = json!(null);
     }
 }

@@ -554,9 +554,9 @@ SELECT id AS ev1 FROM audit_log WHERE principal_id = 'ev1@example.com' \gset
 SELECT audit_pseudonymize_subject('ev2@example.com', 'token') AS kept,
        audit_pseudonymize_subject('ev3@example.com', 'token') AS forgotten;
 SELECT audit_forget_subject('ev3@example.com') AS mappings_forgotten;
-SELECT count(DISTINCT f.pseudonym_id) AS references_kept, count(*) AS keys, bool_and(e.v ~ '^pseudo-[0-9a-f]{64}$') AS hash_pseudonyms,
-       bool_and(e.v <> 'ev3@example.com') AS no_original
-  FROM pseudonym_forgotten f, jsonb_each_text(f.refs) AS e(k, v);
+SELECT count(DISTINCT pseudonym_id) AS references_kept, count(*) AS keys, bool_and(reference ~ '^pseudo-[0-9a-f]{64}$') AS hash_pseudonyms,
+       bool_and(reference <> 'ev3@example.com') AS no_original, bool_and(signature LIKE key_id || ':%') AS signed
+  FROM pseudonym_forgotten;
 SELECT blocks > 0 AS sealed FROM audit_seal(0);
 SELECT 'clean' AS case, checked, hash_mismatches, signature_mismatches, chain_breaks, first_bad_id, legacy
   FROM audit_verify_integrity();
@@ -569,6 +569,13 @@ RESET session_replication_role;
 SELECT 'forged pseudonym' AS case, hash_mismatches, signature_mismatches, chain_breaks, first_bad_id = :ev1 AS first_is_it
   FROM audit_verify_integrity();
 SELECT verification_status FROM audit_integrity_log ORDER BY id DESC LIMIT 1;
+-- ... also with a kept reference planted for the invented token: the reference is the
+-- right one (a hash pseudonym the log itself shows), but no key signed the row of it.
+SELECT audit_pseudonymize('ev1@example.com', 'hash') AS ev1_reference \gset
+INSERT INTO pseudonym_forgotten (pseudonym_id, key_id, reference, signature)
+SELECT 'pseudo-' || repeat('0', 32), key_id, :'ev1_reference', key_id || ':' || repeat('ab', 32) FROM pseudonym_forgotten LIMIT 1;
+SELECT 'forged pseudonym, planted reference' AS case, hash_mismatches, first_bad_id = :ev1 AS first_is_it
+  FROM audit_verify_integrity();
 SET session_replication_role = replica;
 UPDATE audit_log SET status = 'failure' WHERE organization_id = 'org-ev' AND details->>'amount' = '3';
 INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-06', 'org-ev', 'ev.sneak', 'ok');
@@ -611,9 +618,58 @@ UPDATE audit_seal_block SET block_hash = encode(sha256(convert_to(
  WHERE epoch = 0;
 RESET session_replication_role;
 SELECT 'horizon raised, anchor rehashed' AS case, hash_mismatches, chain_breaks, legacy FROM audit_verify_integrity();
+-- Nobody writes an anchor but the install or the upgrade (42501).
+SELECT audit_seal_anchor();
+\echo :LAST_ERROR_SQLSTATE
+
+-- A row erased through audit_db leaves no room below the horizon: the erasure is
+-- counted (audit_seal_retired, epoch 0), so a row slipped in with its id is one too
+-- many, also for a run over a time range.
+\c audit_regress
+CREATE DATABASE regress_security_slot;
+\c regress_security_slot
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db VERSION '0.5.0';
+INSERT INTO audit_log ("timestamp", principal_id, organization_id, action, status)
+SELECT '2026-01-05'::timestamptz + n * interval '1 hour', 'p' || n || '@example.com', 'org-a', 'slot.' || n, 'ok'
+  FROM generate_series(1, 3) n;
+ALTER EXTENSION audit_db UPDATE TO '0.6.0';
+RESET client_min_messages;
+SET timezone = 'UTC';
+SELECT records_deleted FROM audit_delete_subject('p1@example.com', false);
+SELECT blocks > 0 AS sealed FROM audit_seal(0);
+SELECT epoch, rows FROM audit_seal_retired WHERE epoch = 0;
+SELECT 'erased' AS case, hash_mismatches, chain_breaks, legacy FROM audit_verify_integrity();
+SET session_replication_role = replica;
+INSERT INTO audit_log (id, "timestamp", principal_id, organization_id, action, status)
+VALUES (1, '2026-01-05 01:00', 'mallory', 'org-a', 'payment.approve', 'ok');
+RESET session_replication_role;
+SELECT 'slipped in' AS case, hash_mismatches, chain_breaks, legacy FROM audit_verify_integrity();
+SELECT 'slipped in, one day' AS case, hash_mismatches, chain_breaks FROM audit_verify_integrity('2026-01-05', '2026-01-06');
+
+-- An anchor planted on an install that adopted nothing is unsigned: with a key
+-- configured, a chain break, whatever the sealer chained onto it.
+\c audit_regress
+CREATE DATABASE regress_security_plant;
+\c regress_security_plant
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
+RESET client_min_messages;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-p', 'plant.sealed', 'ok');
+INSERT INTO audit_seal_block (epoch, rows, sum, prev_hash, block_hash, signature, legacy_heads, horizon_id, horizon_rows)
+VALUES (0, 0, repeat('0', 64), repeat('0', 64),
+        encode(sha256(convert_to('audit_db.anchor.v2' || E'\n' || 'horizon=1000000:1000' || E'\n', 'UTF8')), 'hex'),
+        NULL, NULL, 1000000, 1000);
+SELECT blocks > 0 AS sealed FROM audit_seal(0);
+SET session_replication_role = replica;
+INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-p', 'plant.sneak', 'ok');
+RESET session_replication_role;
+SELECT 'planted anchor' AS case, hash_mismatches, chain_breaks FROM audit_verify_integrity();
 \c audit_regress
 DROP DATABASE regress_security_evidence;
 DROP DATABASE regress_security_anchor;
+DROP DATABASE regress_security_slot;
+DROP DATABASE regress_security_plant;
 \c audit_regress
 DROP DATABASE regress_security;
 DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role, sec_owner;
