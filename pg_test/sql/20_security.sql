@@ -554,7 +554,7 @@ SELECT id AS ev1 FROM audit_log WHERE principal_id = 'ev1@example.com' \gset
 SELECT audit_pseudonymize_subject('ev2@example.com', 'token') AS kept,
        audit_pseudonymize_subject('ev3@example.com', 'token') AS forgotten;
 SELECT audit_forget_subject('ev3@example.com') AS mappings_forgotten;
-SELECT count(DISTINCT pseudonym_id) AS references_kept, count(*) AS keys, bool_and(reference ~ '^pseudo-[0-9a-f]{64}$') AS hash_pseudonyms,
+SELECT count(DISTINCT pseudonym_id) AS references_kept, count(*) = count(DISTINCT key_id) AS one_per_key, bool_and(reference ~ '^pseudo-[0-9a-f]{64}$') AS hash_pseudonyms,
        bool_and(reference <> 'ev3@example.com') AS no_original, bool_and(signature LIKE key_id || ':%') AS signed
   FROM pseudonym_forgotten;
 SELECT blocks > 0 AS sealed FROM audit_seal(0);
