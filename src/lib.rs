@@ -10,32 +10,13 @@
 
 use pgrx::prelude::*;
 
-pub mod adopt;
-pub mod archive;
-pub mod analyze;
-pub mod convert;
-pub mod error;
-pub mod gdpr;
-pub mod hash_pseudonym;
-pub mod integrity;
-pub mod internal;
-pub mod keys;
-pub mod lock_retry;
-pub mod maintenance;
-pub mod original;
-pub mod owner;
-pub mod mapping;
-pub mod partition;
-pub mod regclass;
-pub mod row_check;
-pub mod schema_check;
-pub mod seal;
-pub mod sealer;
-pub mod spi_util;
-pub mod subject;
-pub mod verify;
-pub mod subxact;
-pub mod unique_id;
+pub mod base;
+pub mod journal;
+pub mod legacy;
+pub mod evidence;
+pub mod partitions;
+pub mod privacy;
+pub mod replication;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -46,13 +27,13 @@ pub mod unique_id;
 /// the sealer worker and loads the key ring for the hash strategy.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    keys::register_gucs();
-    sealer::register_gucs();
-    lock_retry::register_gucs();
+    base::keys::register_gucs();
+    evidence::sealer::register_gucs();
+    base::lock_retry::register_gucs();
     // SAFETY: reads a postmaster global.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        seal::init_preloaded();
-        hash_pseudonym::preload_key_ring();
+        evidence::seal::init_preloaded();
+        privacy::hash_pseudonym::preload_key_ring();
     }
 }
 

@@ -19,9 +19,9 @@
 //! * A database whose `audit_log` is subscribed is an archive: it never seals (its
 //!   blocks are the primary's) and `audit_seal()` says so.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::key_ring;
-use crate::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::key_ring;
+use crate::base::spi_util::q;
 use audit_db_core::command::Command;
 use audit_db_core::pseudonym;
 use pgrx::prelude::*;
@@ -45,13 +45,13 @@ pub fn replaying() -> bool {
 /// True when this database subscribes to `audit_log`: an archive. A read-only SELECT
 /// (it also runs on a standby).
 pub fn is_archive() -> AuditResult<bool> {
-    subscribes(&crate::spi_util::ext_schema()?)
+    subscribes(&crate::base::spi_util::ext_schema()?)
 }
 
 /// `is_archive()` for a caller that has the extension's (quoted) schema already.
 pub fn subscribes(ext: &str) -> AuditResult<bool> {
     let log = format!("{ext}.audit_log");
-    Ok(crate::spi_util::read_one::<bool>(
+    Ok(crate::base::spi_util::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srrelid = $1::pg_catalog.regclass)",
         &[log.into()],
     )?
@@ -93,7 +93,7 @@ pub fn records_events(action: &str, description: &str) -> AuditResult<bool> {
 }
 
 fn session_user() -> AuditResult<String> {
-    Ok(crate::spi_util::read_one::<String>("SELECT session_user::text", &[])?.unwrap_or_default())
+    Ok(crate::base::spi_util::read_one::<String>("SELECT session_user::text", &[])?.unwrap_or_default())
 }
 
 /// Publishes `command` to an archive, if any subscribes: one row inserted into
@@ -129,7 +129,7 @@ impl Drop for Replaying {
 fn replay(command: Command) -> AuditResult<()> {
     REPLAYING.with(|r| r.set(true));
     let _replaying = Replaying;
-    as_origin(|| crate::subject::run_command(command))
+    as_origin(|| crate::privacy::subject::run_command(command))
 }
 
 /// Runs `f` with `session_replication_role = origin` when the apply worker runs us
@@ -203,7 +203,7 @@ fn audit_archive_publish(publication: default!(Option<&str>, "'audit_db_archive'
 
 /// The two publications (created, or brought back to what they must be).
 fn publish(name: &str) -> AuditResult<Vec<String>> {
-    if crate::spi_util::in_recovery() {
+    if crate::base::spi_util::in_recovery() {
         return Err(AuditError::read_only_transaction("a publication cannot be created on a hot standby")
             .hint("Run audit_archive_publish() on the primary."));
     }
@@ -213,7 +213,7 @@ fn publish(name: &str) -> AuditResult<Vec<String>> {
             .detail(format!("audit_db also creates \"{name}_mappings\", which must fit in {} bytes.", pg_sys::NAMEDATALEN - 1))
             .hint("Choose a shorter name."));
     }
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let events = ["audit_log", "audit_seal_block", "audit_subject_command"]
         .map(|t| format!("{ext}.{}", quote_identifier(t)))
         .join(", ");
@@ -253,7 +253,7 @@ const PUBLICATION_MARK: &str = "audit_db archive publication (audit_archive_publ
 fn ours_or_callers(name: &str) -> AuditResult<()> {
     // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    let allowed = crate::spi_util::read_one::<bool>(
+    let allowed = crate::base::spi_util::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role($2, p.pubowner, 'USAGE')
              OR (p.pubowner OPERATOR(pg_catalog.=) e.extowner
                  AND pg_catalog.obj_description(p.oid, 'pg_publication') OPERATOR(pg_catalog.=) $3)
@@ -278,7 +278,7 @@ fn audit_archive_prepare() -> String {
 }
 
 fn prepare() -> AuditResult<String> {
-    if crate::spi_util::in_recovery() {
+    if crate::base::spi_util::in_recovery() {
         return Err(AuditError::read_only_transaction("a hot standby cannot become an archive")
             .hint("Prepare a primary server's database, with audit_db installed and nothing in audit_log."));
     }
@@ -299,12 +299,12 @@ fn prepare() -> AuditResult<String> {
     // copied first) land in the DEFAULT partition instead of stopping replication.
     Spi::run(&q("UPDATE @extschema@.audit_partition_config SET default_partition = true
                   WHERE parent = '@extschema@.audit_log'::pg_catalog.regclass")?)?;
-    let parent = crate::partition::Parent::load(crate::regclass::Regclass(
+    let parent = crate::partitions::partition::Parent::load(crate::base::regclass::Regclass(
         Spi::get_one::<pg_sys::Oid>(&q("SELECT '@extschema@.audit_log'::pg_catalog.regclass::pg_catalog.oid")?)?
             .ok_or_else(|| AuditError::internal("audit_log is missing"))?,
     ))?;
     if parent.default_partition.is_none() {
-        crate::partition::create_default_partition(&parent)?;
+        crate::partitions::partition::create_default_partition(&parent)?;
     }
     Ok("ready: now run CREATE SUBSCRIPTION audit_db_archive CONNECTION '<the primary>' \
         PUBLICATION audit_db_archive, audit_db_archive_mappings"

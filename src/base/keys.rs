@@ -9,7 +9,7 @@
 //! is run once per backend and again when the setting changes. Errors name the
 //! setting, never key material.
 
-use crate::error::{AuditError, AuditResult};
+use crate::base::error::{AuditError, AuditResult};
 use pgrx::pg_sys;
 use audit_db_core::crypto::{check_key_file_mode, KeyError, KeyRing};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};

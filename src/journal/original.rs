@@ -9,7 +9,7 @@
 //! - no hash, another algorithm, or a time the application's string cannot have had:
 //!   counted as carrying no evidence, as before.
 
-use crate::error::AuditResult;
+use crate::base::error::AuditResult;
 use audit_db_core::original::{original_hash, OriginalEvent};
 use pgrx::prelude::*;
 
@@ -37,7 +37,7 @@ fn audit_original_hash_matches(
     }
     let event = OriginalEvent {
         // `infinity` has no toISOString() form: it recomputes to None, not an overflow.
-        timestamp_us: crate::integrity::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
+        timestamp_us: crate::legacy::integrity::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
         action,
         status,
         principal_id,

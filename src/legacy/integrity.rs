@@ -8,10 +8,10 @@
 //! writers of one organization commit one after another while organizations proceed in
 //! parallel, and an aborted insert leaves no gap (its head update rolls back with it).
 
-use crate::spi_util::q;
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::personal_details_keys;
-use crate::seal::signing_ring;
+use crate::base::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::personal_details_keys;
+use crate::evidence::seal::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{
     chain_hash, encoded_details, event_hash, personal_ref, sign, Field, GENESIS, HASH_ALGORITHM,
@@ -167,16 +167,16 @@ struct Statements {
 fn with_statements<R>(
     f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement, &pgrx::spi::OwnedPreparedStatement) -> AuditResult<R>,
 ) -> AuditResult<R> {
-    let ext_oid = crate::spi_util::ext_oid();
+    let ext_oid = crate::base::spi_util::ext_oid();
     STMTS.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|s| s.ext_oid != ext_oid).unwrap_or(true) {
-            let schema = crate::spi_util::ext_schema()?;
+            let schema = crate::base::spi_util::ext_schema()?;
             let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
             let int8 = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
             let lock_sql = format!("SELECT seq, chain_hash FROM {schema}.audit_chain_lock($1)");
             let store_sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
-            let owner = crate::spi_util::ext_owner()?;
+            let owner = crate::base::spi_util::ext_owner()?;
             let (lock, store) = Spi::connect(|client| {
                 Ok::<_, pgrx::spi::Error>((
                     client.prepare_mut(lock_sql.as_str(), &[text])?.keep(),
@@ -186,7 +186,7 @@ fn with_statements<R>(
             *slot = Some(Statements { ext_oid, owner, lock, store });
         }
         let s = slot.as_ref().expect("prepared above");
-        let _owner = crate::owner::UserSwitch::to(s.owner);
+        let _owner = crate::base::owner::UserSwitch::to(s.owner);
         f(&s.lock, &s.store)
     })
 }
@@ -313,7 +313,7 @@ fn audit_log_integrity_trigger<'a>(
     // keeps its hash and link. (pg_dump's scripts set row_security = off; a row that
     // slips in this way with a made-up link still fails verification: its signature
     // or its place in the chain gives it away.)
-    if (crate::internal::active() || restoring())
+    if (crate::base::internal::active() || restoring())
         && field::<i64>(&new, "chain_seq").or_report().is_some()
         && field::<String>(&new, "chain_hash").or_report().is_some()
     {
@@ -347,7 +347,7 @@ fn audit_log_integrity_trigger<'a>(
 fn audit_log_append_only_trigger<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
-    if !crate::internal::active() {
+    if !crate::base::internal::active() {
         AuditError::insufficient_privilege("audit_log is append-only")
             .detail("UPDATE and DELETE are refused for every role; rows leave only through retention (audit_drop_expired_partitions) and the GDPR functions.")
             .hint("Use audit_pseudonymize_subject(), audit_delete_subject() or audit_apply_retention_policies().")
@@ -358,7 +358,7 @@ fn audit_log_append_only_trigger<'a>(
         let epoch = old.get_by_name::<i64>("seal_epoch").ok().flatten();
         let hash = old.get_by_name::<String>("row_hash").ok().flatten();
         let signature = old.get_by_name::<String>("signature").ok().flatten();
-        crate::seal::note_deleted(epoch, hash.as_deref(), signature.as_deref());
+        crate::evidence::seal::note_deleted(epoch, hash.as_deref(), signature.as_deref());
     }
     Ok(trigger.new().or_else(|| trigger.old()))
 }
@@ -368,7 +368,7 @@ fn audit_log_append_only_trigger<'a>(
 /// The state lives in backend memory; no statement or setting can turn it on.
 #[pg_extern(volatile, parallel_safe)]
 fn audit_internal_write() -> bool {
-    crate::internal::active()
+    crate::base::internal::active()
 }
 
 /// `audit_log_guard_truncate()`: gives every partition of audit_log that lacks it the
@@ -384,7 +384,7 @@ fn audit_log_guard_truncate() -> i64 {
 }
 
 fn guard_truncate() -> AuditResult<i64> {
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let (func, parts) = Spi::connect(|client| {
         let func = client
             .select(
@@ -446,7 +446,7 @@ fn guard_truncate() -> AuditResult<i64> {
 /// `chain_key, chain_seq, chain_hash` of the rows that go; its values are bound as
 /// `$2`, `$3`, ... from `args` (`$1` is the reason).
 pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: &str) -> AuditResult<(i64, i64)> {
-    let schema = crate::spi_util::ext_schema()?;
+    let schema = crate::base::spi_util::ext_schema()?;
     let sql = format!(
         "WITH r AS ({rows_sql}),
               islands AS (
@@ -480,8 +480,8 @@ pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: 
 /// per organization) to audit_integrity_log. A no-op for other parents. The partition
 /// is bound as a regclass parameter, its name quoted only as an identifier.
 pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResult<()> {
-    let ext = crate::spi_util::ext_schema()?;
-    let part = crate::spi_util::qualified(schema, name);
+    let ext = crate::base::spi_util::ext_schema()?;
+    let part = crate::base::spi_util::qualified(schema, name);
     let oid = Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT (SELECT h.inhrelid FROM pg_catalog.pg_inherits h
                   WHERE h.inhrelid = pg_catalog.to_regclass($1) AND h.inhparent = pg_catalog.to_regclass($2))",
@@ -493,8 +493,8 @@ pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResu
         vec![],
         &format!("partition {name} {action}"),
     )?;
-    let sealed_rows = crate::seal::retire_partition(oid, &format!("partition {name} {action}"))?;
-    let regclass = crate::regclass::Regclass(oid);
+    let sealed_rows = crate::evidence::seal::retire_partition(oid, &format!("partition {name} {action}"))?;
+    let regclass = crate::base::regclass::Regclass(oid);
     Spi::run_with_args(
         &format!(
             "INSERT INTO {ext}.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
@@ -560,7 +560,7 @@ fn reference_candidates(ring: Option<&KeyRing>, value: &str) -> AuditResult<Opti
         let sealed = Spi::get_one_with_args::<String>(
             &format!(
                 "SELECT (SELECT original_id FROM {}.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)",
-                crate::spi_util::ext_schema()?
+                crate::base::spi_util::ext_schema()?
             ),
             &[value.into()],
         )?;
@@ -659,7 +659,7 @@ fn retired_runs(ext: &str) -> AuditResult<Vec<RetiredRun>> {
 /// Rows in the range without any chain (written before 0.4.0, or adopted): counted,
 /// not verifiable through a chain. `legacy_only` leaves out 0.6.0 rows.
 fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<i64> {
-    Ok(crate::spi_util::read_one::<i64>(
+    Ok(crate::base::spi_util::read_one::<i64>(
         &format!(
             "SELECT pg_catalog.count(*) FROM {ext}.audit_log
               WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL{}",
@@ -672,7 +672,7 @@ fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTime
 
 /// Chains whose head is ahead of their last surviving (or retired) link: a lost tail.
 fn lost_tails(ext: &str) -> AuditResult<i64> {
-    Ok(crate::spi_util::read_one::<i64>(&format!(
+    Ok(crate::base::spi_util::read_one::<i64>(&format!(
         "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
           WHERE h.seq > 0
             AND NOT EXISTS (SELECT 1 FROM {ext}.audit_log a WHERE coalesce(a.organization_id, '') = h.chain_key
@@ -774,7 +774,7 @@ impl ChainWalk<'_> {
                 false
             }
             (Some(sig), Some(ring)) => {
-                let ok = crate::seal::signed_by(ring, stored, sig);
+                let ok = crate::evidence::seal::signed_by(ring, stored, sig);
                 if !ok {
                     self.report.signature_mismatches += 1;
                 }
@@ -827,7 +827,7 @@ impl ChainWalk<'_> {
 /// Keyset pagination in chain order, one SPI connection per batch of 1,000 rows, so
 /// each batch's rows are freed before the next: memory stays flat whatever the count.
 pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<Report> {
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let ring = signing_ring()?;
     let mut walk = ChainWalk {
         ext: ext.clone(),
@@ -839,7 +839,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
     };
     if legacy_only {
         // 0.6.0: rows the original application wrote are checked against its own hash.
-        let u = crate::original::check_unchained(&ext, from, to)?;
+        let u = crate::journal::original::check_unchained(&ext, from, to)?;
         walk.report.checked += u.rows;
         walk.report.original_rows += u.rows;
         walk.report.unchained += u.rows - u.verified - u.mismatched - u.pseudonymized;

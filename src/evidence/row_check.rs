@@ -14,10 +14,10 @@
 //! token: through `pseudonym_mapping`, a read-only lookup that is safe in a parallel
 //! worker), cached for the statement.
 
-use crate::spi_util::q;
-use crate::error::{AuditResult, OrReport};
-use crate::keys::statement_stamp;
-use crate::seal::{signing_ring, verdict_of};
+use crate::base::spi_util::q;
+use crate::base::error::{AuditResult, OrReport};
+use crate::base::keys::statement_stamp;
+use crate::evidence::seal::{signing_ring, verdict_of};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -52,7 +52,7 @@ fn statement_ring() -> Option<Rc<KeyRing>> {
 fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
     Ok(match pseudonym::classify(value) {
         Some(Strategy::Encryption) => pseudonym::decrypt_pseudonym(ring, value).ok(),
-        Some(Strategy::Token) => crate::spi_util::read_one::<String>(
+        Some(Strategy::Token) => crate::base::spi_util::read_one::<String>(
             &q("SELECT (SELECT original_id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)")?,
             &[value.into()],
         )?

@@ -13,8 +13,8 @@
 //! directly: the argument is read in place (detoasted only when it is toasted) and the
 //! pseudonym is written straight into the result varlena.
 
-use crate::error::{AuditResult, OrReport};
-use crate::keys::key_ring;
+use crate::base::error::{AuditResult, OrReport};
+use crate::base::keys::key_ring;
 use audit_db_core::crypto::Purpose;
 use audit_db_core::pseudonym::{self, passes_through_bytes, write_hash_pseudonym, HASH_PSEUDONYM_LEN};
 use pgrx::pg_sys;
