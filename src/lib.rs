@@ -21,10 +21,11 @@ pub mod replication;
 ::pgrx::pg_module_magic!(name, version);
 
 /// Registers the settings (`audit_db.key_file`, `audit_db.key_command` and
-/// `audit_db.personal_details_keys` in keys.rs, `audit_db.sealer_database` and
-/// `audit_db.seal_interval` in sealer.rs, `audit_db.lock_attempt_timeout` in
-/// lock_retry.rs); meant to run from shared_preload_libraries, where it also starts
-/// the sealer worker and loads the key ring for the hash strategy.
+/// `audit_db.personal_details_keys` in base/keys.rs, `audit_db.sealer_database` and
+/// `audit_db.seal_interval` in evidence/sealer.rs, `audit_db.lock_attempt_timeout` in
+/// base/lock_retry.rs); meant to run from shared_preload_libraries, where it also sets
+/// up the seal epochs' shared memory, registers the sealer worker and loads the key
+/// ring for the hash strategy.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     base::keys::register_gucs();
@@ -33,6 +34,7 @@ pub extern "C-unwind" fn _PG_init() {
     // SAFETY: reads a postmaster global.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         evidence::seal::init_preloaded();
+        evidence::sealer::register();
         privacy::hash_pseudonym::preload_key_ring();
     }
 }

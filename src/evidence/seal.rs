@@ -59,14 +59,14 @@ static SEAL: pgrx::PgAtomic<SealShared> = unsafe { pgrx::PgAtomic::new(c"audit_d
 /// Set in the postmaster's `_PG_init` when preloaded; inherited by every backend.
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
-/// From `_PG_init` when loaded through shared_preload_libraries: shared memory, the
-/// transaction callback that clears this backend's slot, the sealer worker.
+/// From `_PG_init` when loaded through shared_preload_libraries: shared memory and the
+/// transaction callback that clears this backend's slot (`_PG_init` then registers the
+/// sealer worker).
 pub fn init_preloaded() {
     pgrx::pg_shmem_init!(SEAL = SealShared::new());
     PRELOADED.store(true, SeqCst);
     // SAFETY: registers a permanent callback in the postmaster, inherited by forks.
     unsafe { pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut()) };
-    crate::evidence::sealer::register();
 }
 
 pub fn shared() -> AuditResult<&'static SealShared> {

@@ -267,6 +267,8 @@ fn audit_seal(
 
 // ------------------------------------------------------------ background worker
 
+/// Registers the background worker `audit_db sealer`; `_PG_init` calls it while
+/// preloading, after `seal::init_preloaded`.
 pub fn register() {
     BackgroundWorkerBuilder::new("audit_db sealer")
         .set_type("audit_db sealer")
