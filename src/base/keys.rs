@@ -311,3 +311,22 @@ fn run_key_command(cmd: &str) -> AuditResult<std::process::Output> {
     }
     Ok(std::process::Output { status, stdout, stderr: Vec::new() })
 }
+
+/// The key ring for signing and checking: None when no key is configured, an error
+/// when one is configured but cannot be used (issue 25: evidence is signed or the
+/// write is refused; what cannot be checked is never a pass).
+pub fn signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
+    if !key_configured() {
+        return Ok(None);
+    }
+    key_ring().map(Some)
+}
+
+/// Whether `signature` (`key_id:hex`) is the HMAC of `hash` under that key of `ring`;
+/// false for a key the ring lacks.
+pub fn signed_by(ring: &KeyRing, hash: &str, signature: &str) -> bool {
+    signature
+        .split_once(':')
+        .and_then(|(id, mac)| ring.get(id).map(|k| audit_db_core::integrity::mac_matches(k, hash, mac)))
+        .unwrap_or(false)
+}

@@ -1,5 +1,6 @@
 //! Shared utilities: errors, SPI helpers, running as an owner, regclass and
-//! jsonb datums, subtransactions, lock retries, the internal-write marker, the root key.
+//! jsonb datums, subtransactions, lock retries, the internal-write marker, the root key,
+//! timestamps.
 
 pub mod error;
 pub mod internal;
@@ -9,3 +10,4 @@ pub mod owner;
 pub mod regclass;
 pub mod spi_util;
 pub mod subxact;
+pub mod timestamp;

@@ -17,7 +17,8 @@
 use crate::base::spi_util::q;
 use crate::base::error::{AuditResult, OrReport};
 use crate::base::keys::statement_stamp;
-use crate::evidence::seal::{signing_ring, verdict_of};
+use crate::base::keys::signing_ring;
+use crate::evidence::seal::verdict_of;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;

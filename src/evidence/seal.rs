@@ -22,7 +22,7 @@
 //! aborts: no row can join an epoch after its block is written.
 
 use crate::base::error::{AuditError, AuditResult, OrReport};
-use crate::base::keys::{key_configured, key_ring, personal_details_keys};
+use crate::base::keys::{personal_details_keys, signed_by};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::sign;
 use audit_db_core::seal::{self as core_seal, element, EventV2, Limbs};
@@ -304,7 +304,7 @@ impl RawRow<'_> {
         EventV2 {
             id: self.ints[C_ID],
             // An adopted `infinity` stays the largest value.
-            timestamp_us: self.ints[C_TS].map(crate::legacy::integrity::unix_micros),
+            timestamp_us: self.ints[C_TS].map(crate::base::timestamp::unix_micros),
             ttl: t(2),
             principal_id: t(3),
             organization_id: t(4),
@@ -324,16 +324,6 @@ impl RawRow<'_> {
             seal_epoch: self.ints[C_EPOCH],
         }
     }
-}
-
-/// The key ring for signing and checking: None when no key is configured, an error
-/// when one is configured but cannot be used (issue 25: evidence is signed or the
-/// write is refused; what cannot be checked is never a pass).
-pub fn signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
-    if !key_configured() {
-        return Ok(None);
-    }
-    key_ring().map(Some)
 }
 
 /// `signing_ring()` for the insert trigger, which checks the key file at most every
@@ -440,15 +430,6 @@ fn audit_log_seal_trigger<'a>(
 }
 
 // ------------------------------------------------------------ row checks
-
-/// Whether `signature` (`key_id:hex`) is the HMAC of `hash` under that key of `ring`;
-/// false for a key the ring lacks.
-pub fn signed_by(ring: &KeyRing, hash: &str, signature: &str) -> bool {
-    signature
-        .split_once(':')
-        .and_then(|(id, mac)| ring.get(id).map(|k| audit_db_core::integrity::mac_matches(k, hash, mac)))
-        .unwrap_or(false)
-}
 
 /// Per epoch: rows and the sum of their elements.
 pub type EpochSums = BTreeMap<i64, (i64, Limbs)>;

@@ -5,7 +5,8 @@
 //! `audit_partition_maintenance()` and every function that removes rows.
 
 use crate::base::error::{AuditError, AuditResult, OrReport};
-use crate::evidence::seal::{ensure_floor_now, open_epochs, shared, signed_by, signing_ring, tally, EpochSums};
+use crate::base::keys::{signed_by, signing_ring};
+use crate::evidence::seal::{ensure_floor_now, open_epochs, shared, tally, EpochSums};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{sign, GENESIS};
 use audit_db_core::seal::{block_hash, element, Limbs};

@@ -10,7 +10,7 @@
 
 use crate::base::spi_util::q;
 use crate::base::error::{AuditError, AuditResult, OrReport};
-use crate::evidence::seal::signing_ring;
+use crate::base::keys::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::GENESIS;
 use audit_db_core::seal::{anchor_hash, block_hash, Limbs};
@@ -65,7 +65,7 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
         None => block_hash(epoch, rows, &sum, &prev_hash),
     };
     let signed_ok = match (&signature, ring) {
-        (Some(sig), Some(ring)) => crate::evidence::seal::signed_by(ring, &hash, sig),
+        (Some(sig), Some(ring)) => crate::base::keys::signed_by(ring, &hash, sig),
         (Some(_), None) => {
             report.unverifiable += 1;
             true

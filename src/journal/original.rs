@@ -37,7 +37,7 @@ fn audit_original_hash_matches(
     }
     let event = OriginalEvent {
         // `infinity` has no toISOString() form: it recomputes to None, not an overflow.
-        timestamp_us: crate::legacy::integrity::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
+        timestamp_us: crate::base::timestamp::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
         action,
         status,
         principal_id,

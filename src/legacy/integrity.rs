@@ -9,25 +9,16 @@
 //! parallel, and an aborted insert leaves no gap (its head update rolls back with it).
 
 use crate::base::spi_util::q;
+use crate::base::timestamp::UNIX_TO_PG_EPOCH_US;
 use crate::base::error::{AuditError, AuditResult, OrReport};
 use crate::base::keys::personal_details_keys;
-use crate::evidence::seal::signing_ring;
+use crate::base::keys::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{
     chain_hash, encoded_details, event_hash, personal_ref, sign, Field, GENESIS, HASH_ALGORITHM,
 };
 use audit_db_core::pseudonym;
 use pgrx::prelude::*;
-
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-pub const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// Microseconds since the Unix epoch of a timestamp's raw value (microseconds since
-/// 2000-01-01). Saturating: `infinity` (i64::MAX) stays the largest value instead of
-/// overflowing.
-pub fn unix_micros(pg_us: i64) -> i64 {
-    pg_us.saturating_add(UNIX_TO_PG_EPOCH_US)
-}
 
 /// The fields of an audit event that the hash covers, as read from a row.
 #[derive(Debug, Default, Clone)]
@@ -774,7 +765,7 @@ impl ChainWalk<'_> {
                 false
             }
             (Some(sig), Some(ring)) => {
-                let ok = crate::evidence::seal::signed_by(ring, stored, sig);
+                let ok = crate::base::keys::signed_by(ring, stored, sig);
                 if !ok {
                     self.report.signature_mismatches += 1;
                 }
