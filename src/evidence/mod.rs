@@ -1,6 +1,9 @@
 //! Tamper evidence of 0.6.0: the insert trigger and epochs, the sealer,
-//! verification and the per-row check.
+//! verification and the per-row check, the append-only guards, and the checkpoint of
+//! a partition that leaves.
 
+pub mod append_only;
+pub mod retirement;
 pub mod row_check;
 pub mod seal;
 pub mod sealer;

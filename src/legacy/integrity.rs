@@ -1,6 +1,7 @@
-//! Tamper evidence for `audit_log` (see `audit_db_core::integrity` for the encoding):
-//! a BEFORE INSERT trigger that hashes, signs and chains every event, the append-only
-//! trigger, `audit_verify_integrity()`, `audit_integrity_digest()`, and the retirement
+//! Tamper evidence of 0.4.0 and 0.5.0 for `audit_log` (see `audit_db_core::integrity`
+//! for the encoding): their BEFORE INSERT trigger that hashes, signs and chains every
+//! event, their `audit_verify_integrity()` and `audit_integrity_digest()`, the check of
+//! the chains of rows written before 0.6.0 (`verify_legacy`), and the retirement
 //! records that let the chain verify across rows removed by retention or erasure.
 //!
 //! Chains are per organization (`coalesce(organization_id, '')`): the chain head row of
@@ -333,102 +334,6 @@ fn audit_log_integrity_trigger<'a>(
     Ok(Some(new))
 }
 
-/// BEFORE UPDATE OR DELETE on audit_log: append-only, except audit_db's own writes.
-#[pg_trigger]
-fn audit_log_append_only_trigger<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
-    if !crate::base::internal::active() {
-        AuditError::insufficient_privilege("audit_log is append-only")
-            .detail("UPDATE and DELETE are refused for every role; rows leave only through retention (audit_drop_expired_partitions) and the GDPR functions.")
-            .hint("Use audit_pseudonymize_subject(), audit_delete_subject() or audit_apply_retention_policies().")
-            .report();
-    }
-    if let (None, Some(old)) = (trigger.new(), trigger.old()) {
-        // 0.6.0 columns; absent on older schemas (then nothing to note).
-        let epoch = old.get_by_name::<i64>("seal_epoch").ok().flatten();
-        let hash = old.get_by_name::<String>("row_hash").ok().flatten();
-        let signature = old.get_by_name::<String>("signature").ok().flatten();
-        crate::evidence::seal::note_deleted(epoch, hash.as_deref(), signature.as_deref());
-    }
-    Ok(trigger.new().or_else(|| trigger.old()))
-}
-
-/// `audit_internal_write()`: true while audit_db itself removes rows or partitions
-/// (retention, erasure); the partition guard event triggers let exactly that through.
-/// The state lives in backend memory; no statement or setting can turn it on.
-#[pg_extern(volatile, parallel_safe)]
-fn audit_internal_write() -> bool {
-    crate::base::internal::active()
-}
-
-/// `audit_log_guard_truncate()`: gives every partition of audit_log that lacks it the
-/// statement trigger `audit_log_no_truncate` (statement triggers are not cloned to
-/// partitions, so TRUNCATE of one partition would pass the parent's). Created as an
-/// internal trigger: pg_dump leaves it out, and a restore's ATTACH recreates it through
-/// the event trigger instead of colliding with a dumped copy. PostgreSQL appends the
-/// trigger's OID to an internal trigger's name, so it is found by its function
-/// (`tgfoid`), never by name. Returns how many it added.
-#[pg_extern(volatile, parallel_unsafe)]
-fn audit_log_guard_truncate() -> i64 {
-    guard_truncate().or_report()
-}
-
-fn guard_truncate() -> AuditResult<i64> {
-    let ext = crate::base::spi_util::ext_schema()?;
-    let (func, parts) = Spi::connect(|client| {
-        let func = client
-            .select(
-                "SELECT pg_catalog.to_regprocedure($1)::oid",
-                Some(1),
-                &[format!("{ext}.audit_log_no_truncate()").into()],
-            )?
-            .first()
-            .get_one::<pg_sys::Oid>()?
-            .unwrap_or(pg_sys::InvalidOid);
-        let mut parts = Vec::new();
-        for r in client.select(
-            "SELECT h.inhrelid FROM pg_catalog.pg_inherits h
-              WHERE h.inhparent = pg_catalog.to_regclass($1)
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                                 WHERE t.tgrelid = h.inhrelid AND t.tgfoid = $2)",
-            None,
-            &[format!("{ext}.audit_log").into(), func.into()],
-        )? {
-            parts.extend(r.get::<pg_sys::Oid>(1)?);
-        }
-        Ok::<_, pgrx::spi::Error>((func, parts))
-    })?;
-    for part in &parts {
-        // SAFETY: a zeroed CreateTrigStmt node filled as CREATE TRIGGER would fill it
-        // (BEFORE TRUNCATE, FOR EACH STATEMENT, no arguments); relation and function
-        // are given by OID, so its relation and funcname fields are not read.
-        unsafe {
-            let stmt = pgrx::PgBox::<pg_sys::CreateTrigStmt>::alloc_node(pg_sys::NodeTag::T_CreateTrigStmt);
-            let stmt = stmt.into_pg();
-            (*stmt).trigname = pg_sys::pstrdup(c"audit_log_no_truncate".as_ptr());
-            (*stmt).row = false;
-            (*stmt).timing = pg_sys::TRIGGER_TYPE_BEFORE as i16;
-            (*stmt).events = pg_sys::TRIGGER_TYPE_TRUNCATE as i16;
-            pg_sys::CreateTrigger(
-                stmt,
-                std::ptr::null(),
-                *part,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                func,
-                pg_sys::InvalidOid,
-                std::ptr::null_mut(),
-                true,
-                false,
-            );
-            pg_sys::CommandCounterIncrement();
-        }
-    }
-    Ok(parts.len() as i64)
-}
-
 // --------------------------------------------------------------- retirement
 
 /// Records the chain runs of rows about to leave audit_log (a dropped or detached
@@ -464,51 +369,6 @@ pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: 
         Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0)))
     })
     .map_err(AuditError::from)
-}
-
-/// Before a partition of audit_log is dropped or detached: retire its rows (legacy
-/// chain links and 0.6.0 epochs) and write a checkpoint (range, rows, last chain hash
-/// per organization) to audit_integrity_log. A no-op for other parents. The partition
-/// is bound as a regclass parameter, its name quoted only as an identifier.
-pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResult<()> {
-    let ext = crate::base::spi_util::ext_schema()?;
-    let part = crate::base::spi_util::qualified(schema, name);
-    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT (SELECT h.inhrelid FROM pg_catalog.pg_inherits h
-                  WHERE h.inhrelid = pg_catalog.to_regclass($1) AND h.inhparent = pg_catalog.to_regclass($2))",
-        &[part.as_str().into(), format!("{ext}.audit_log").into()],
-    )?;
-    let Some(oid) = oid else { return Ok(()) };
-    let (rows, runs) = retire(
-        &format!("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM {part}"),
-        vec![],
-        &format!("partition {name} {action}"),
-    )?;
-    let sealed_rows = crate::evidence::seal::retire_partition(oid, &format!("partition {name} {action}"))?;
-    let regclass = crate::base::regclass::Regclass(oid);
-    Spi::run_with_args(
-        &format!(
-            "INSERT INTO {ext}.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
-                                                    verification_details, verified_by, hash_verified)
-             SELECT 0, pg_catalog.now(), 'CHECKPOINT',
-                    pg_catalog.jsonb_build_object(
-                        'kind', 'partition ' || $2, 'partition', $1::text, 'rows', $3::int8, 'runs', $4::int8,
-                        'sealed_rows', $6::int8,
-                        'range', (SELECT pg_catalog.jsonb_build_object('from', p.range_from, 'to', p.range_to)
-                                    FROM {ext}.audit_partitions(pg_catalog.to_regclass($7)) p
-                                   WHERE p.partition = $5),
-                        'chains', (SELECT coalesce(pg_catalog.jsonb_object_agg(k, pg_catalog.jsonb_build_object(
-                                              'last_seq', s, 'last_chain_hash', h, 'rows', n)), '{{}}'::jsonb)
-                                     FROM (SELECT coalesce(organization_id, '') AS k, pg_catalog.max(chain_seq) AS s,
-                                                  (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS h,
-                                                  pg_catalog.count(*) AS n
-                                             FROM {part} WHERE chain_seq IS NOT NULL GROUP BY 1) c)),
-                    session_user, NULL"
-        ),
-        &[name.into(), action.into(), rows.into(), runs.into(), regclass.into(), sealed_rows.into(),
-          format!("{ext}.audit_log").into()],
-    )?;
-    Ok(())
 }
 
 // ------------------------------------------------------------- verification

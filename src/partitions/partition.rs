@@ -632,7 +632,7 @@ pub fn expired_partitions(
 
 /// Detaches `schema.name` from `parent` and renames it `<name>_detached`. Returns the new name.
 pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult<String> {
-    crate::legacy::integrity::checkpoint_partition(schema, name, "detached")?;
+    crate::evidence::retirement::checkpoint_partition(schema, name, "detached")?;
     let part = qualified(schema, name);
     let kept = detached_name(name);
     // The checkpoint above recorded its rows: audit_db's own detach (the partition guard
@@ -681,7 +681,7 @@ pub fn drop_tables(tables: &[(String, String)], cascade: bool) -> AuditResult<()
     }
     // audit_log partitions leave a sealed checkpoint so the chain verifies across them.
     for (schema, name) in tables {
-        crate::legacy::integrity::checkpoint_partition(schema, name, "dropped")?;
+        crate::evidence::retirement::checkpoint_partition(schema, name, "dropped")?;
     }
     let list: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
     // Checkpoints recorded: audit_db's own drop (the partition guard event triggers let it
