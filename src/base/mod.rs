@@ -1,7 +1,8 @@
-//! Shared utilities: errors, SPI helpers, running as an owner, regclass and
+//! Shared utilities and state: errors, SPI helpers, running as an owner, regclass and
 //! jsonb datums, subtransactions, lock retries, the internal-write marker, the root key,
-//! timestamps.
+//! timestamps, and whether this database is an archive.
 
+pub mod archive_role;
 pub mod error;
 pub mod internal;
 pub mod keys;

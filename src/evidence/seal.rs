@@ -393,8 +393,8 @@ fn audit_log_seal_trigger<'a>(
     crate::journal::unique_id::check(row.ints[C_ID], crate::base::internal::active()).or_report();
     let key = ring.as_ref().map(|r| r.current());
     let personal = core_seal::personal_keys_of(row.details.as_deref(), &personal_details_keys());
-    if crate::replication::archive::is_archive_cached().or_report() {
-        crate::replication::archive::local_insert_refused().report();
+    if crate::base::archive_role::is_archive_cached().or_report() {
+        crate::base::archive_role::local_insert_refused().report();
     }
     let epoch = write_epoch().or_report();
     let mut event = row.event();

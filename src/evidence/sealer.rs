@@ -84,7 +84,7 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
     }
     let ext = crate::base::spi_util::ext_schema()?;
     // An archive's blocks are the primary's, replicated; one of its own would collide.
-    if crate::replication::archive::subscribes(&ext)? {
+    if crate::base::archive_role::subscribes(&ext)? {
         return Ok(SealRun { status: "archive: blocks come from the primary", ..Default::default() });
     }
     let locked = Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_try_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?

@@ -64,7 +64,7 @@ pub fn pseudonymize_many(originals: &[Option<&str>], strategy: Strategy) -> Audi
 }
 
 pub(crate) fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
-    if !crate::replication::archive::records_events(action, description)? {
+    if !crate::base::archive_role::records_events(action, description)? {
         return Ok(());
     }
     Spi::run_with_args(
@@ -253,7 +253,7 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
     let total_archived: i64 = out.iter().map(|r| r.1).sum();
     let total_deleted: i64 = out.iter().map(|r| r.2).sum();
     let summary = format!("{} policies: {total_archived} rows archived, {total_deleted} deleted", out.len());
-    if crate::replication::archive::records_events("gdpr.retention.apply", &summary)? {
+    if crate::base::archive_role::records_events("gdpr.retention.apply", &summary)? {
         Spi::run_with_args(
             &q("INSERT INTO @extschema@.audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
              VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')")?,

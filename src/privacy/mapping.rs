@@ -115,7 +115,7 @@ pub fn pseudonymize_many(
         resolve(&mut wanted, &mapped(strategy, all)?);
         let missing: Vec<&Wanted<'_>> = wanted.iter().filter(|w| w.pseudonym.is_none()).collect();
         if !missing.is_empty() {
-            if crate::replication::archive::replaying() {
+            if crate::base::archive_role::replaying() {
                 // An archive records no mapping of its own (its ids would collide with
                 // the primary's, which arrive by replication): a value only the archive
                 // still holds gets its hash pseudonym, which needs no mapping.

@@ -301,7 +301,7 @@ pub fn pseudonymize_subject(subject: &Subject, strategy: Strategy) -> AuditResul
     }
     note_legacy_targets(subject, &mut out)?;
     log_event("gdpr.data.pseudonymize", Some(&subject.label()?), "success", &summary(&out))?;
-    crate::replication::archive::emit(&Command::Pseudonymize { subjects: subject.ids().to_vec(), strategy: strategy.name().to_string() })?;
+    crate::base::archive_role::emit(&Command::Pseudonymize { subjects: subject.ids().to_vec(), strategy: strategy.name().to_string() })?;
     Ok(out)
 }
 
@@ -366,7 +366,7 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
     }
     note_legacy_targets(subject, &mut out)?;
     log_event("gdpr.data.delete", Some(&subject.label()?), "success", &summary(&out))?;
-    crate::replication::archive::emit(&Command::Delete { subjects: subject.ids().to_vec(), preserve })?;
+    crate::base::archive_role::emit(&Command::Delete { subjects: subject.ids().to_vec(), preserve })?;
     Ok(out)
 }
 
@@ -389,7 +389,7 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     let out = vec![("pseudonym_mapping".to_string(), "original_id".to_string(), "deleted".to_string(), deleted)];
     log_event("gdpr.data.delete", Some(&subject.label()?), "success",
               &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"))?;
-    crate::replication::archive::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
+    crate::base::archive_role::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
     Ok(out)
 }
 
