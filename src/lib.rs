@@ -3,7 +3,7 @@
 //! The tables come from `sql/schema.sql` (the original Drizzle migrations 0000-0006);
 //! the Rust modules hold what benefits from it. Pure logic (date maths, naming) lives
 //! in the `audit_db_core` crate so plain `cargo test` covers it. README.md lists the
-//! modules by concern.
+//! folders of src/ by floor, with their modules (scripts/check_imports.py checks it).
 
 // Every unsafe block says why it is sound (`cargo clippy` asks for a `// SAFETY:` line).
 #![warn(clippy::undocumented_unsafe_blocks)]

@@ -304,7 +304,7 @@ pub extern "C-unwind" fn audit_db_sealer_main(_arg: pg_sys::Datum) {
             continue;
         }
         // A worker sets its own statement start time (PostgreSQL does it for client
-        // statements only); keys.rs re-checks the key file once per statement by it,
+        // statements only); base/keys.rs re-checks the key file once per statement by it,
         // so without this a reloaded key would never be seen here.
         // SAFETY: a plain update of this backend's transaction bookkeeping, outside a transaction.
         unsafe { pg_sys::SetCurrentStatementStartTimestamp() };

@@ -9,7 +9,7 @@
 //! prepared once per key (`RootKey::mac`); the key ring itself is read by the
 //! postmaster when it loads the library (`preload_key_ring`), so backends and parallel
 //! workers start with it and only check the file's identity once per statement
-//! (keys.rs). The function is written against the V1 calling convention
+//! (base/keys.rs). The function is written against the V1 calling convention
 //! directly: the argument is read in place (detoasted only when it is toasted) and the
 //! pseudonym is written straight into the result varlena.
 
