@@ -1,6 +1,6 @@
 //! Tamper evidence of 0.6.0: the insert trigger and epochs, the sealer,
-//! verification and the per-row check, the append-only guards, and the checkpoint of
-//! a partition that leaves.
+//! verification and the per-row check, the append-only guards, and the retirement
+//! of rows that leave.
 
 pub mod append_only;
 pub mod retirement;

@@ -1,8 +1,9 @@
 //! Tamper evidence of 0.4.0 and 0.5.0 for `audit_log` (see `audit_db_core::integrity`
 //! for the encoding): their BEFORE INSERT trigger that hashes, signs and chains every
-//! event, their `audit_verify_integrity()` and `audit_integrity_digest()`, the check of
-//! the chains of rows written before 0.6.0 (`verify_legacy`), and the retirement
-//! records that let the chain verify across rows removed by retention or erasure.
+//! event, their `audit_verify_integrity()` and `audit_integrity_digest()`, and the check
+//! of the chains of rows written before 0.6.0 (`verify_legacy`), which reads the
+//! retirement records (`audit_chain_retired`, written by evidence/retirement.rs) to
+//! verify the chains across rows removed by retention, erasure or a dropped partition.
 //!
 //! Chains are per organization (`coalesce(organization_id, '')`): the chain head row of
 //! an organization is locked from the insert to the commit of its transaction, so
@@ -332,43 +333,6 @@ fn audit_log_integrity_trigger<'a>(
     new.set_by_name("chain_seq", link.0)?;
     new.set_by_name("chain_hash", link.1)?;
     Ok(Some(new))
-}
-
-// --------------------------------------------------------------- retirement
-
-/// Records the chain runs of rows about to leave audit_log (a dropped or detached
-/// partition, erased or expired rows) in `audit_chain_retired`, so verification
-/// accepts those gaps, and returns (rows, runs). `rows_sql` selects
-/// `chain_key, chain_seq, chain_hash` of the rows that go; its values are bound as
-/// `$2`, `$3`, ... from `args` (`$1` is the reason).
-pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: &str) -> AuditResult<(i64, i64)> {
-    let schema = crate::base::spi_util::ext_schema()?;
-    let sql = format!(
-        "WITH r AS ({rows_sql}),
-              islands AS (
-                SELECT chain_key, chain_seq, chain_hash,
-                       chain_seq - pg_catalog.row_number() OVER (PARTITION BY chain_key ORDER BY chain_seq) AS grp
-                  FROM r WHERE chain_seq IS NOT NULL),
-              runs AS (
-                SELECT chain_key, pg_catalog.min(chain_seq) AS from_seq, pg_catalog.max(chain_seq) AS to_seq,
-                       (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS last_hash,
-                       pg_catalog.count(*) AS n
-                  FROM islands GROUP BY chain_key, grp),
-              ins AS (
-                INSERT INTO {schema}.audit_chain_retired (chain_key, from_seq, to_seq, last_hash, rows, reason)
-                SELECT chain_key, from_seq, to_seq, last_hash, n, $1 FROM runs
-                ON CONFLICT (chain_key, from_seq) DO NOTHING
-                RETURNING rows)
-         SELECT coalesce(pg_catalog.sum(rows), 0)::int8, pg_catalog.count(*)::int8 FROM ins"
-    );
-    Spi::connect_mut(|client| {
-        let mut bound: Vec<pgrx::datum::DatumWithOid> = vec![reason.into()];
-        bound.extend(args);
-        let mut t = client.update(sql.as_str(), Some(1), &bound)?;
-        let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
-        Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0)))
-    })
-    .map_err(AuditError::from)
 }
 
 // ------------------------------------------------------------- verification

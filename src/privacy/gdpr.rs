@@ -225,27 +225,11 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
             &[class.as_str().into(), archive_days.into()],
         )?
         .unwrap_or(0);
-        if let Some(days) = delete_after {
-            crate::legacy::integrity::retire(
-                &q("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM @extschema@.audit_log
-                  WHERE data_classification = $2 AND archived_at IS NOT NULL
-                    AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $3)")?,
-                vec![class.as_str().into(), days.into()],
-                &format!("retention policy {name}"),
-            )?;
-        }
         let deleted = match delete_after {
-            Some(days) => crate::evidence::seal::retiring(&format!("retention policy {name}"), || {
-                Ok(Spi::get_one_with_args::<i64>(
-                    &q("WITH d AS (DELETE FROM @extschema@.audit_log
-                                 WHERE data_classification = $1 AND archived_at IS NOT NULL
-                                   AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
-                                RETURNING 1)
-                     SELECT pg_catalog.count(*) FROM d")?,
-                    &[class.as_str().into(), days.into()],
-                )?
-                .unwrap_or(0))
-            })?,
+            Some(days) => crate::evidence::retirement::delete_rows(
+                &crate::evidence::retirement::Leaving::Expired { class: &class, days },
+                &format!("retention policy {name}"),
+            )?,
             None => 0,
         };
         out.push((name, archived, deleted));

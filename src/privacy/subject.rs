@@ -17,6 +17,7 @@ use crate::base::error::{AuditError, AuditResult, OrReport};
 use crate::privacy::gdpr::{log_event, parse_strategy, pseudonymize_many, COMPLIANCE_ACTIONS};
 use crate::base::keys::{key_ring, personal_details_keys};
 use crate::base::regclass::JsonbDatum;
+use crate::evidence::retirement::Leaving;
 use audit_db_core::command::Command;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -335,20 +336,8 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
     // writers wait for the erasure, readers do not.
     Spi::run(&q("LOCK TABLE @extschema@.audit_log IN SHARE ROW EXCLUSIVE MODE")?)?;
     // The erased rows' legacy chain links are retired first, so the chain still verifies.
-    crate::legacy::integrity::retire(
-        &q("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM @extschema@.audit_log
-          WHERE principal_id = ANY($2) AND (NOT $3 OR action <> ALL($4))")?,
-        vec![subject.ids().to_vec().into(), preserve.into(), actions.clone().into()],
-        "erasure (audit_delete_subject)",
-    )?;
-    let deleted = crate::evidence::seal::retiring("erasure (audit_delete_subject)", || {
-        Ok(Spi::get_one_with_args::<i64>(
-            &q("WITH d AS (DELETE FROM @extschema@.audit_log WHERE principal_id = ANY($1) AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
-             SELECT pg_catalog.count(*) FROM d")?,
-            &[subject.ids().to_vec().into(), preserve.into(), actions.into()],
-        )?
-        .unwrap_or(0))
-    })?;
+    let leaving = Leaving::Subject { principals: subject.ids(), preserve, kept_actions: &actions };
+    let deleted = crate::evidence::retirement::delete_rows(&leaving, "erasure (audit_delete_subject)")?;
     let map = subject.pseudonyms(Strategy::Hash)?;
     let mut out = vec![
         ("audit_log".to_string(), "principal_id".to_string(), "deleted".to_string(), deleted),
