@@ -140,10 +140,14 @@ pub fn key_configured() -> bool {
 /// ring it last had `key_ring()` check against the key file.
 const INSERT_RECHECK_US: i64 = 100_000;
 
+/// Statement start of a check of the insert trigger's ring, and the settings
+/// (`audit_db.key_file`, `audit_db.key_command`) it was made under.
+type InsertCheck = (i64, Option<CString>, Option<CString>);
+
 thread_local! {
     /// When the insert trigger's ring was last checked (statement start), and under
     /// which settings.
-    static INSERT_CHECKED: RefCell<Option<(i64, Option<CString>, Option<CString>)>> = const { RefCell::new(None) };
+    static INSERT_CHECKED: RefCell<Option<InsertCheck>> = const { RefCell::new(None) };
 }
 
 /// The key ring for signing new audit_log rows: `key_ring()`, except that the key file
