@@ -72,24 +72,55 @@ def module_of(path):
     return folder, None if rel.name == "mod.rs" else rel.stem
 
 
+IDENT = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def use_tree(text, i):
+    """The paths of a use tree starting at text[i] (after `crate::`), each a list of
+    segments, and the position after it: `a::b`, `a::{b, c::d}`, `{a, b::*}`."""
+    while i < len(text) and text[i].isspace():
+        i += 1
+    if i < len(text) and text[i] == "{":
+        paths, i = [], i + 1
+        while True:
+            while i < len(text) and text[i] in " \t\r\n,":
+                i += 1
+            if i >= len(text) or text[i] == "}":
+                return paths, i + 1
+            sub, j = use_tree(text, i)
+            if j <= i:
+                return paths, i + 1
+            paths += sub
+            i = j
+    if i < len(text) and text[i] == "*":
+        return [[]], i + 1
+    m = IDENT.match(text, i)
+    if not m:
+        return [[]], i
+    name, i = m.group(1), m.end()
+    rest = re.compile(r"\s*::\s*").match(text, i)
+    if rest:
+        sub, i = use_tree(text, rest.end())
+        return [[name] + p for p in sub], i
+    alias = re.compile(r"\s+as\s+[A-Za-z_][A-Za-z0-9_]*").match(text, i)
+    return [[name]], alias.end() if alias else i
+
+
 def references(text, folder, siblings):
     """Modules a file names: ('evidence', 'seal'), or ('evidence', None) for a folder
-    named alone. Handles `crate::a::b`, `crate::{a::b, c::d}` and `super::x`."""
+    named alone. Handles `crate::a::b`, `crate::{a::b, c::{d, e}}`, `super::x`, and
+    `a::b` after `use crate::a;`."""
     refs = set()
-    for m in re.finditer(r"\bcrate\s*::\s*(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*(?:\s*::\s*(?:\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*))?)", text):
-        body = m.group(1)
-        paths = [p.strip() for p in body.strip("{}").split(",")] if body.startswith("{") else [body]
-        for p in paths:
-            parts = [x.strip() for x in re.split(r"::", p) if x.strip()]
-            if not parts:
-                continue
-            top = parts[0]
-            if len(parts) > 1 and parts[1].startswith("{"):
-                for sub in parts[1].strip("{}").split(","):
-                    sub = sub.strip().split("::")[0].strip()
-                    refs.add((top, sub or None))
-            else:
-                refs.add((top, parts[1] if len(parts) > 1 else None))
+    for m in re.finditer(r"\bcrate\s*::", text):
+        paths, _ = use_tree(text, m.end())
+        for parts in paths:
+            parts = [x for x in parts if x not in ("self",)]
+            if parts:
+                refs.add((parts[0], parts[1] if len(parts) > 1 else None))
+    # a folder imported by name (`use crate::evidence;`), then used as `evidence::seal`
+    for top in sorted({t for t, sub in refs if sub is None}):
+        for m in re.finditer(r"(?<![A-Za-z0-9_:])%s\s*::\s*([A-Za-z_][A-Za-z0-9_]*)" % re.escape(top), text):
+            refs.add((top, m.group(1)))
     if folder:
         for m in re.finditer(r"\bsuper\s*::\s*([A-Za-z_][A-Za-z0-9_]*)", text):
             if m.group(1) in siblings:
