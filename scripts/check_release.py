@@ -12,6 +12,8 @@
 5. docs/reference.md has one heading per function of that manifest (the catalog of a
    fresh install), and none for a function the catalog lacks.
 6. Every function of that manifest has a COMMENT in the install script.
+7. The import checks of scripts/check_imports.py: no import circle in src/, no import
+   of a higher floor, every module of src/ listed in README with its folder.
 
 Usage: scripts/check_release.py GENERATED_SQL   (output of `cargo pgrx schema`)
 Prints "ok - ..." / "not ok - ..." lines and "release checks: N passed, M failed".
@@ -113,6 +115,15 @@ if manifest.exists():
     uncommented = sorted(set(catalog) - commented)
     check("every function of the catalog has a COMMENT in the install script", not uncommented,
           f"no COMMENT ON FUNCTION for: {uncommented}")
+
+# 7. src/: no import circle, no import of a higher floor, README lists every module
+#    (scripts/check_imports.py)
+sys.path.insert(0, str(root / "scripts"))
+sys.dont_write_bytecode = True
+import check_imports  # noqa: E402
+
+for name, ok, detail in check_imports.checks():
+    check(name, ok, detail)
 
 failed = results.count(False)
 print(f"release checks: {len(results) - failed} passed, {failed} failed")

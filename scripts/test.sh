@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test of audit_db, release checks and four tiers, then one summary line:
-#   0. scripts/check_release.py (released scripts unchanged, schema change => new version),
+#   0. scripts/check_release.py (released scripts unchanged, schema change => new version,
+#      and scripts/check_imports.py: no import circle in src/, README lists every module),
 #   1. plain `cargo test` of the pure-Rust core (no PostgreSQL),
 #   2. `cargo pgrx test` (#[pg_test] functions inside a pgrx-managed cluster),
 #   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron),

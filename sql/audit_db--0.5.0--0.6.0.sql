@@ -195,7 +195,7 @@ STRICT VOLATILE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_internal_write_wrapper';
 
--- Verification of one row, PARALLEL SAFE (src/row_check.rs): audit_verify_integrity()
+-- Verification of one row, PARALLEL SAFE (src/evidence/row_check.rs): audit_verify_integrity()
 -- sums its answers per epoch in one aggregate query that may use parallel workers.
 -- Declared VOLATILE although its answer only changes with the key ring: the planner
 -- then keeps the subquery that calls it (a STABLE call would be inlined into each of
@@ -308,7 +308,7 @@ COMMENT ON FUNCTION audit_pseudonymize_subject(text, text) IS
 
 -- ------------------------------------------------- pseudonymization speed
 -- Issue 17: the hash strategy without per-call overhead, and a batch form.
--- The hash strategy at hash-function speed (issue 17; src/hash_pseudonym.rs): no
+-- The hash strategy at hash-function speed (issue 17; src/privacy/hash_pseudonym.rs): no
 -- table, so no SECURITY DEFINER or SET clause; STABLE (the key can change on reload)
 -- and PARALLEL SAFE.
 CREATE FUNCTION audit_pseudonymize_hash(original text) RETURNS text
@@ -338,7 +338,7 @@ CREATE  FUNCTION "audit_log_next_id"() RETURNS bigint /* i64 */
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'audit_log_next_id_wrapper';
--- Rows the original application wrote: checked against its own hash (src/original.rs).
+-- Rows the original application wrote: checked against its own hash (src/journal/original.rs).
 -- audit_db::original::audit_original_hash_matches
 CREATE  FUNCTION "audit_original_hash_matches"(
 	"stored" TEXT, /* Option < & str > */
@@ -362,7 +362,7 @@ COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, t
 -- ------------------------------------------------ unique ids (issue 14)
 -- The original refused a duplicate id through its single-column primary keys, which a
 -- partitioned table cannot have. audit_log: ids from the default are unique by
--- construction (src/unique_id.rs); the insert trigger checks only ids a statement
+-- construction (src/journal/unique_id.rs); the insert trigger checks only ids a statement
 -- supplied itself. error_log (ids chosen by the application): every insert looks its
 -- id up across the partitions, serialised per id by an advisory lock.
 ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT audit_log_next_id();

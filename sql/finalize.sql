@@ -53,7 +53,7 @@ GRANT EXECUTE ON FUNCTION audit_partitions(regclass),
                           audit_analyze_partitions(regclass, bigint, timestamptz)
    TO audit_db_reader, audit_db_admin;
 
--- The hash strategy at hash-function speed (issue 17; src/hash_pseudonym.rs): no
+-- The hash strategy at hash-function speed (issue 17; src/privacy/hash_pseudonym.rs): no
 -- table, so no SECURITY DEFINER or SET clause; STABLE (the key can change on reload)
 -- and PARALLEL SAFE.
 CREATE FUNCTION audit_pseudonymize_hash(original text) RETURNS text
@@ -91,7 +91,7 @@ GRANT EXECUTE ON FUNCTION audit_archive_publish(text), audit_archive_prepare() T
 GRANT SELECT ON audit_chain_head, audit_chain_retired, audit_seal_block, audit_seal_retired
    TO audit_db_reader, audit_db_admin;
 
--- Verification of one row, PARALLEL SAFE (src/row_check.rs): audit_verify_integrity()
+-- Verification of one row, PARALLEL SAFE (src/evidence/row_check.rs): audit_verify_integrity()
 -- sums its answers per epoch in one aggregate query that may use parallel workers.
 -- Declared VOLATILE although its answer only changes with the key ring: the planner
 -- then keeps the subquery that calls it (a STABLE call would be inlined into each of
@@ -108,7 +108,7 @@ COMMENT ON FUNCTION audit_seal_row_check(audit_log) IS
 -- worker: about 0.3 s each, for expressions that are not the work.
 ALTER FUNCTION audit_verify_integrity(timestamptz, timestamptz) SET jit = off;
 
--- Rows the original application wrote: checked against its own hash (src/original.rs).
+-- Rows the original application wrote: checked against its own hash (src/journal/original.rs).
 REVOKE ALL ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, text, text, text, text, text, text) FROM PUBLIC;
 COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, text, text, text, text, text, text) IS
 'Internal to audit_verify_integrity(): whether a row''s stored hash is the original application''s SHA-256 of its values (adopted rows and rows without chain or seal); NULL when it cannot be recomputed (no hash, another algorithm, a time with sub-millisecond digits).';
@@ -116,7 +116,7 @@ COMMENT ON FUNCTION audit_original_hash_matches(text, text, timestamptz, text, t
 -- ------------------------------------------------ unique ids (issue 14)
 -- The original refused a duplicate id through its single-column primary keys, which a
 -- partitioned table cannot have. audit_log: ids from the default are unique by
--- construction (src/unique_id.rs); the insert trigger checks only ids a statement
+-- construction (src/journal/unique_id.rs); the insert trigger checks only ids a statement
 -- supplied itself. error_log (ids chosen by the application): every insert looks its
 -- id up across the partitions, serialised per id by an advisory lock.
 ALTER TABLE audit_log ALTER COLUMN id SET DEFAULT audit_log_next_id();

@@ -3,57 +3,39 @@
 //! The tables come from `sql/schema.sql` (the original Drizzle migrations 0000-0006);
 //! the Rust modules hold what benefits from it. Pure logic (date maths, naming) lives
 //! in the `audit_db_core` crate so plain `cargo test` covers it. README.md lists the
-//! modules by concern.
+//! folders of src/ by floor, with their modules (scripts/check_imports.py checks it).
 
 // Every unsafe block says why it is sound (`cargo clippy` asks for a `// SAFETY:` line).
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 use pgrx::prelude::*;
 
-pub mod adopt;
-pub mod anchor;
-pub mod archive;
-pub mod analyze;
-pub mod convert;
-pub mod error;
-pub mod gdpr;
-pub mod hash_pseudonym;
-pub mod integrity;
-pub mod internal;
-pub mod keys;
-pub mod lock_retry;
-pub mod maintenance;
-pub mod original;
-pub mod owner;
-pub mod mapping;
-pub mod partition;
-pub mod regclass;
-pub mod row_check;
-pub mod schema_check;
-pub mod seal;
-pub mod sealer;
-pub mod spi_util;
-pub mod subject;
-pub mod verify;
-pub mod subxact;
-pub mod unique_id;
+pub mod base;
+pub mod journal;
+pub mod legacy;
+pub mod evidence;
+pub mod partitions;
+pub mod privacy;
+pub mod replication;
 
 ::pgrx::pg_module_magic!(name, version);
 
 /// Registers the settings (`audit_db.key_file`, `audit_db.key_command` and
-/// `audit_db.personal_details_keys` in keys.rs, `audit_db.sealer_database` and
-/// `audit_db.seal_interval` in sealer.rs, `audit_db.lock_attempt_timeout` in
-/// lock_retry.rs); meant to run from shared_preload_libraries, where it also starts
-/// the sealer worker and loads the key ring for the hash strategy.
+/// `audit_db.personal_details_keys` in base/keys.rs, `audit_db.sealer_database` and
+/// `audit_db.seal_interval` in evidence/sealer.rs, `audit_db.lock_attempt_timeout` in
+/// base/lock_retry.rs); meant to run from shared_preload_libraries, where it also sets
+/// up the seal epochs' shared memory, registers the sealer worker and loads the key
+/// ring for the hash strategy.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    keys::register_gucs();
-    sealer::register_gucs();
-    lock_retry::register_gucs();
+    base::keys::register_gucs();
+    evidence::sealer::register_gucs();
+    base::lock_retry::register_gucs();
     // SAFETY: reads a postmaster global.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        seal::init_preloaded();
-        hash_pseudonym::preload_key_ring();
+        evidence::seal::init_preloaded();
+        evidence::sealer::register();
+        privacy::hash_pseudonym::preload_key_ring();
     }
 }
 

@@ -1,10 +1,10 @@
 //! `audit_analyze_partitions()`: the original `analyzePartitionPerformance`, in SQL.
 //! Totals over the partitions of a parent, and recommendations for what to fix.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::partition::{Parent, PartitionConfig};
-use crate::regclass::Regclass;
-use crate::spi_util::{ext_schema, qualified};
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::partitions::partition::{Parent, PartitionConfig};
+use crate::base::regclass::Regclass;
+use crate::base::spi_util::{ext_schema, qualified};
 use pgrx::prelude::*;
 
 /// Default size above which a partition is reported: 10 GiB.
@@ -22,7 +22,7 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
     let parent = Parent::load(rel)?;
     // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    let may_read = crate::spi_util::read_one::<bool>(
+    let may_read = crate::base::spi_util::read_one::<bool>(
         "SELECT pg_catalog.has_table_privilege($1, $2, 'SELECT')",
         &[caller.into(), parent.oid.into()],
     )?
@@ -79,7 +79,7 @@ pub fn analyze(rel: Regclass, size_threshold: i64, at: Option<TimestampWithTimeZ
             // Planning a query on a table runs code its owner chose (an IMMUTABLE
             // function in a statistics or index expression): as that owner (issue 25).
             let _owner = parent.as_owner();
-            let n = crate::spi_util::read_one::<i64>(
+            let n = crate::base::spi_util::read_one::<i64>(
                 &format!("SELECT pg_catalog.count(*) FROM ONLY {}", qualified(&parent.schema, d)),
                 &[],
             )?

@@ -2,9 +2,9 @@
 //! audit table. Planning (bounds, names) lives in `audit_db_core::partition`; this
 //! module only reads the catalog and issues DDL through SPI.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::regclass::Regclass;
-use crate::spi_util::{ext_schema, qualified};
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::regclass::Regclass;
+use crate::base::spi_util::{ext_schema, qualified};
 use audit_db_core::calendar::Date;
 use audit_db_core::partition::{plan, PartitionInterval, Period, PlanError};
 use pgrx::prelude::*;
@@ -128,8 +128,8 @@ impl Parent {
     /// evaluates its defaults, constraints and index expressions, which are its
     /// owner's code and must not run with the extension owner's rights (issue 25: an
     /// admin became superuser through a table it owns), as VACUUM and ANALYZE do.
-    pub fn as_owner(&self) -> Option<crate::owner::UserSwitch> {
-        (!self.member).then(|| crate::owner::UserSwitch::to(self.owner_oid))
+    pub fn as_owner(&self) -> Option<crate::base::owner::UserSwitch> {
+        (!self.member).then(|| crate::base::owner::UserSwitch::to(self.owner_oid))
     }
 }
 
@@ -142,7 +142,7 @@ pub fn authorize_maintenance(parent: &Parent) -> AuditResult<()> {
     let caller = unsafe { pg_sys::GetOuterUserId() };
     // (`Parent::load` read the owner and whether the table is the extension's.)
     let allowed = parent.member
-        || crate::spi_util::read_one::<bool>(
+        || crate::base::spi_util::read_one::<bool>(
             "SELECT pg_catalog.pg_has_role($1, $2, 'USAGE')",
             &[caller.into(), parent.owner_oid.into()],
         )?
@@ -205,7 +205,7 @@ fn plan_error(e: PlanError) -> AuditError {
 
 /// The UTC calendar date of `at` (NULL = now()).
 pub fn utc_date(at: Option<TimestampWithTimeZone>) -> AuditResult<Date> {
-    let days = crate::spi_util::read_one::<i32>(
+    let days = crate::base::spi_util::read_one::<i32>(
         "SELECT CASE WHEN pg_catalog.isfinite(t)
                      THEN ((t AT TIME ZONE 'UTC')::date - DATE '1970-01-01') END
            FROM (SELECT coalesce($1, pg_catalog.now()) AS t) s",
@@ -253,7 +253,7 @@ pub struct PartitionBudget {
 }
 
 pub fn partition_budget(parent: &Parent) -> AuditResult<PartitionBudget> {
-    let indexes = crate::spi_util::read_one::<i64>(
+    let indexes = crate::base::spi_util::read_one::<i64>(
         "SELECT pg_catalog.count(*) FROM pg_catalog.pg_index WHERE indrelid = $1",
         &[parent.oid.into()],
     )?
@@ -340,7 +340,7 @@ pub fn attach_partitions(parent: &Parent, periods: &[Period]) -> AuditResult<Vec
             let default_rel = qualified(&parent.schema, default_name);
             let cols = parent.column_list();
             // An internal write: the append-only trigger lets audit_db move its own rows.
-            moved = crate::internal::internal(|| Spi::connect_mut(|client| {
+            moved = crate::base::internal::internal(|| Spi::connect_mut(|client| {
                 client
                     .update(
                         &format!(
@@ -430,7 +430,7 @@ pub fn drop_default_partition(parent: &Parent) -> AuditResult<Option<String>> {
     )?
     .unwrap_or(false);
     if member {
-        let _internal = crate::internal::guard();
+        let _internal = crate::base::internal::guard();
         Spi::run(&format!("ALTER EXTENSION audit_db DROP TABLE {default_rel}"))?;
     }
     drop_tables(&[(parent.schema.clone(), default_name.clone())], parent.member)?;
@@ -596,7 +596,7 @@ pub fn expired_partitions(
 ) -> AuditResult<Vec<Expired>> {
     // 'infinity' would expire every partition, the current and future ones included.
     utc_date(at)?;
-    let positive = crate::spi_util::read_one::<bool>(
+    let positive = crate::base::spi_util::read_one::<bool>(
         "SELECT $1::interval > interval '0'",
         &[retention.into()],
     )?
@@ -632,12 +632,12 @@ pub fn expired_partitions(
 
 /// Detaches `schema.name` from `parent` and renames it `<name>_detached`. Returns the new name.
 pub fn detach_and_keep(parent: &Parent, schema: &str, name: &str) -> AuditResult<String> {
-    crate::integrity::checkpoint_partition(schema, name, "detached")?;
+    crate::evidence::retirement::checkpoint_partition(schema, name, "detached")?;
     let part = qualified(schema, name);
     let kept = detached_name(name);
     // The checkpoint above recorded its rows: audit_db's own detach (the partition guard
     // event triggers let it through: `internal::guard`, `audit_internal_write()`).
-    let _internal = crate::internal::guard();
+    let _internal = crate::base::internal::guard();
     {
         // DETACH runs the foreign-key checks of tables that reference the parent,
         // planned with their owners' index expressions: as the parent's owner for a
@@ -681,12 +681,12 @@ pub fn drop_tables(tables: &[(String, String)], cascade: bool) -> AuditResult<()
     }
     // audit_log partitions leave a sealed checkpoint so the chain verifies across them.
     for (schema, name) in tables {
-        crate::integrity::checkpoint_partition(schema, name, "dropped")?;
+        crate::evidence::retirement::checkpoint_partition(schema, name, "dropped")?;
     }
     let list: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
     // Checkpoints recorded: audit_db's own drop (the partition guard event triggers let it
     // through: `internal::guard`, `audit_internal_write()`).
-    let _internal = crate::internal::guard();
+    let _internal = crate::base::internal::guard();
     let behavior = if cascade { "CASCADE" } else { "RESTRICT" };
     Spi::run(&format!("DROP TABLE {} {behavior}", list.join(", ")))?;
     Ok(())
@@ -762,7 +762,7 @@ impl PartitionConfig {
         let schema = ext_schema()?;
         // Version 0.1.0 of the schema has no config table: this library serves every
         // released version, so it falls back to the defaults there.
-        let has_table = crate::spi_util::read_one::<bool>(
+        let has_table = crate::base::spi_util::read_one::<bool>(
             "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
             &[format!("{schema}.audit_partition_config").into()],
         )?
@@ -827,7 +827,7 @@ impl Default for PartitionConfig {
 }
 
 fn relation_exists(schema: &str, name: &str) -> AuditResult<bool> {
-    Ok(crate::spi_util::read_one::<bool>(
+    Ok(crate::base::spi_util::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                          WHERE n.nspname = $1 AND c.relname = $2)",
@@ -844,7 +844,7 @@ fn overlaps_existing(existing: &[ExistingPartition], period: &Period) -> AuditRe
     let froms: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.from).collect();
     let tos: Vec<Option<TimestampWithTimeZone>> = ranges.iter().map(|p| p.to).collect();
     // MINVALUE / MAXVALUE bounds come back as -infinity / infinity.
-    Ok(crate::spi_util::read_one::<bool>(
+    Ok(crate::base::spi_util::read_one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM unnest($1::timestamptz[], $2::timestamptz[]) AS r(f, t)
                          WHERE r.f < $4::timestamptz AND r.t > $3::timestamptz)",
         &[

@@ -15,10 +15,11 @@
 //! `pseudonym_forgotten` for the row's key), read-only lookups that are safe in a
 //! parallel worker, cached for the statement.
 
-use crate::spi_util::q;
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::statement_stamp;
-use crate::seal::{signing_ring, verdict_of};
+use crate::base::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::statement_stamp;
+use crate::base::keys::signing_ring;
+use crate::evidence::seal::verdict_of;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -53,7 +54,7 @@ fn statement_ring() -> Option<Rc<KeyRing>> {
 fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
     Ok(match pseudonym::classify(value) {
         Some(Strategy::Encryption) => pseudonym::decrypt_pseudonym(ring, value).ok(),
-        Some(Strategy::Token) => crate::spi_util::read_one::<String>(
+        Some(Strategy::Token) => crate::base::spi_util::read_one::<String>(
             &q("SELECT (SELECT original_id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)")?,
             &[value.into()],
         )?

@@ -10,7 +10,7 @@
 //! the parent's window (`audit_partition_config.lock_timeout`) is spent. Writers wait
 //! at most one attempt; maintenance gets its lock as soon as the reader is gone.
 
-use crate::subxact::{try_in_subtransaction, Caught};
+use crate::base::subxact::{try_in_subtransaction, Caught};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::pg_sys;
 use std::time::Instant;
@@ -60,7 +60,7 @@ pub fn attempt_ms() -> i64 {
 }
 
 fn set_lock_timeout(ms: i64) -> Result<(), Caught> {
-    crate::spi_util::set_lock_timeout(&format!("{ms}ms")).map_err(|e| Caught {
+    crate::base::spi_util::set_lock_timeout(&format!("{ms}ms")).map_err(|e| Caught {
         sqlstate: "XX000".into(),
         message: e.message,
     })

@@ -9,12 +9,12 @@
 //! prepared once per key (`RootKey::mac`); the key ring itself is read by the
 //! postmaster when it loads the library (`preload_key_ring`), so backends and parallel
 //! workers start with it and only check the file's identity once per statement
-//! (keys.rs). The function is written against the V1 calling convention
+//! (base/keys.rs). The function is written against the V1 calling convention
 //! directly: the argument is read in place (detoasted only when it is toasted) and the
 //! pseudonym is written straight into the result varlena.
 
-use crate::error::{AuditResult, OrReport};
-use crate::keys::key_ring;
+use crate::base::error::{AuditResult, OrReport};
+use crate::base::keys::key_ring;
 use audit_db_core::crypto::Purpose;
 use audit_db_core::pseudonym::{self, passes_through_bytes, write_hash_pseudonym, HASH_PSEUDONYM_LEN};
 use pgrx::pg_sys;

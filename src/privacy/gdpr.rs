@@ -7,9 +7,9 @@
 //! keyed blind index of the original (one mapping per original and strategy, found
 //! without decrypting) and `original_id` sealed with AES-256-GCM.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::key_ring;
-use crate::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::key_ring;
+use crate::base::spi_util::q;
 use audit_db_core::crypto::CryptoError;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -58,13 +58,13 @@ pub fn pseudonymize(original: &str, strategy: Strategy) -> AuditResult<String> {
 /// are found and written with one statement each for the whole batch.
 pub fn pseudonymize_many(originals: &[Option<&str>], strategy: Strategy) -> AuditResult<Vec<Option<String>>> {
     if strategy == Strategy::Hash {
-        return originals.iter().map(|o| o.map(crate::hash_pseudonym::hash_pseudonym).transpose()).collect();
+        return originals.iter().map(|o| o.map(crate::privacy::hash_pseudonym::hash_pseudonym).transpose()).collect();
     }
-    crate::mapping::pseudonymize_many(&*key_ring()?, strategy, originals)
+    crate::privacy::mapping::pseudonymize_many(&*key_ring()?, strategy, originals)
 }
 
 pub(crate) fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {
-    if !crate::archive::records_events(action, description)? {
+    if !crate::base::archive_role::records_events(action, description)? {
         return Ok(());
     }
     Spi::run_with_args(
@@ -210,7 +210,7 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
         }
     }
     let mut out = Vec::new();
-    let _internal = crate::internal::guard();
+    let _internal = crate::base::internal::guard();
     for (name, class, retention_days, archive_after, delete_after) in policies {
         // Beyond MAX_RETENTION_DAYS the cutoff would leave timestamptz's range: such a
         // policy keeps everything, which is what the cap does.
@@ -225,27 +225,11 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
             &[class.as_str().into(), archive_days.into()],
         )?
         .unwrap_or(0);
-        if let Some(days) = delete_after {
-            crate::integrity::retire(
-                &q("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM @extschema@.audit_log
-                  WHERE data_classification = $2 AND archived_at IS NOT NULL
-                    AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $3)")?,
-                vec![class.as_str().into(), days.into()],
-                &format!("retention policy {name}"),
-            )?;
-        }
         let deleted = match delete_after {
-            Some(days) => crate::seal::retiring(&format!("retention policy {name}"), || {
-                Ok(Spi::get_one_with_args::<i64>(
-                    &q("WITH d AS (DELETE FROM @extschema@.audit_log
-                                 WHERE data_classification = $1 AND archived_at IS NOT NULL
-                                   AND \"timestamp\" < pg_catalog.now() - pg_catalog.make_interval(days => $2)
-                                RETURNING 1)
-                     SELECT pg_catalog.count(*) FROM d")?,
-                    &[class.as_str().into(), days.into()],
-                )?
-                .unwrap_or(0))
-            })?,
+            Some(days) => crate::evidence::retirement::delete_rows(
+                &crate::evidence::retirement::Leaving::Expired { class: &class, days },
+                &format!("retention policy {name}"),
+            )?,
             None => 0,
         };
         out.push((name, archived, deleted));
@@ -253,7 +237,7 @@ pub fn apply_retention_policies() -> AuditResult<Vec<(String, i64, i64)>> {
     let total_archived: i64 = out.iter().map(|r| r.1).sum();
     let total_deleted: i64 = out.iter().map(|r| r.2).sum();
     let summary = format!("{} policies: {total_archived} rows archived, {total_deleted} deleted", out.len());
-    if crate::archive::records_events("gdpr.retention.apply", &summary)? {
+    if crate::base::archive_role::records_events("gdpr.retention.apply", &summary)? {
         Spi::run_with_args(
             &q("INSERT INTO @extschema@.audit_log (\"timestamp\", principal_id, action, status, outcome_description, data_classification)
              VALUES (pg_catalog.now(), session_user, 'gdpr.retention.apply', 'success', $1, 'INTERNAL')")?,

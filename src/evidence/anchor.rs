@@ -7,8 +7,8 @@
 //! when a key is configured, so that a superuser without the key can neither move the
 //! horizon nor plant an anchor (issue 25); the first block's `prev_hash` is its hash.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::spi_util::q;
 use audit_db_core::integrity::GENESIS;
 use audit_db_core::seal::{anchor_hash, sign_block, Horizon, Limbs};
 use pgrx::prelude::*;
@@ -22,7 +22,7 @@ fn audit_seal_anchor() -> bool {
 }
 
 fn write_anchor() -> AuditResult<()> {
-    if !crate::adopt::inside_our_create_extension() {
+    if !crate::journal::adopt::inside_our_create_extension() {
         return Err(AuditError::insufficient_privilege("audit_seal_anchor() runs only inside CREATE or ALTER EXTENSION audit_db")
             .detail("The anchor records what existed without audit_db evidence when the evidence began; it is written once, by the install or the upgrade.")
             .hint("There is nothing to call: the 0.5.0 -> 0.6.0 step and an adopting install write it."));
@@ -46,7 +46,7 @@ fn write_anchor() -> AuditResult<()> {
     })?;
     let hash = anchor_hash(&heads, Horizon { max_id, rows });
     // A key configured but unreadable stops the upgrade (55000), as it stops inserts.
-    let signature = crate::seal::signing_ring()?.map(|ring| sign_block(ring.current(), &hash));
+    let signature = crate::base::keys::signing_ring()?.map(|ring| sign_block(ring.current(), &hash));
     let heads_json = (!heads.is_empty())
         .then(|| pgrx::JsonB(serde_json::Value::Array(heads.iter().map(|(c, s, h)| serde_json::json!([c, s, h])).collect())));
     Spi::run_with_args(

@@ -18,118 +18,22 @@
 //!   over the archive's rows and drops the command row.
 //! * A database whose `audit_log` is subscribed is an archive: it never seals (its
 //!   blocks are the primary's) and `audit_seal()` says so.
+//!
+//! Whether this database is an archive, whether a command is replaying, and `emit`
+//! (the primary's side of a command) are in base/archive_role.rs, for the floors below.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::key_ring;
-use crate::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::key_ring;
+use crate::base::spi_util::q;
 use audit_db_core::command::Command;
 use audit_db_core::pseudonym;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use std::cell::Cell;
-
-thread_local! {
-    /// Set while the archive replays a command of the primary.
-    static REPLAYING: Cell<bool> = const { Cell::new(false) };
-    /// `is_archive()`, as first seen by this backend's insert trigger.
-    static ARCHIVE: Cell<Option<bool>> = const { Cell::new(None) };
-}
-
-/// True while a replicated subject command runs on the archive: the operation then
-/// writes no event of its own (the primary's arrives by replication), emits no command,
-/// and records no new mapping (the archive's ids would collide with the primary's).
-pub fn replaying() -> bool {
-    REPLAYING.with(|r| r.get())
-}
-
-/// True when this database subscribes to `audit_log`: an archive. A read-only SELECT
-/// (it also runs on a standby).
-pub fn is_archive() -> AuditResult<bool> {
-    subscribes(&crate::spi_util::ext_schema()?)
-}
-
-/// `is_archive()` for a caller that has the extension's (quoted) schema already.
-pub fn subscribes(ext: &str) -> AuditResult<bool> {
-    let log = format!("{ext}.audit_log");
-    Ok(crate::spi_util::read_one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_subscription_rel WHERE srrelid = $1::pg_catalog.regclass)",
-        &[log.into()],
-    )?
-    .unwrap_or(false))
-}
-
-/// For the insert trigger: whether this is an archive, looked up once per backend (a
-/// catalog read per insert would cost every writer on the primary). A backend that
-/// inserted before CREATE SUBSCRIPTION keeps its first answer until it reconnects.
-pub fn is_archive_cached() -> AuditResult<bool> {
-    if let Some(known) = ARCHIVE.with(|a| a.get()) {
-        return Ok(known);
-    }
-    let known = is_archive()?;
-    ARCHIVE.with(|a| a.set(Some(known)));
-    Ok(known)
-}
-
-/// The error of a local insert into audit_log on an archive: its epoch would collide
-/// with the primary's blocks, and nothing on the archive ever seals it.
-pub fn local_insert_refused() -> AuditError {
-    AuditError::object_not_in_prerequisite_state("audit_log on an archive receives events from the primary only")
-        .detail("This database subscribes to audit_log; a row written here would carry an epoch that no block of the primary covers.")
-        .hint("Write events on the primary; they reach the archive by replication.")
-}
-
-/// Whether an audit_db function may record its own event in audit_log here: not while
-/// replaying a command (the primary's event arrives by replication) and not on an
-/// archive (see `local_insert_refused`). On an archive the event goes to the server log.
-pub fn records_events(action: &str, description: &str) -> AuditResult<bool> {
-    if replaying() {
-        return Ok(false);
-    }
-    if is_archive()? {
-        pgrx::log!("audit_db archive: {action} by {}: {description}", pgrx::spi::quote_identifier(&session_user()?));
-        return Ok(false);
-    }
-    Ok(true)
-}
-
-fn session_user() -> AuditResult<String> {
-    Ok(crate::spi_util::read_one::<String>("SELECT session_user::text", &[])?.unwrap_or_default())
-}
-
-/// Publishes `command` to an archive, if any subscribes: one row inserted into
-/// `audit_subject_command` and deleted again. Logical decoding sends the insert (the
-/// publication carries inserts only); the primary keeps no row, and its WAL holds the
-/// subject encrypted under the root key. Not while replaying (no echo).
-pub fn emit(command: &Command) -> AuditResult<()> {
-    if replaying() {
-        return Ok(());
-    }
-    let sealed = pseudonym::seal_original(key_ring()?.current(), &command.encode());
-    // Two statements: a DELETE in the same statement as the INSERT (a data-modifying
-    // CTE) would not see the inserted row, and the primary would keep it.
-    let id = Spi::get_one_with_args::<i64>(
-        &q("INSERT INTO @extschema@.audit_subject_command (operation, payload) VALUES ($1, $2) RETURNING id")?,
-        &[command.name().into(), sealed.into()],
-    )?
-    .ok_or_else(|| AuditError::internal("INSERT ... RETURNING gave no id"))?;
-    Spi::run_with_args(&q("DELETE FROM @extschema@.audit_subject_command WHERE id = $1")?, &[id.into()])?;
-    Ok(())
-}
-
-/// Marks a replay until dropped, also when an error unwinds.
-struct Replaying;
-
-impl Drop for Replaying {
-    fn drop(&mut self) {
-        REPLAYING.with(|r| r.set(false));
-    }
-}
 
 /// Runs a replicated command over this database's rows.
 fn replay(command: Command) -> AuditResult<()> {
-    REPLAYING.with(|r| r.set(true));
-    let _replaying = Replaying;
-    as_origin(|| crate::subject::run_command(command))
+    let _replaying = crate::base::archive_role::replaying_guard();
+    as_origin(|| crate::privacy::subject::run_command(command))
 }
 
 /// Runs `f` with `session_replication_role = origin` when the apply worker runs us
@@ -177,7 +81,7 @@ fn audit_subject_command_replay<'a>(
     Ok(None)
 }
 
-/// The command of a payload written by `emit`.
+/// The command of a payload written by `archive_role::emit`.
 fn decode(payload: &str) -> AuditResult<Command> {
     let ring = key_ring()?;
     let json = pseudonym::open_original(&ring, payload).map_err(|_| {
@@ -203,7 +107,7 @@ fn audit_archive_publish(publication: default!(Option<&str>, "'audit_db_archive'
 
 /// The two publications (created, or brought back to what they must be).
 fn publish(name: &str) -> AuditResult<Vec<String>> {
-    if crate::spi_util::in_recovery() {
+    if crate::base::spi_util::in_recovery() {
         return Err(AuditError::read_only_transaction("a publication cannot be created on a hot standby")
             .hint("Run audit_archive_publish() on the primary."));
     }
@@ -213,7 +117,7 @@ fn publish(name: &str) -> AuditResult<Vec<String>> {
             .detail(format!("audit_db also creates \"{name}_mappings\", which must fit in {} bytes.", pg_sys::NAMEDATALEN - 1))
             .hint("Choose a shorter name."));
     }
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let events = ["audit_log", "audit_seal_block", "audit_subject_command"]
         .map(|t| format!("{ext}.{}", quote_identifier(t)))
         .join(", ");
@@ -255,7 +159,7 @@ const PUBLICATION_MARK: &str = "audit_db archive publication (audit_archive_publ
 fn ours_or_callers(name: &str) -> AuditResult<()> {
     // SAFETY: reads backend state (the user that called this SECURITY DEFINER function).
     let caller = unsafe { pg_sys::GetOuterUserId() };
-    let allowed = crate::spi_util::read_one::<bool>(
+    let allowed = crate::base::spi_util::read_one::<bool>(
         "SELECT pg_catalog.pg_has_role($2, p.pubowner, 'USAGE')
              OR (p.pubowner OPERATOR(pg_catalog.=) e.extowner
                  AND pg_catalog.obj_description(p.oid, 'pg_publication') OPERATOR(pg_catalog.=) $3)
@@ -280,7 +184,7 @@ fn audit_archive_prepare() -> String {
 }
 
 fn prepare() -> AuditResult<String> {
-    if crate::spi_util::in_recovery() {
+    if crate::base::spi_util::in_recovery() {
         return Err(AuditError::read_only_transaction("a hot standby cannot become an archive")
             .hint("Prepare a primary server's database, with audit_db installed and nothing in audit_log."));
     }
@@ -301,12 +205,12 @@ fn prepare() -> AuditResult<String> {
     // copied first) land in the DEFAULT partition instead of stopping replication.
     Spi::run(&q("UPDATE @extschema@.audit_partition_config SET default_partition = true
                   WHERE parent = '@extschema@.audit_log'::pg_catalog.regclass")?)?;
-    let parent = crate::partition::Parent::load(crate::regclass::Regclass(
+    let parent = crate::partitions::partition::Parent::load(crate::base::regclass::Regclass(
         Spi::get_one::<pg_sys::Oid>(&q("SELECT '@extschema@.audit_log'::pg_catalog.regclass::pg_catalog.oid")?)?
             .ok_or_else(|| AuditError::internal("audit_log is missing"))?,
     ))?;
     if parent.default_partition.is_none() {
-        crate::partition::create_default_partition(&parent)?;
+        crate::partitions::partition::create_default_partition(&parent)?;
     }
     Ok("ready: now run CREATE SUBSCRIPTION audit_db_archive CONNECTION '<the primary>' \
         PUBLICATION audit_db_archive, audit_db_archive_mappings"

@@ -22,7 +22,7 @@
 //! concurrent, not yet committed transaction drew from the sequence is not seen by
 //! the lookup. Applications that leave `id` to its default never meet it.
 
-use crate::error::{AuditError, AuditResult, OrReport};
+use crate::base::error::{AuditError, AuditResult, OrReport};
 use pgrx::prelude::*;
 use std::cell::Cell;
 
@@ -37,12 +37,12 @@ thread_local! {
 const LOCK_KEY: &str = "audit_db.audit_log.explicit_id";
 
 fn sequence() -> AuditResult<pg_sys::Oid> {
-    let ext = crate::spi_util::ext_oid();
+    let ext = crate::base::spi_util::ext_oid();
     let (for_ext, seq) = SEQUENCE.with(|s| s.get());
     if for_ext == ext && seq != pg_sys::InvalidOid {
         return Ok(seq);
     }
-    let name = format!("{}.audit_log_id_seq", crate::spi_util::ext_schema()?);
+    let name = format!("{}.audit_log_id_seq", crate::base::spi_util::ext_schema()?);
     let seq = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[name.as_str().into()])?
         .filter(|o| *o != pg_sys::InvalidOid)
         .ok_or_else(|| {
@@ -107,9 +107,9 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
     // SAFETY: reads backend state.
     let superuser = unsafe { pg_sys::superuser() };
     let seq = sequence()?;
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     // Writers may not read audit_log nor set the sequence: both as the extension owner.
-    let _owner = crate::owner::UserSwitch::to(crate::spi_util::ext_owner()?);
+    let _owner = crate::base::owner::UserSwitch::to(crate::base::spi_util::ext_owner()?);
     // Lock order: this advisory lock, then the partitions' ACCESS SHARE (the lookup).
     Spi::run_with_args(
         "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1), 0)",

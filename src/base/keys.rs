@@ -9,7 +9,7 @@
 //! is run once per backend and again when the setting changes. Errors name the
 //! setting, never key material.
 
-use crate::error::{AuditError, AuditResult};
+use crate::base::error::{AuditError, AuditResult};
 use pgrx::pg_sys;
 use audit_db_core::crypto::{check_key_file_mode, KeyError, KeyRing};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -140,10 +140,14 @@ pub fn key_configured() -> bool {
 /// ring it last had `key_ring()` check against the key file.
 const INSERT_RECHECK_US: i64 = 100_000;
 
+/// Statement start of a check of the insert trigger's ring, and the settings
+/// (`audit_db.key_file`, `audit_db.key_command`) it was made under.
+type InsertCheck = (i64, Option<CString>, Option<CString>);
+
 thread_local! {
     /// When the insert trigger's ring was last checked (statement start), and under
     /// which settings.
-    static INSERT_CHECKED: RefCell<Option<(i64, Option<CString>, Option<CString>)>> = const { RefCell::new(None) };
+    static INSERT_CHECKED: RefCell<Option<InsertCheck>> = const { RefCell::new(None) };
 }
 
 /// The key ring for signing new audit_log rows: `key_ring()`, except that the key file
@@ -310,4 +314,23 @@ fn run_key_command(cmd: &str) -> AuditResult<std::process::Output> {
         return Err(failed(format!("printed more than {KEY_COMMAND_MAX_OUTPUT} bytes")));
     }
     Ok(std::process::Output { status, stdout, stderr: Vec::new() })
+}
+
+/// The key ring for signing and checking: None when no key is configured, an error
+/// when one is configured but cannot be used (issue 25: evidence is signed or the
+/// write is refused; what cannot be checked is never a pass).
+pub fn signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
+    if !key_configured() {
+        return Ok(None);
+    }
+    key_ring().map(Some)
+}
+
+/// Whether `signature` (`key_id:hex`) is the HMAC of `hash` under that key of `ring`;
+/// false for a key the ring lacks.
+pub fn signed_by(ring: &KeyRing, hash: &str, signature: &str) -> bool {
+    signature
+        .split_once(':')
+        .and_then(|(id, mac)| ring.get(id).map(|k| audit_db_core::integrity::mac_matches(k, hash, mac)))
+        .unwrap_or(false)
 }

@@ -1,6 +1,6 @@
 //! Small SPI helpers shared by every module.
 
-use crate::error::{AuditError, AuditResult};
+use crate::base::error::{AuditError, AuditResult};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 

@@ -21,8 +21,8 @@
 //! would have re-read closed and retried), so the sealer sees it until it commits or
 //! aborts: no row can join an epoch after its block is written.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::{key_configured, key_ring, personal_details_keys};
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::{personal_details_keys, signed_by};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::sign;
 use audit_db_core::seal::{self as core_seal, element, EventV2, Limbs};
@@ -59,14 +59,14 @@ static SEAL: pgrx::PgAtomic<SealShared> = unsafe { pgrx::PgAtomic::new(c"audit_d
 /// Set in the postmaster's `_PG_init` when preloaded; inherited by every backend.
 static PRELOADED: AtomicBool = AtomicBool::new(false);
 
-/// From `_PG_init` when loaded through shared_preload_libraries: shared memory, the
-/// transaction callback that clears this backend's slot, the sealer worker.
+/// From `_PG_init` when loaded through shared_preload_libraries: shared memory and the
+/// transaction callback that clears this backend's slot (`_PG_init` then registers the
+/// sealer worker).
 pub fn init_preloaded() {
     pgrx::pg_shmem_init!(SEAL = SealShared::new());
     PRELOADED.store(true, SeqCst);
     // SAFETY: registers a permanent callback in the postmaster, inherited by forks.
     unsafe { pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut()) };
-    crate::sealer::register();
 }
 
 pub fn shared() -> AuditResult<&'static SealShared> {
@@ -143,19 +143,19 @@ thread_local! {
 /// backend's first insert never closes the open epoch; after a restart new rows join
 /// the newest unsealed epoch, which has no block yet.
 fn ensure_floor(sh: &SealShared) -> AuditResult<()> {
-    let oid = crate::spi_util::ext_oid();
+    let oid = crate::base::spi_util::ext_oid();
     if FLOOR_FOR.with(|f| f.get()) == oid {
         return Ok(());
     }
-    let owner = crate::spi_util::ext_owner()?;
-    let ext = crate::spi_util::ext_schema()?;
+    let owner = crate::base::spi_util::ext_owner()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let sql = format!(
         "SELECT GREATEST((SELECT coalesce(pg_catalog.max(epoch), 0) FROM {ext}.audit_seal_block),
                          (SELECT coalesce(pg_catalog.max(seal_epoch), 0) - 1 FROM {ext}.audit_log))"
     );
     // Writers may not read the block table: the floor is read as the extension's owner.
     let floor = {
-        let _owner = crate::owner::UserSwitch::to(owner);
+        let _owner = crate::base::owner::UserSwitch::to(owner);
         Spi::get_one::<i64>(&sql)?.unwrap_or(0)
     };
     sh.closed.fetch_max(floor, SeqCst);
@@ -304,7 +304,7 @@ impl RawRow<'_> {
         EventV2 {
             id: self.ints[C_ID],
             // An adopted `infinity` stays the largest value.
-            timestamp_us: self.ints[C_TS].map(crate::integrity::unix_micros),
+            timestamp_us: self.ints[C_TS].map(crate::base::timestamp::unix_micros),
             ttl: t(2),
             principal_id: t(3),
             organization_id: t(4),
@@ -326,21 +326,11 @@ impl RawRow<'_> {
     }
 }
 
-/// The key ring for signing and checking: None when no key is configured, an error
-/// when one is configured but cannot be used (issue 25: evidence is signed or the
-/// write is refused; what cannot be checked is never a pass).
-pub fn signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
-    if !key_configured() {
-        return Ok(None);
-    }
-    key_ring().map(Some)
-}
-
 /// `signing_ring()` for the insert trigger, which checks the key file at most every
 /// 100 ms (`keys::key_ring_for_inserts`). A configured key that cannot be read
 /// refuses the insert: an unsigned row would be indistinguishable from a forged one.
 fn insert_signing_ring() -> AuditResult<Option<Rc<KeyRing>>> {
-    crate::keys::key_ring_for_inserts().transpose().map_err(|e| AuditError {
+    crate::base::keys::key_ring_for_inserts().transpose().map_err(|e| AuditError {
         message: format!("audit event not stored: {}", e.message),
         detail: Some(format!(
             "A key is configured but cannot be read; audit_db stores no unsigned event while a key is configured.{}",
@@ -382,12 +372,12 @@ fn audit_log_seal_trigger<'a>(
     // SAFETY: as above.
     let row = unsafe { read_row(tuple, tupdesc, &cols) };
     // Rows audit_db moves itself (DEFAULT -> new partition) keep their evidence.
-    if crate::internal::active() && row.texts[C_ROW_HASH].is_some() {
+    if crate::base::internal::active() && row.texts[C_ROW_HASH].is_some() {
         // SAFETY: the trigger's own tuple and descriptor, handed back unchanged.
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
     // Adoption (internal) keeps the original application's infinite times.
-    if let Some(ts) = row.ints[C_TS].filter(|_| !crate::internal::active()) {
+    if let Some(ts) = row.ints[C_TS].filter(|_| !crate::base::internal::active()) {
         if ts == i64::MAX || ts == i64::MIN {
             AuditError::datetime_out_of_range("audit event timestamp must be finite")
                 .detail("audit_log refuses events dated infinity or -infinity.")
@@ -400,11 +390,11 @@ fn audit_log_seal_trigger<'a>(
         // SAFETY: the trigger's own tuple and descriptor, handed back unchanged.
         return Ok(Some(unsafe { PgHeapTuple::from_heap_tuple(pgrx::PgTupleDesc::from_pg_unchecked(tupdesc), tuple) }));
     }
-    crate::unique_id::check(row.ints[C_ID], crate::internal::active()).or_report();
+    crate::journal::unique_id::check(row.ints[C_ID], crate::base::internal::active()).or_report();
     let key = ring.as_ref().map(|r| r.current());
     let personal = core_seal::personal_keys_of(row.details.as_deref(), &personal_details_keys());
-    if crate::archive::is_archive_cached().or_report() {
-        crate::archive::local_insert_refused().report();
+    if crate::base::archive_role::is_archive_cached().or_report() {
+        crate::base::archive_role::local_insert_refused().report();
     }
     let epoch = write_epoch().or_report();
     let mut event = row.event();
@@ -440,15 +430,6 @@ fn audit_log_seal_trigger<'a>(
 }
 
 // ------------------------------------------------------------ row checks
-
-/// Whether `signature` (`key_id:hex`) is the HMAC of `hash` under that key of `ring`;
-/// false for a key the ring lacks.
-pub fn signed_by(ring: &KeyRing, hash: &str, signature: &str) -> bool {
-    signature
-        .split_once(':')
-        .and_then(|(id, mac)| ring.get(id).map(|k| audit_db_core::integrity::mac_matches(k, hash, mac)))
-        .unwrap_or(false)
-}
 
 /// Per epoch: rows and the sum of their elements.
 pub type EpochSums = BTreeMap<i64, (i64, Limbs)>;
@@ -592,7 +573,7 @@ fn record_retired(gone: &[(i64, (i64, Limbs))], reason: &str) -> AuditResult<()>
     if gone.is_empty() {
         return Ok(());
     }
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let sql = format!(
         "INSERT INTO {ext}.audit_seal_retired (epoch, rows, sum, reason) VALUES ($1, $2, $3, $4)"
     );
@@ -605,9 +586,9 @@ fn record_retired(gone: &[(i64, (i64, Limbs))], reason: &str) -> AuditResult<()>
 /// Whether this installation has the 0.6.0 tables (a 0.5.0 schema served by this
 /// library has not been updated yet).
 pub fn installed() -> AuditResult<bool> {
-    Ok(crate::spi_util::read_one::<bool>(
+    Ok(crate::base::spi_util::read_one::<bool>(
         "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
-        &[format!("{}.audit_seal_block", crate::spi_util::ext_schema()?).into()],
+        &[format!("{}.audit_seal_block", crate::base::spi_util::ext_schema()?).into()],
     )?
     .unwrap_or(false))
 }
@@ -621,14 +602,14 @@ pub fn retire_partition(part: pg_sys::Oid, reason: &str) -> AuditResult<i64> {
     let name = Spi::get_one_with_args::<String>(
         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) FROM pg_catalog.pg_class c
            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
-        &[pgrx::datum::DatumWithOid::from(crate::regclass::Regclass(part))],
+        &[pgrx::datum::DatumWithOid::from(crate::base::regclass::Regclass(part))],
     )?
     .ok_or_else(|| AuditError::internal("partition vanished"))?;
     let mut gone = EpochSums::new();
     let mut total = 0;
     // The caller holds the partition locked: read it as of now, not as of the start
     // of the statement (rows committed in between would leave without a record).
-    crate::spi_util::with_fresh_snapshot(|| Ok(Spi::connect(|client| {
+    crate::base::spi_util::with_fresh_snapshot(|| Ok(Spi::connect(|client| {
         for r in client.select(
             &format!("SELECT seal_epoch, row_hash, signature FROM {name}"),
             None,

@@ -8,8 +8,8 @@
 //! makes our INSERT wait for it (ON CONFLICT DO NOTHING); its row is then read back, so
 //! both callers return the same pseudonym.
 
-use crate::spi_util::q;
-use crate::error::{AuditError, AuditResult};
+use crate::base::spi_util::q;
+use crate::base::error::{AuditError, AuditResult};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -57,7 +57,7 @@ fn resolve(wanted: &mut [Wanted<'_>], found: &HashMap<String, String>) {
 /// (blind index -> pseudonym). Originals a concurrent transaction mapped first are
 /// left out (ON CONFLICT DO NOTHING) and read back by the caller.
 fn insert_new(ring: &KeyRing, strategy: Strategy, missing: &[&Wanted<'_>]) -> AuditResult<HashMap<String, String>> {
-    if crate::spi_util::in_recovery() {
+    if crate::base::spi_util::in_recovery() {
         return Err(AuditError::read_only_transaction("a new pseudonym mapping cannot be recorded on a hot standby")
             .detail("The token and encryption strategies write one mapping row per new original.")
             .hint("Run it on the primary. Hash pseudonyms (audit_pseudonymize_hash) and mappings that exist already work here."));
@@ -115,7 +115,7 @@ pub fn pseudonymize_many(
         resolve(&mut wanted, &mapped(strategy, all)?);
         let missing: Vec<&Wanted<'_>> = wanted.iter().filter(|w| w.pseudonym.is_none()).collect();
         if !missing.is_empty() {
-            if crate::archive::replaying() {
+            if crate::base::archive_role::replaying() {
                 // An archive records no mapping of its own (its ids would collide with
                 // the primary's, which arrive by replication): a value only the archive
                 // still holds gets its hash pseudonym, which needs no mapping.

@@ -10,10 +10,10 @@
 //! * `copy`: monthly partitions are created for the whole history and the rows are
 //!   copied month by month (one INSERT per month), then the old table is dropped.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::partition::{create_partition, missing_periods, Parent, PartitionConfig};
-use crate::regclass::Regclass;
-use crate::spi_util::{ext_schema, qualified};
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::partitions::partition::{create_partition, missing_periods, Parent, PartitionConfig};
+use crate::base::regclass::Regclass;
+use crate::base::spi_util::{ext_schema, qualified};
 use audit_db_core::calendar::Date;
 use audit_db_core::partition::{bound_literal, month_after, months_between, plan, PartitionInterval};
 use pgrx::prelude::*;
@@ -347,7 +347,7 @@ pub fn convert(rel: Regclass, mode: Mode, key: &str) -> AuditResult<String> {
         .ok_or_else(|| AuditError::internal("new parent vanished"))?);
     let parent = Parent::load(new_rel)?;
     let config = PartitionConfig::load(new_rel.0)?;
-    let today = crate::partition::utc_date(None)?;
+    let today = crate::partitions::partition::utc_date(None)?;
 
     let summary = match mode {
         Mode::Attach => {

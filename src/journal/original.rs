@@ -12,7 +12,7 @@
 //!   existed without 0.6.0 evidence when the evidence began; 0 without an anchor) was
 //!   written with the trigger off: a hash mismatch (issue 25).
 
-use crate::error::AuditResult;
+use crate::base::error::AuditResult;
 use audit_db_core::original::{original_hash, OriginalEvent};
 use pgrx::prelude::*;
 
@@ -40,7 +40,7 @@ fn audit_original_hash_matches(
     }
     let event = OriginalEvent {
         // `infinity` has no toISOString() form: it recomputes to None, not an overflow.
-        timestamp_us: crate::integrity::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
+        timestamp_us: crate::base::timestamp::unix_micros(i64::from(pg_sys::TimestampTz::from(ts))),
         action,
         status,
         principal_id,

@@ -8,9 +8,9 @@
 //! PostgreSQL chooses them), `merge_chunk` and `close_epoch` (count and sum of each
 //! epoch's rows against its block).
 
-use crate::spi_util::q;
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::seal::signing_ring;
+use crate::base::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::GENESIS;
 use audit_db_core::seal::{anchor_hash, block_hash, Horizon, Limbs};
@@ -79,7 +79,7 @@ fn next_block(r: &pgrx::spi::SpiHeapTupleData, prev: &mut String, ring: Option<&
         block_hash(epoch, rows, &sum, &prev_hash)
     };
     let signed_ok = match (&signature, ring) {
-        (Some(sig), Some(ring)) => crate::seal::signed_by(ring, &hash, sig),
+        (Some(sig), Some(ring)) => crate::base::keys::signed_by(ring, &hash, sig),
         (Some(_), None) => {
             report.unverifiable += 1;
             true
@@ -186,11 +186,11 @@ fn tally_sql(ext: &str) -> String {
                    FROM {ext}.audit_log a
                   WHERE a.seal_epoch BETWEEN $1 AND $2 AND a.\"timestamp\" >= $3 AND a.\"timestamp\" <= $4) t
           GROUP BY t.seal_epoch ORDER BY t.seal_epoch",
-        h = crate::seal::HASH_BAD,
-        s = crate::seal::SIGNATURE_BAD,
-        v = crate::seal::UNVERIFIABLE,
-        u = crate::seal::UNSIGNED,
-        bad = crate::seal::HASH_BAD | crate::seal::SIGNATURE_BAD | crate::seal::UNSIGNED,
+        h = crate::evidence::seal::HASH_BAD,
+        s = crate::evidence::seal::SIGNATURE_BAD,
+        v = crate::evidence::seal::UNVERIFIABLE,
+        u = crate::evidence::seal::UNSIGNED,
+        bad = crate::evidence::seal::HASH_BAD | crate::evidence::seal::SIGNATURE_BAD | crate::evidence::seal::UNSIGNED,
     )
 }
 
@@ -295,7 +295,7 @@ const CHUNK_ROWS: i64 = 2_000_000;
 /// chunks of consecutive epochs, and each chunk's rows are checked and summed by one
 /// aggregate query. Memory holds one chunk, whatever the size of the trail.
 pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, report: &mut Report) -> AuditResult<()> {
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let ring = signing_ring()?;
     let ring = ring.as_deref();
     let whole = from == TimestampWithTimeZone::negative_infinity() && to == TimestampWithTimeZone::positive_infinity();
@@ -361,7 +361,7 @@ pub fn verify_sealed(from: TimestampWithTimeZone, to: TimestampWithTimeZone, rep
 pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<Report> {
     let mut report = Report::default();
     verify_sealed(from, to, &mut report)?;
-    let legacy = crate::integrity::verify_legacy(from, to)?;
+    let legacy = crate::legacy::integrity::verify_legacy(from, to)?;
     report.checked += legacy.checked;
     report.legacy = legacy.checked;
     report.unchained = legacy.unchained;
@@ -445,7 +445,7 @@ fn audit_verify_integrity_v2(
     let r = verify(from, to).or_report();
     // Recorded where the transaction can write; a standby or a read-only transaction
     // (a reporting connection) still verifies.
-    if !crate::spi_util::read_only() {
+    if !crate::base::spi_util::read_only() {
         record_run(&r, from, to).or_report();
     }
     if r.legacy > r.original_rows {
@@ -529,7 +529,7 @@ fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone
 #[search_path(pg_catalog, pg_temp)]
 fn audit_integrity_digest_v2(upto: default!(Option<TimestampWithTimeZone>, "now()")) -> pgrx::JsonB {
     let upto = upto.ok_or_else(|| AuditError::null_argument("upto")).or_report();
-    crate::spi_util::read_one::<pgrx::JsonB>(
+    crate::base::spi_util::read_one::<pgrx::JsonB>(
         &q("SELECT pg_catalog.jsonb_build_object(
                     'format', 'audit_db.digest.v2', 'upto', $1::timestamptz,
                     'blocks', (SELECT pg_catalog.count(*) FROM @extschema@.audit_seal_block WHERE sealed_at <= $1),

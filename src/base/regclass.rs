@@ -66,6 +66,8 @@ impl IntoDatum for Regclass {
 
 sql_type!(Regclass, "regclass");
 
+// SAFETY: a regclass argument is an OID datum; both functions read it with
+// `FromDatum` above, the same way pgrx reads an `Oid` argument.
 unsafe impl<'fcx> pgrx::callconv::ArgAbi<'fcx> for Regclass {
     unsafe fn unbox_arg_unchecked(arg: pgrx::callconv::Arg<'_, 'fcx>) -> Self {
         let index = arg.index();

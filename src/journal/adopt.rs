@@ -5,15 +5,15 @@
 //! audit_db's internal-write marker, which only this function can set from SQL, and
 //! only inside `CREATE EXTENSION audit_db` (finalize.sql's adoption step).
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::regclass::Regclass;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::regclass::Regclass;
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
 /// Inside `CREATE` or `ALTER EXTENSION audit_db` (its own script running).
 pub(crate) fn inside_our_create_extension() -> bool {
     // SAFETY: plain reads of backend globals.
-    unsafe { pg_sys::creating_extension && pg_sys::CurrentExtensionObject == crate::spi_util::ext_oid() }
+    unsafe { pg_sys::creating_extension && pg_sys::CurrentExtensionObject == crate::base::spi_util::ext_oid() }
 }
 
 /// Copies the rows of `source` dated `since` or later (all when NULL) into `target`,
@@ -47,7 +47,7 @@ fn adopt_rows(source: Regclass, target: Regclass, since: Option<TimestampWithTim
     };
     let list: Vec<String> = cols.iter().map(|c| quote_identifier(c)).collect();
     let list = list.join(", ");
-    let _internal = crate::internal::guard();
+    let _internal = crate::base::internal::guard();
     Ok(Spi::get_one_with_args::<i64>(
         &format!(
             "WITH c AS (INSERT INTO {into} ({list}) SELECT {list} FROM {from}

@@ -1,33 +1,26 @@
-//! Tamper evidence for `audit_log` (see `audit_db_core::integrity` for the encoding):
-//! a BEFORE INSERT trigger that hashes, signs and chains every event, the append-only
-//! trigger, `audit_verify_integrity()`, `audit_integrity_digest()`, and the retirement
-//! records that let the chain verify across rows removed by retention or erasure.
+//! Tamper evidence of 0.4.0 and 0.5.0 for `audit_log` (see `audit_db_core::integrity`
+//! for the encoding): their BEFORE INSERT trigger that hashes, signs and chains every
+//! event, their `audit_verify_integrity()` and `audit_integrity_digest()`, and the check
+//! of the chains of rows written before 0.6.0 (`verify_legacy`), which reads the
+//! retirement records (`audit_chain_retired`, written by evidence/retirement.rs) to
+//! verify the chains across rows removed by retention, erasure or a dropped partition.
 //!
 //! Chains are per organization (`coalesce(organization_id, '')`): the chain head row of
 //! an organization is locked from the insert to the commit of its transaction, so
 //! writers of one organization commit one after another while organizations proceed in
 //! parallel, and an aborted insert leaves no gap (its head update rolls back with it).
 
-use crate::spi_util::q;
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::keys::personal_details_keys;
-use crate::seal::signing_ring;
+use crate::base::spi_util::q;
+use crate::base::timestamp::UNIX_TO_PG_EPOCH_US;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::personal_details_keys;
+use crate::base::keys::signing_ring;
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{
     chain_hash, encoded_details, event_hash, personal_ref, sign, Field, GENESIS, HASH_ALGORITHM,
 };
 use audit_db_core::pseudonym;
 use pgrx::prelude::*;
-
-/// Microseconds between 1970-01-01 and PostgreSQL's epoch 2000-01-01.
-pub const UNIX_TO_PG_EPOCH_US: i64 = 946_684_800_000_000;
-
-/// Microseconds since the Unix epoch of a timestamp's raw value (microseconds since
-/// 2000-01-01). Saturating: `infinity` (i64::MAX) stays the largest value instead of
-/// overflowing.
-pub fn unix_micros(pg_us: i64) -> i64 {
-    pg_us.saturating_add(UNIX_TO_PG_EPOCH_US)
-}
 
 /// The fields of an audit event that the hash covers, as read from a row.
 #[derive(Debug, Default, Clone)]
@@ -167,16 +160,16 @@ struct Statements {
 fn with_statements<R>(
     f: impl FnOnce(&pgrx::spi::OwnedPreparedStatement, &pgrx::spi::OwnedPreparedStatement) -> AuditResult<R>,
 ) -> AuditResult<R> {
-    let ext_oid = crate::spi_util::ext_oid();
+    let ext_oid = crate::base::spi_util::ext_oid();
     STMTS.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().map(|s| s.ext_oid != ext_oid).unwrap_or(true) {
-            let schema = crate::spi_util::ext_schema()?;
+            let schema = crate::base::spi_util::ext_schema()?;
             let text = PgOid::BuiltIn(PgBuiltInOids::TEXTOID);
             let int8 = PgOid::BuiltIn(PgBuiltInOids::INT8OID);
             let lock_sql = format!("SELECT seq, chain_hash FROM {schema}.audit_chain_lock($1)");
             let store_sql = format!("SELECT {schema}.audit_chain_store($1, $2, $3)");
-            let owner = crate::spi_util::ext_owner()?;
+            let owner = crate::base::spi_util::ext_owner()?;
             let (lock, store) = Spi::connect(|client| {
                 Ok::<_, pgrx::spi::Error>((
                     client.prepare_mut(lock_sql.as_str(), &[text])?.keep(),
@@ -186,7 +179,7 @@ fn with_statements<R>(
             *slot = Some(Statements { ext_oid, owner, lock, store });
         }
         let s = slot.as_ref().expect("prepared above");
-        let _owner = crate::owner::UserSwitch::to(s.owner);
+        let _owner = crate::base::owner::UserSwitch::to(s.owner);
         f(&s.lock, &s.store)
     })
 }
@@ -313,7 +306,7 @@ fn audit_log_integrity_trigger<'a>(
     // keeps its hash and link. (pg_dump's scripts set row_security = off; a row that
     // slips in this way with a made-up link still fails verification: its signature
     // or its place in the chain gives it away.)
-    if (crate::internal::active() || restoring())
+    if (crate::base::internal::active() || restoring())
         && field::<i64>(&new, "chain_seq").or_report().is_some()
         && field::<String>(&new, "chain_hash").or_report().is_some()
     {
@@ -340,184 +333,6 @@ fn audit_log_integrity_trigger<'a>(
     new.set_by_name("chain_seq", link.0)?;
     new.set_by_name("chain_hash", link.1)?;
     Ok(Some(new))
-}
-
-/// BEFORE UPDATE OR DELETE on audit_log: append-only, except audit_db's own writes.
-#[pg_trigger]
-fn audit_log_append_only_trigger<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
-    if !crate::internal::active() {
-        AuditError::insufficient_privilege("audit_log is append-only")
-            .detail("UPDATE and DELETE are refused for every role; rows leave only through retention (audit_drop_expired_partitions) and the GDPR functions.")
-            .hint("Use audit_pseudonymize_subject(), audit_delete_subject() or audit_apply_retention_policies().")
-            .report();
-    }
-    if let (None, Some(old)) = (trigger.new(), trigger.old()) {
-        // 0.6.0 columns; absent on older schemas (then nothing to note).
-        let epoch = old.get_by_name::<i64>("seal_epoch").ok().flatten();
-        let hash = old.get_by_name::<String>("row_hash").ok().flatten();
-        let signature = old.get_by_name::<String>("signature").ok().flatten();
-        crate::seal::note_deleted(epoch, hash.as_deref(), signature.as_deref());
-    }
-    Ok(trigger.new().or_else(|| trigger.old()))
-}
-
-/// `audit_internal_write()`: true while audit_db itself removes rows or partitions
-/// (retention, erasure); the partition guard event triggers let exactly that through.
-/// The state lives in backend memory; no statement or setting can turn it on.
-#[pg_extern(volatile, parallel_safe)]
-fn audit_internal_write() -> bool {
-    crate::internal::active()
-}
-
-/// `audit_log_guard_truncate()`: gives every partition of audit_log that lacks it the
-/// statement trigger `audit_log_no_truncate` (statement triggers are not cloned to
-/// partitions, so TRUNCATE of one partition would pass the parent's). Created as an
-/// internal trigger: pg_dump leaves it out, and a restore's ATTACH recreates it through
-/// the event trigger instead of colliding with a dumped copy. PostgreSQL appends the
-/// trigger's OID to an internal trigger's name, so it is found by its function
-/// (`tgfoid`), never by name. Returns how many it added.
-#[pg_extern(volatile, parallel_unsafe)]
-fn audit_log_guard_truncate() -> i64 {
-    guard_truncate().or_report()
-}
-
-fn guard_truncate() -> AuditResult<i64> {
-    let ext = crate::spi_util::ext_schema()?;
-    let (func, parts) = Spi::connect(|client| {
-        let func = client
-            .select(
-                "SELECT pg_catalog.to_regprocedure($1)::oid",
-                Some(1),
-                &[format!("{ext}.audit_log_no_truncate()").into()],
-            )?
-            .first()
-            .get_one::<pg_sys::Oid>()?
-            .unwrap_or(pg_sys::InvalidOid);
-        let mut parts = Vec::new();
-        for r in client.select(
-            "SELECT h.inhrelid FROM pg_catalog.pg_inherits h
-              WHERE h.inhparent = pg_catalog.to_regclass($1)
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                                 WHERE t.tgrelid = h.inhrelid AND t.tgfoid = $2)",
-            None,
-            &[format!("{ext}.audit_log").into(), func.into()],
-        )? {
-            parts.extend(r.get::<pg_sys::Oid>(1)?);
-        }
-        Ok::<_, pgrx::spi::Error>((func, parts))
-    })?;
-    for part in &parts {
-        // SAFETY: a zeroed CreateTrigStmt node filled as CREATE TRIGGER would fill it
-        // (BEFORE TRUNCATE, FOR EACH STATEMENT, no arguments); relation and function
-        // are given by OID, so its relation and funcname fields are not read.
-        unsafe {
-            let stmt = pgrx::PgBox::<pg_sys::CreateTrigStmt>::alloc_node(pg_sys::NodeTag::T_CreateTrigStmt);
-            let stmt = stmt.into_pg();
-            (*stmt).trigname = pg_sys::pstrdup(c"audit_log_no_truncate".as_ptr());
-            (*stmt).row = false;
-            (*stmt).timing = pg_sys::TRIGGER_TYPE_BEFORE as i16;
-            (*stmt).events = pg_sys::TRIGGER_TYPE_TRUNCATE as i16;
-            pg_sys::CreateTrigger(
-                stmt,
-                std::ptr::null(),
-                *part,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                pg_sys::InvalidOid,
-                func,
-                pg_sys::InvalidOid,
-                std::ptr::null_mut(),
-                true,
-                false,
-            );
-            pg_sys::CommandCounterIncrement();
-        }
-    }
-    Ok(parts.len() as i64)
-}
-
-// --------------------------------------------------------------- retirement
-
-/// Records the chain runs of rows about to leave audit_log (a dropped or detached
-/// partition, erased or expired rows) in `audit_chain_retired`, so verification
-/// accepts those gaps, and returns (rows, runs). `rows_sql` selects
-/// `chain_key, chain_seq, chain_hash` of the rows that go; its values are bound as
-/// `$2`, `$3`, ... from `args` (`$1` is the reason).
-pub fn retire(rows_sql: &str, args: Vec<pgrx::datum::DatumWithOid<'_>>, reason: &str) -> AuditResult<(i64, i64)> {
-    let schema = crate::spi_util::ext_schema()?;
-    let sql = format!(
-        "WITH r AS ({rows_sql}),
-              islands AS (
-                SELECT chain_key, chain_seq, chain_hash,
-                       chain_seq - pg_catalog.row_number() OVER (PARTITION BY chain_key ORDER BY chain_seq) AS grp
-                  FROM r WHERE chain_seq IS NOT NULL),
-              runs AS (
-                SELECT chain_key, pg_catalog.min(chain_seq) AS from_seq, pg_catalog.max(chain_seq) AS to_seq,
-                       (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS last_hash,
-                       pg_catalog.count(*) AS n
-                  FROM islands GROUP BY chain_key, grp),
-              ins AS (
-                INSERT INTO {schema}.audit_chain_retired (chain_key, from_seq, to_seq, last_hash, rows, reason)
-                SELECT chain_key, from_seq, to_seq, last_hash, n, $1 FROM runs
-                ON CONFLICT (chain_key, from_seq) DO NOTHING
-                RETURNING rows)
-         SELECT coalesce(pg_catalog.sum(rows), 0)::int8, pg_catalog.count(*)::int8 FROM ins"
-    );
-    Spi::connect_mut(|client| {
-        let mut bound: Vec<pgrx::datum::DatumWithOid> = vec![reason.into()];
-        bound.extend(args);
-        let mut t = client.update(sql.as_str(), Some(1), &bound)?;
-        let r = t.next().ok_or(pgrx::spi::Error::InvalidPosition)?;
-        Ok::<_, pgrx::spi::Error>((r.get::<i64>(1)?.unwrap_or(0), r.get::<i64>(2)?.unwrap_or(0)))
-    })
-    .map_err(AuditError::from)
-}
-
-/// Before a partition of audit_log is dropped or detached: retire its rows (legacy
-/// chain links and 0.6.0 epochs) and write a checkpoint (range, rows, last chain hash
-/// per organization) to audit_integrity_log. A no-op for other parents. The partition
-/// is bound as a regclass parameter, its name quoted only as an identifier.
-pub fn checkpoint_partition(schema: &str, name: &str, action: &str) -> AuditResult<()> {
-    let ext = crate::spi_util::ext_schema()?;
-    let part = crate::spi_util::qualified(schema, name);
-    let oid = Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT (SELECT h.inhrelid FROM pg_catalog.pg_inherits h
-                  WHERE h.inhrelid = pg_catalog.to_regclass($1) AND h.inhparent = pg_catalog.to_regclass($2))",
-        &[part.as_str().into(), format!("{ext}.audit_log").into()],
-    )?;
-    let Some(oid) = oid else { return Ok(()) };
-    let (rows, runs) = retire(
-        &format!("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM {part}"),
-        vec![],
-        &format!("partition {name} {action}"),
-    )?;
-    let sealed_rows = crate::seal::retire_partition(oid, &format!("partition {name} {action}"))?;
-    let regclass = crate::regclass::Regclass(oid);
-    Spi::run_with_args(
-        &format!(
-            "INSERT INTO {ext}.audit_integrity_log (audit_log_id, verification_timestamp, verification_status,
-                                                    verification_details, verified_by, hash_verified)
-             SELECT 0, pg_catalog.now(), 'CHECKPOINT',
-                    pg_catalog.jsonb_build_object(
-                        'kind', 'partition ' || $2, 'partition', $1::text, 'rows', $3::int8, 'runs', $4::int8,
-                        'sealed_rows', $6::int8,
-                        'range', (SELECT pg_catalog.jsonb_build_object('from', p.range_from, 'to', p.range_to)
-                                    FROM {ext}.audit_partitions(pg_catalog.to_regclass($7)) p
-                                   WHERE p.partition = $5),
-                        'chains', (SELECT coalesce(pg_catalog.jsonb_object_agg(k, pg_catalog.jsonb_build_object(
-                                              'last_seq', s, 'last_chain_hash', h, 'rows', n)), '{{}}'::jsonb)
-                                     FROM (SELECT coalesce(organization_id, '') AS k, pg_catalog.max(chain_seq) AS s,
-                                                  (pg_catalog.array_agg(chain_hash ORDER BY chain_seq DESC))[1] AS h,
-                                                  pg_catalog.count(*) AS n
-                                             FROM {part} WHERE chain_seq IS NOT NULL GROUP BY 1) c)),
-                    session_user, NULL"
-        ),
-        &[name.into(), action.into(), rows.into(), runs.into(), regclass.into(), sealed_rows.into(),
-          format!("{ext}.audit_log").into()],
-    )?;
-    Ok(())
 }
 
 // ------------------------------------------------------------- verification
@@ -560,7 +375,7 @@ fn reference_candidates(ring: Option<&KeyRing>, value: &str) -> AuditResult<Opti
         let sealed = Spi::get_one_with_args::<String>(
             &format!(
                 "SELECT (SELECT original_id FROM {}.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)",
-                crate::spi_util::ext_schema()?
+                crate::base::spi_util::ext_schema()?
             ),
             &[value.into()],
         )?;
@@ -659,7 +474,7 @@ fn retired_runs(ext: &str) -> AuditResult<Vec<RetiredRun>> {
 /// Rows in the range without any chain (written before 0.4.0, or adopted): counted,
 /// not verifiable through a chain. `legacy_only` leaves out 0.6.0 rows.
 fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<i64> {
-    Ok(crate::spi_util::read_one::<i64>(
+    Ok(crate::base::spi_util::read_one::<i64>(
         &format!(
             "SELECT pg_catalog.count(*) FROM {ext}.audit_log
               WHERE \"timestamp\" >= $1 AND \"timestamp\" <= $2 AND chain_seq IS NULL{}",
@@ -672,7 +487,7 @@ fn count_unchained(ext: &str, from: TimestampWithTimeZone, to: TimestampWithTime
 
 /// Chains whose head is ahead of their last surviving (or retired) link: a lost tail.
 fn lost_tails(ext: &str) -> AuditResult<i64> {
-    Ok(crate::spi_util::read_one::<i64>(&format!(
+    Ok(crate::base::spi_util::read_one::<i64>(&format!(
         "SELECT pg_catalog.count(*) FROM {ext}.audit_chain_head h
           WHERE h.seq > 0
             AND NOT EXISTS (SELECT 1 FROM {ext}.audit_log a WHERE coalesce(a.organization_id, '') = h.chain_key
@@ -774,7 +589,7 @@ impl ChainWalk<'_> {
                 false
             }
             (Some(sig), Some(ring)) => {
-                let ok = crate::seal::signed_by(ring, stored, sig);
+                let ok = crate::base::keys::signed_by(ring, stored, sig);
                 if !ok {
                     self.report.signature_mismatches += 1;
                 }
@@ -827,7 +642,7 @@ impl ChainWalk<'_> {
 /// Keyset pagination in chain order, one SPI connection per batch of 1,000 rows, so
 /// each batch's rows are freed before the next: memory stays flat whatever the count.
 pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_only: bool) -> AuditResult<Report> {
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     let ring = signing_ring()?;
     let mut walk = ChainWalk {
         ext: ext.clone(),
@@ -839,7 +654,7 @@ pub fn verify(from: TimestampWithTimeZone, to: TimestampWithTimeZone, legacy_onl
     };
     if legacy_only {
         // 0.6.0: rows the original application wrote are checked against its own hash.
-        let u = crate::original::check_unchained(&ext, from, to)?;
+        let u = crate::journal::original::check_unchained(&ext, from, to)?;
         walk.report.checked += u.rows;
         walk.report.original_rows += u.rows;
         walk.report.unchained += u.rows - u.verified - u.mismatched - u.pseudonymized;

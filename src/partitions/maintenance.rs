@@ -10,18 +10,18 @@
 //! EXCLUSIVE on the parent, run last (see `drop_phase`). A cancel or statement timeout
 //! is never taken for a skipped step: it ends the run.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::lock_retry::with_lock_retries;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::lock_retry::with_lock_retries;
 use audit_db_core::partition::Period;
-use crate::partition::{
+use crate::partitions::partition::{
     attach_partitions, create_default_partition, create_partition, default_row_periods, detach_and_keep, drop_default_partition,
     drop_tables, expired_partitions, existing_partitions, missing_periods, partition_budget, prepare_partition, Expired, Parent, PartitionConfig,
     OVERDUE,
 };
-use crate::spi_util::qualified;
-use crate::regclass::Regclass;
-use crate::spi_util::ext_schema;
-use crate::subxact::{in_subtransaction, try_in_subtransaction, Caught};
+use crate::base::spi_util::qualified;
+use crate::base::regclass::Regclass;
+use crate::base::spi_util::ext_schema;
+use crate::base::subxact::{in_subtransaction, try_in_subtransaction, Caught};
 use pgrx::prelude::*;
 
 /// One line of the maintenance report.
@@ -63,7 +63,7 @@ fn failure_step(parent: Regclass, partition: Option<&str>, caught: &Caught, lock
 }
 
 fn set_lock_timeout(ms: i64) -> AuditResult<()> {
-    crate::spi_util::set_lock_timeout(&format!("{ms}ms"))
+    crate::base::spi_util::set_lock_timeout(&format!("{ms}ms"))
 }
 
 /// Which part of maintenance a call runs. `All` is one transaction (the function);
@@ -99,13 +99,13 @@ impl Phase {
 pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> AuditResult<Vec<Step>> {
     // On a standby nothing may write (not even the SPI calls below, which would
     // assign a transaction id): say so before anything else.
-    if crate::spi_util::in_recovery() {
+    if crate::base::spi_util::in_recovery() {
         return Ok(vec![Step::new(None, "skipped")
             .detail("server is a hot standby; maintenance runs on the primary only")]);
     }
     // An infinite or future reference time is a caller's error, not a per-parent failure.
-    crate::partition::utc_date(at)?;
-    crate::partition::retention_reference(at)?;
+    crate::partitions::partition::utc_date(at)?;
+    crate::partitions::partition::retention_reference(at)?;
     let got_lock = Spi::get_one::<bool>(
         "SELECT pg_catalog.pg_try_advisory_xact_lock(pg_catalog.hashtext('audit_db.maintenance'))",
     )?
@@ -118,7 +118,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     // After a restore the parents lack their indexes until audit_finish_restore()
     // runs; a scheduled maintenance run heals that on its own.
     if phase.creates() {
-        match try_in_subtransaction(|| crate::schema_check::finish_restore().or_report()) {
+        match try_in_subtransaction(|| crate::journal::schema_check::finish_restore().or_report()) {
             Ok(created) => steps.extend(created.into_iter().map(|name| {
                 Step::new(None, "repaired").partition(&name).detail("index of a partitioned parent recreated after a restore")
             })),
@@ -127,7 +127,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
             ),
         }
     }
-    let saved_lock_timeout = crate::spi_util::lock_timeout()?;
+    let saved_lock_timeout = crate::base::spi_util::lock_timeout()?;
     let schema = ext_schema()?;
     let parents: Vec<(pg_sys::Oid, bool)> = Spi::connect(|client| {
         let mut out = Vec::new();
@@ -192,8 +192,8 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     }
     // Sealing is part of maintenance (for databases the worker does not serve); a run
     // that wrote blocks is reported, a failure too, never fatal to the rest.
-    if phase.creates() && crate::seal::installed()? {
-        let run = try_in_subtransaction(|| crate::sealer::seal(std::time::Duration::from_millis(200)).or_report());
+    if phase.creates() && crate::evidence::seal::installed()? {
+        let run = try_in_subtransaction(|| crate::evidence::sealer::seal(std::time::Duration::from_millis(200)).or_report());
         match run {
             Ok(r) if r.blocks > 0 => steps.push(
                 Step::new(None, "sealed").detail(format!("{} blocks, {} rows", r.blocks, r.rows)),
@@ -225,7 +225,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
     if phase.retains() {
         drop_phase(&live, at, holding, &mut steps)?;
     }
-    crate::spi_util::set_lock_timeout(&saved_lock_timeout)?;
+    crate::base::spi_util::set_lock_timeout(&saved_lock_timeout)?;
 
     for (parent, _) in &live {
         let rel = Regclass(parent.oid);
@@ -270,7 +270,7 @@ pub fn run_maintenance(at: Option<TimestampWithTimeZone>, phase: Phase) -> Audit
 /// lock.
 fn lock_window_ms(config: &PartitionConfig, holding: bool) -> i64 {
     if holding {
-        crate::lock_retry::attempt_ms()
+        crate::base::lock_retry::attempt_ms()
     } else {
         config.lock_timeout_ms
     }
@@ -631,7 +631,7 @@ fn drop_phase(
         // retention, audit_log's least of all (issue 25): each gets an attempt alone.
         Err(_) if plans.len() > 1 => {
             for plan in &plans {
-                let one = with_lock_retries(crate::lock_retry::attempt_ms(), || retire_attempt(std::slice::from_ref(plan)).or_report());
+                let one = with_lock_retries(crate::base::lock_retry::attempt_ms(), || retire_attempt(std::slice::from_ref(plan)).or_report());
                 match one.result {
                     Ok(done) => steps.extend(done),
                     Err(caught) => not_retired(plan, &caught, &how, steps),

@@ -4,8 +4,9 @@
 //! `audit_db.seal_interval` ms), as `audit_seal()`, and inside
 //! `audit_partition_maintenance()` and every function that removes rows.
 
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::seal::{ensure_floor_now, open_epochs, shared, signed_by, signing_ring, tally, EpochSums};
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::base::keys::{signed_by, signing_ring};
+use crate::evidence::seal::{ensure_floor_now, open_epochs, shared, tally, EpochSums};
 use audit_db_core::crypto::KeyRing;
 use audit_db_core::integrity::{sign, GENESIS};
 use audit_db_core::seal::{block_hash, element, Limbs};
@@ -81,9 +82,9 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
             .detail("Sealing must see rows committed while it waited; a transaction snapshot cannot.")
             .hint("Call it outside a REPEATABLE READ or SERIALIZABLE transaction."));
     }
-    let ext = crate::spi_util::ext_schema()?;
+    let ext = crate::base::spi_util::ext_schema()?;
     // An archive's blocks are the primary's, replicated; one of its own would collide.
-    if crate::archive::subscribes(&ext)? {
+    if crate::base::archive_role::subscribes(&ext)? {
         return Ok(SealRun { status: "archive: blocks come from the primary", ..Default::default() });
     }
     let locked = Spi::get_one_with_args::<bool>("SELECT pg_catalog.pg_try_advisory_xact_lock($1)", &[SEAL_LOCK.into()])?
@@ -115,7 +116,7 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
         let open = open_epochs(sh, target);
         match open.iter().min() {
             None => break (target, 0),
-            Some(&oldest) if Instant::now() >= deadline || crate::seal::own_epoch_is(sh, oldest) => {
+            Some(&oldest) if Instant::now() >= deadline || crate::evidence::seal::own_epoch_is(sh, oldest) => {
                 break (oldest - 1, open.len() as i64)
             }
             Some(_) => {
@@ -166,11 +167,11 @@ pub fn seal(wait: Duration) -> AuditResult<SealRun> {
 /// SHARE UPDATE EXCLUSIVE on audit_log alone, waiting at most 2 s (or a shorter
 /// lock_timeout the caller set); false when it was not granted in time.
 fn lock_parent(ext: &str) -> AuditResult<bool> {
-    let saved = crate::spi_util::lock_timeout()?;
-    crate::spi_util::set_lock_timeout(if saved == "0" || saved.is_empty() { "2s" } else { &saved })?;
+    let saved = crate::base::spi_util::lock_timeout()?;
+    crate::base::spi_util::set_lock_timeout(if saved == "0" || saved.is_empty() { "2s" } else { &saved })?;
     let sql = format!("LOCK TABLE ONLY {ext}.audit_log IN SHARE UPDATE EXCLUSIVE MODE");
-    let locked = crate::subxact::try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report());
-    crate::spi_util::set_lock_timeout(&saved)?;
+    let locked = crate::base::subxact::try_in_subtransaction(|| Spi::run(&sql).map_err(AuditError::from).or_report());
+    crate::base::spi_util::set_lock_timeout(&saved)?;
     match locked {
         Ok(()) => Ok(true),
         Err(caught) if caught.is_lock_timeout() => Ok(false),
@@ -197,7 +198,7 @@ fn last_block(ext: &str) -> AuditResult<(i64, String)> {
 fn epoch_sums(ext: &str, after: i64, upto: i64, ring: Option<&KeyRing>, rejected: &mut i64) -> AuditResult<EpochSums> {
     let mut epochs = EpochSums::new();
     // The sums must see every row committed while we waited for the writers.
-    crate::spi_util::with_fresh_snapshot(|| Ok(epoch_sums_now(ext, after, upto, ring, rejected, &mut epochs)?))?;
+    crate::base::spi_util::with_fresh_snapshot(|| Ok(epoch_sums_now(ext, after, upto, ring, rejected, &mut epochs)?))?;
     Ok(epochs)
 }
 
@@ -267,6 +268,8 @@ fn audit_seal(
 
 // ------------------------------------------------------------ background worker
 
+/// Registers the background worker `audit_db sealer`; `_PG_init` calls it while
+/// preloading, after `seal::init_preloaded`.
 pub fn register() {
     BackgroundWorkerBuilder::new("audit_db sealer")
         .set_type("audit_db sealer")
@@ -301,7 +304,7 @@ pub extern "C-unwind" fn audit_db_sealer_main(_arg: pg_sys::Datum) {
             continue;
         }
         // A worker sets its own statement start time (PostgreSQL does it for client
-        // statements only); keys.rs re-checks the key file once per statement by it,
+        // statements only); base/keys.rs re-checks the key file once per statement by it,
         // so without this a reloaded key would never be seen here.
         // SAFETY: a plain update of this backend's transaction bookkeeping, outside a transaction.
         unsafe { pg_sys::SetCurrentStatementStartTimestamp() };

@@ -12,11 +12,12 @@
 //!
 //! docs/subjects.md writes down what each operation does to each place, and why.
 
-use crate::spi_util::q;
-use crate::error::{AuditError, AuditResult, OrReport};
-use crate::gdpr::{log_event, parse_strategy, pseudonymize_many, COMPLIANCE_ACTIONS};
-use crate::keys::{key_ring, personal_details_keys};
-use crate::regclass::JsonbDatum;
+use crate::base::spi_util::q;
+use crate::base::error::{AuditError, AuditResult, OrReport};
+use crate::privacy::gdpr::{log_event, parse_strategy, pseudonymize_many, COMPLIANCE_ACTIONS};
+use crate::base::keys::{key_ring, personal_details_keys};
+use crate::base::regclass::JsonbDatum;
+use crate::evidence::retirement::Leaving;
 use audit_db_core::command::Command;
 use audit_db_core::pseudonym::{self, Strategy};
 use pgrx::prelude::*;
@@ -153,8 +154,8 @@ impl Place {
     /// with the extension owner's rights (issue 25: a trigger made its owner
     /// superuser; acting as the table's owner instead let a DPO keep revoked rights
     /// and pass row-level security). audit_db's own tables are audit_db's code.
-    fn as_caller(&self) -> Option<crate::owner::UserSwitch> {
-        (!self.builtin).then(crate::owner::UserSwitch::to_caller)
+    fn as_caller(&self) -> Option<crate::base::owner::UserSwitch> {
+        (!self.builtin).then(crate::base::owner::UserSwitch::to_caller)
     }
 
     fn delete(&self, subject: &Subject) -> AuditResult<i64> {
@@ -249,7 +250,7 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
     // for one of the partitions (pg_test/load.sh found it).
     Spi::run(&q("LOCK TABLE @extschema@.audit_log IN ROW EXCLUSIVE MODE")?)?;
     let details = details_pseudonyms(subject, &keys, strategy)?;
-    let _internal = crate::internal::guard();
+    let _internal = crate::base::internal::guard();
     // k(a) = the row's personal keys: CASE WHEN a.row_hash IS NOT NULL THEN
     // coalesce(a.personal_keys, '{}') ELSE $3 END (written out where used).
     Ok(Spi::get_one_with_args::<i64>(
@@ -301,7 +302,7 @@ pub fn pseudonymize_subject(subject: &Subject, strategy: Strategy) -> AuditResul
     }
     note_legacy_targets(subject, &mut out)?;
     log_event("gdpr.data.pseudonymize", Some(&subject.label()?), "success", &summary(&out))?;
-    crate::archive::emit(&Command::Pseudonymize { subjects: subject.ids().to_vec(), strategy: strategy.name().to_string() })?;
+    crate::base::archive_role::emit(&Command::Pseudonymize { subjects: subject.ids().to_vec(), strategy: strategy.name().to_string() })?;
     Ok(out)
 }
 
@@ -329,26 +330,14 @@ fn summary(out: &[Outcome]) -> String {
 pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outcome>> {
     key_ring()?;
     let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
-    let _internal = crate::internal::guard();
+    let _internal = crate::base::internal::guard();
     // No insert may come between retiring the links and deleting the rows (an event of
     // this subject committed in between would be deleted with its link unretired):
     // writers wait for the erasure, readers do not.
     Spi::run(&q("LOCK TABLE @extschema@.audit_log IN SHARE ROW EXCLUSIVE MODE")?)?;
     // The erased rows' legacy chain links are retired first, so the chain still verifies.
-    crate::integrity::retire(
-        &q("SELECT coalesce(organization_id, '') AS chain_key, chain_seq, chain_hash FROM @extschema@.audit_log
-          WHERE principal_id = ANY($2) AND (NOT $3 OR action <> ALL($4))")?,
-        vec![subject.ids().to_vec().into(), preserve.into(), actions.clone().into()],
-        "erasure (audit_delete_subject)",
-    )?;
-    let deleted = crate::seal::retiring("erasure (audit_delete_subject)", || {
-        Ok(Spi::get_one_with_args::<i64>(
-            &q("WITH d AS (DELETE FROM @extschema@.audit_log WHERE principal_id = ANY($1) AND (NOT $2 OR action <> ALL($3)) RETURNING 1)
-             SELECT pg_catalog.count(*) FROM d")?,
-            &[subject.ids().to_vec().into(), preserve.into(), actions.into()],
-        )?
-        .unwrap_or(0))
-    })?;
+    let leaving = Leaving::Subject { principals: subject.ids(), preserve, kept_actions: &actions };
+    let deleted = crate::evidence::retirement::delete_rows(&leaving, "erasure (audit_delete_subject)")?;
     let map = subject.pseudonyms(Strategy::Hash)?;
     let mut out = vec![
         ("audit_log".to_string(), "principal_id".to_string(), "deleted".to_string(), deleted),
@@ -366,7 +355,7 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
     }
     note_legacy_targets(subject, &mut out)?;
     log_event("gdpr.data.delete", Some(&subject.label()?), "success", &summary(&out))?;
-    crate::archive::emit(&Command::Delete { subjects: subject.ids().to_vec(), preserve })?;
+    crate::base::archive_role::emit(&Command::Delete { subjects: subject.ids().to_vec(), preserve })?;
     Ok(out)
 }
 
@@ -375,10 +364,10 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
 pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     let ring = key_ring()?;
     let blinds: Vec<String> =
-        subject.ids().iter().flat_map(|id| crate::mapping::blind_indexes(&ring, id)).collect();
+        subject.ids().iter().flat_map(|id| crate::privacy::mapping::blind_indexes(&ring, id)).collect();
     // On an archive the primary's references arrive by replication (the mappings
     // publication), before this replayed command: writing them here would collide.
-    if !crate::archive::replaying() {
+    if !crate::base::archive_role::replaying() {
         keep_references(&ring, &blinds)?;
     }
     let deleted = Spi::get_one_with_args::<i64>(
@@ -394,7 +383,7 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     let out = vec![("pseudonym_mapping".to_string(), "original_id".to_string(), "deleted".to_string(), deleted)];
     log_event("gdpr.data.delete", Some(&subject.label()?), "success",
               &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"))?;
-    crate::archive::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
+    crate::base::archive_role::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
     Ok(out)
 }
 
@@ -449,7 +438,7 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
     let mut blinds = Vec::new();
     for id in subject.ids() {
         out.extend(ring.keys().iter().map(|k| pseudonym::hash_pseudonym(k, id)));
-        blinds.extend(crate::mapping::blind_indexes(&ring, id));
+        blinds.extend(crate::privacy::mapping::blind_indexes(&ring, id));
     }
     let sql = q("SELECT pseudonym_id FROM @extschema@.pseudonym_mapping
               WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1)
@@ -518,7 +507,7 @@ fn place_rows(relation: pg_sys::Oid, column: &str, json_array: bool, names: Vec<
     let col = quote_identifier(column);
     let test = if json_array { "?| $1" } else { "= ANY($1)" };
     let sql = format!("SELECT pg_catalog.to_jsonb(t) FROM {name} t WHERE t.{col} {test}");
-    let _caller = (!member).then(crate::owner::UserSwitch::to_caller);
+    let _caller = (!member).then(crate::base::owner::UserSwitch::to_caller);
     Ok(Spi::connect(|client| {
         let mut out = Vec::new();
         let mut table = client.select(&sql, None, &[names.into()])?;
@@ -537,7 +526,7 @@ fn place_rows(relation: pg_sys::Oid, column: &str, json_array: bool, names: Vec<
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn audit_subject_place_rows(
-    relation: Option<crate::regclass::Regclass>,
+    relation: Option<crate::base::regclass::Regclass>,
     column_name: Option<&str>,
     kind: Option<&str>,
     names: Option<Vec<Option<String>>>,

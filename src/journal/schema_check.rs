@@ -7,17 +7,17 @@
 //! function privileges, function definitions; plus one live-only check, that every
 //! partition of an extension parent carries each of the parent's indexes.
 
-use crate::error::{AuditError, AuditResult, OrReport};
+use crate::base::error::{AuditError, AuditResult, OrReport};
 use audit_db_core::manifest::{self, Entry};
 use pgrx::prelude::*;
 
 /// Manifests of every released version this library serves (0.1.0 predates them).
 const MANIFESTS: &[(&str, &str)] = &[
-    ("0.2.0", include_str!("../sql/manifest/audit_db--0.2.0.tsv")),
-    ("0.3.0", include_str!("../sql/manifest/audit_db--0.3.0.tsv")),
-    ("0.4.0", include_str!("../sql/manifest/audit_db--0.4.0.tsv")),
-    ("0.5.0", include_str!("../sql/manifest/audit_db--0.5.0.tsv")),
-    ("0.6.0", include_str!("../sql/manifest/audit_db--0.6.0.tsv")),
+    ("0.2.0", include_str!("../../sql/manifest/audit_db--0.2.0.tsv")),
+    ("0.3.0", include_str!("../../sql/manifest/audit_db--0.3.0.tsv")),
+    ("0.4.0", include_str!("../../sql/manifest/audit_db--0.4.0.tsv")),
+    ("0.5.0", include_str!("../../sql/manifest/audit_db--0.5.0.tsv")),
+    ("0.6.0", include_str!("../../sql/manifest/audit_db--0.6.0.tsv")),
 ];
 
 /// Runs with `search_path = pg_catalog, pg_temp` (issue 25), so names come out
@@ -178,7 +178,7 @@ const PINNED_SETTINGS: &[(&str, &str)] =
 
 fn set_local(name: &str, value: &str) -> AuditResult<()> {
     // A SELECT, read-only: the snapshot also runs on a hot standby.
-    crate::spi_util::read_one::<String>("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
+    crate::base::spi_util::read_one::<String>("SELECT pg_catalog.set_config($1, $2, true)", &[name.into(), value.into()])?;
     Ok(())
 }
 
@@ -186,7 +186,7 @@ pub fn snapshot() -> AuditResult<Vec<Entry>> {
     let mut saved = Vec::new();
     for (name, value) in PINNED_SETTINGS {
         saved.push(
-            crate::spi_util::read_one::<String>("SELECT pg_catalog.current_setting($1)", &[(*name).into()])?
+            crate::base::spi_util::read_one::<String>("SELECT pg_catalog.current_setting($1)", &[(*name).into()])?
                 .unwrap_or_default(),
         );
         set_local(name, value)?;
@@ -197,7 +197,7 @@ pub fn snapshot() -> AuditResult<Vec<Entry>> {
     }
     // Names and types of the extension's own objects print qualified under the pinned
     // search_path: the manifest has them without the schema.
-    let prefix = format!("{}.", crate::spi_util::ext_schema()?);
+    let prefix = format!("{}.", crate::base::spi_util::ext_schema()?);
     let mut rows: Vec<Entry> =
         rows?.into_iter().map(|(k, n, d)| (k, n.replace(&prefix, ""), d.replace(&prefix, ""))).collect();
     rows.sort();
@@ -205,7 +205,7 @@ pub fn snapshot() -> AuditResult<Vec<Entry>> {
 }
 
 pub fn installed_version() -> AuditResult<String> {
-    crate::spi_util::read_one::<String>(
+    crate::base::spi_util::read_one::<String>(
         "SELECT (SELECT extversion::text FROM pg_catalog.pg_extension WHERE extname = 'audit_db')",
         &[],
     )?
@@ -232,7 +232,7 @@ fn installed_manifest() -> AuditResult<Vec<Entry>> {
 /// longer members: dropped, or created again as a plain partition. Their manifest
 /// entries are not expected.
 fn released_defaults() -> AuditResult<Vec<String>> {
-    let schema = crate::spi_util::ext_schema()?;
+    let schema = crate::base::spi_util::ext_schema()?;
     let query = format!(
         "SELECT c.relname::text || '_default'
            FROM {schema}.audit_partition_config cfg
@@ -293,7 +293,7 @@ fn audit_verify_schema() -> TableIterator<
 pub fn finish_restore() -> AuditResult<Vec<String>> {
     let expected = installed_manifest()?;
     // The manifest names the extension's objects without their schema.
-    let schema = crate::spi_util::ext_schema()?;
+    let schema = crate::base::spi_util::ext_schema()?;
     let mut created = Vec::new();
     for (kind, name, def) in &expected {
         if kind != "index" || !def.contains(" ON ONLY ") {

@@ -1,0 +1,7 @@
+//! GDPR: pseudonymization, mappings, data subjects, classification
+//! retention, key rotation.
+
+pub mod gdpr;
+pub mod hash_pseudonym;
+pub mod mapping;
+pub mod subject;

@@ -1,0 +1,3 @@
+//! The archive cluster fed by logical replication.
+
+pub mod archive;
