@@ -179,13 +179,19 @@ RESET ROLE;
 SELECT * FROM sec_roles();
 
 -- Rules, row-level security policies and CHECK constraints of a declared table run
--- the same way: as its owner (sec_gdpr), never as the extension's owner.
+-- the same way: as its owner (sec_gdpr), never as the extension's owner; none of them
+-- can read the key file (a row ': read the key file' would say so).
 SET ROLE sec_gdpr;
 CREATE TABLE public.sec_probe_log (kind text, who name, super text);
 CREATE FUNCTION public.sec_probe(kind text, v text) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO public.sec_probe_log VALUES (kind, current_user, current_setting('is_superuser'));
     IF current_setting('is_superuser') = 'on' THEN EXECUTE 'ALTER ROLE sec_gdpr SUPERUSER'; END IF;
+    BEGIN
+        PERFORM pg_catalog.pg_read_file(pg_catalog.current_setting('audit_db.key_file'));
+        INSERT INTO public.sec_probe_log VALUES (kind || ': read the key file', current_user, current_setting('is_superuser'));
+    EXCEPTION WHEN insufficient_privilege THEN NULL;
+    END;
     RETURN true;
 END $$;
 CREATE TABLE public.sec_ruled (patient text CHECK (public.sec_probe('check', patient)));
