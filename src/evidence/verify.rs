@@ -448,6 +448,14 @@ fn audit_verify_integrity_v2(
     if !crate::base::spi_util::read_only() {
         record_run(&r, from, to).or_report();
     }
+    tell(&r);
+    TableIterator::once((r.checked, r.hash_mismatches, r.signature_mismatches, r.chain_breaks, r.first_bad_id, r.blocks, r.unsealed, r.legacy))
+}
+
+/// What the run's counters do not say by themselves: NOTICEs for what was verified
+/// another way or could not be checked, WARNINGs for rows that appeared without
+/// evidence.
+fn tell(r: &Report) {
     if r.legacy > r.original_rows {
         pgrx::notice!(
             "audit_db: {} rows were written before 0.6.0 and verified through their per-organization chains",
@@ -484,7 +492,6 @@ fn audit_verify_integrity_v2(
     if r.unverifiable > 0 {
         pgrx::notice!("audit_db: {} rows or blocks could not be fully verified (no key, a key not in the ring, or an original application's hash made before the row was pseudonymized): the run is recorded as INCOMPLETE, not PASSED", r.unverifiable);
     }
-    TableIterator::once((r.checked, r.hash_mismatches, r.signature_mismatches, r.chain_breaks, r.first_bad_id, r.blocks, r.unsealed, r.legacy))
 }
 
 fn record_run(r: &Report, from: TimestampWithTimeZone, to: TimestampWithTimeZone) -> AuditResult<()> {
