@@ -126,7 +126,7 @@ check "... and the archive keeps a DEFAULT partition for periods it has no parti
 check "audit_archive_publish() makes two publications" "audit_db_archive,audit_db_archive_mappings" \
     "$(psql -c "SELECT string_agg(p, ',') FROM audit_archive_publish() p")"
 check "publishing again is idempotent: the same tables, inserts only for the events" \
-    "audit_db_archive,audit_db_archive_mappings|audit_db_archive:audit_log,audit_db_archive:audit_seal_block,audit_db_archive:audit_subject_command,audit_db_archive_mappings:pseudonym_mapping|true|false|false|true" \
+    "audit_db_archive,audit_db_archive_mappings|audit_db_archive:audit_log,audit_db_archive:audit_seal_block,audit_db_archive:audit_subject_command,audit_db_archive_mappings:pseudonym_forgotten,audit_db_archive_mappings:pseudonym_mapping|true|false|false|true" \
     "$(psql -c "SELECT (SELECT string_agg(p, ',') FROM audit_archive_publish() p) || '|' ||
                        (SELECT string_agg(pubname || ':' || tablename, ',' ORDER BY pubname, tablename) FROM pg_publication_tables
                          WHERE pubname LIKE 'audit_db_archive%') || '|' ||
