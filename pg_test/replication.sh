@@ -202,6 +202,10 @@ psql -c "SELECT audit_forget_subject('carol@example.org')" >/dev/null
 wait_replicas
 check "forgetting on the primary removes the mapping on the archive too" "0|0|0" \
     "$(on_all "SELECT count(*) FROM pseudonym_mapping WHERE pseudonym_id = '$token'")"
+check "... and brings the signed reference kept for its token to the standby and the archive" "1|1|1" \
+    "$(on_all "SELECT count(*) FROM pseudonym_forgotten WHERE pseudonym_id = '$token' AND signature LIKE key_id || ':%'")"
+check "... with which the archive still checks the subject's rows: nothing it could not verify" "0" \
+    "$(apsql -c "$clean" 2>&1 | grep -c 'could not be fully verified')"
 check "the archive's own retention drops its old month" "1" \
     "$(apsql -c "SELECT count(*) FROM audit_drop_expired_partitions('audit_log', interval '2 months')" | grep -v '^NOTICE')"
 check "after it, the archive holds exactly the primary's events and verifies clean" \
