@@ -344,7 +344,21 @@ INSERT INTO audit_subject_map (relation, column_name, role, kind, on_erasure, bu
     ('report_templates', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
     ('report_templates', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL),
     ('scheduled_reports', 'created_by', 'actor', 'column', 'pseudonymize', true, NULL),
-    ('scheduled_reports', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL);
+    ('scheduled_reports', 'updated_by', 'actor', 'column', 'pseudonymize', true, NULL),
+    -- jsonb values (kind json_array: every string at any depth, in arrays and objects;
+    -- keys and free text inside strings are not matched; issue 26)
+    ('error_log', 'context', 'mentioned', 'json_array', 'pseudonymize', true, 'Strings equal to an identifier, at any depth.'),
+    ('error_aggregation', 'samples', 'mentioned', 'json_array', 'pseudonymize', true, 'Sample errors as the application stored them.'),
+    ('alerts', 'metadata', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('config_change_event', 'previous_value', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('config_change_event', 'new_value', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('scheduled_reports', 'criteria', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('scheduled_reports', 'delivery', 'mentioned', 'json_array', 'pseudonymize', true, 'Recipients.'),
+    ('report_templates', 'default_criteria', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('report_executions', 'delivery_attempts', 'mentioned', 'json_array', 'pseudonymize', true, 'Recipients.'),
+    ('audit_integrity_log', 'verification_details', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('audit_preset', 'default_values', 'mentioned', 'json_array', 'pseudonymize', true, NULL),
+    ('archive_dlq_event', 'original_event', 'mentioned', 'json_array', 'pseudonymize', true, 'A failed event as the application serialized it.');
 
 -- One rule for what a place may be, checked when it is declared and again each time
 -- a subject function uses it (the table may have changed since): a permanent
@@ -482,10 +496,9 @@ BEGIN
                pg_catalog.to_jsonb(a)
           FROM @extschema@.audit_log a
          WHERE a.principal_id = ANY(names) OR a.target_resource_id = ANY(names)
-            -- (details may be any jsonb a writer stored: only an object has values by key)
-            OR CASE WHEN pg_catalog.jsonb_typeof(a.details) = 'object'
-                    THEN EXISTS (SELECT 1 FROM pg_catalog.jsonb_each_text(a.details) e WHERE e.value = ANY(names))
-                    ELSE false END;
+            -- (details may be any jsonb a writer stored: a string equal to a name at any
+            -- depth, in arrays and objects, is a mention)
+            OR @extschema@.audit_json_mentions(a.details::text, names);
     FOR place IN
         SELECT m.relation, m.column_name, m.role, m.kind, m.builtin FROM @extschema@.audit_subject_map m
          WHERE m.relation <> '@extschema@.audit_log'::regclass
@@ -517,6 +530,15 @@ GRANT EXECUTE ON FUNCTION audit_subject_rows(text[]), audit_subject_names(text[]
                           audit_pseudonymize_subject(text[], text), audit_export_subject(text[]),
                           audit_forget_subject(text[]), audit_delete_subject(text[], boolean)
    TO audit_db_gdpr;
+-- Identifiers inside jsonb at any depth (issue 26): the subject functions' own
+-- helpers; a declared place is searched as the calling audit_db_gdpr member.
+REVOKE ALL ON FUNCTION audit_json_mentions(text, text[]), audit_json_replace(text, text[], text[], text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION audit_json_mentions(text, text[]), audit_json_replace(text, text[], text[], text[])
+   TO audit_db_gdpr;
+COMMENT ON FUNCTION audit_json_mentions(text, text[]) IS
+'Whether any string value of a JSON text, at any depth, in arrays and objects (keys left out), equals one of names. No depth limit. Used by the subject functions for jsonb places.';
+COMMENT ON FUNCTION audit_json_replace(text, text[], text[], text[]) IS
+'A JSON text with every string value equal to originals[i] replaced by pseudonyms[i]: at any depth when top_keys is NULL, else only in the top-level members named by top_keys; everything else byte for byte. No depth limit. Used by the subject functions for jsonb places.';
 -- JIT compiles the subject statements' wide expressions for longer than they run
 -- (1.9 s of a 3.8 s pseudonymization of 50,000 rows): off inside these functions.
 ALTER FUNCTION audit_pseudonymize_subject(text, text) SET jit = off;

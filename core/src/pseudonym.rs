@@ -21,15 +21,27 @@ use rand::RngCore;
 pub const PREFIX: &str = "pseudo-";
 pub const ENC_PREFIX: &str = "pseudo-enc-";
 
-/// Values left as they are (the original `pseudonymizeEvent` rule), so pseudonymizing
-/// twice is harmless.
-pub fn passes_through(value: &str) -> bool {
-    passes_through_bytes(value.as_bytes())
+/// Whether a value is a reference already, decided by its whole shape and never by its
+/// first letters (issue 26: `security.officer@corp.com`, `systemadmin@corp.com` and
+/// `pseudonym.lover@x` are people): a hash pseudonym (`pseudo-` + 64 lowercase hex,
+/// an HMAC-SHA256: indistinguishable from random bits, so no identifier names a person
+/// with it) or `sha256:` + 64 hex (the reference of a row written without a key).
+/// Such a value enters the row hash as itself and is not pseudonymized again by
+/// `hash`; `token` and `encryption` also leave values the mapping table knows.
+pub fn is_reference(value: &str) -> bool {
+    is_reference_bytes(value.as_bytes())
 }
 
-/// `passes_through` on the bytes of a value (the fast hash path reads text in place).
-pub fn passes_through_bytes(value: &[u8]) -> bool {
-    ["pseudo", "system", "security", "integrity"].iter().any(|p| value.starts_with(p.as_bytes()))
+/// `is_reference` on the bytes of a value (the fast hash path reads text in place).
+pub fn is_reference_bytes(value: &[u8]) -> bool {
+    let hex = |h: &[u8], lower: bool| {
+        h.len() == 64 && h.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b) || (!lower && (b'A'..=b'F').contains(b)))
+    };
+    match (value.strip_prefix(PREFIX.as_bytes()), value.strip_prefix(b"sha256:")) {
+        (Some(h), _) => hex(h, true),
+        (_, Some(h)) => hex(h, false),
+        _ => false,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,11 +293,15 @@ mod tests {
     }
 
     #[test]
-    fn pass_through_and_shapes() {
-        for v in ["pseudo-abc", "pseudonymized", "system", "security-scan", "integrity-check"] {
-            assert!(passes_through(v));
+    fn references_by_shape_not_prefix() {
+        let key = RootKey::new("k", [7u8; 32]);
+        assert!(is_reference(&hash_pseudonym(&key, "user-1")));
+        assert!(is_reference(&format!("sha256:{}", "aB".repeat(32))));
+        for v in ["pseudo-abc", "pseudonymized", "system", "systemadmin@corp.com", "security.officer@corp.com",
+                  "integrity-check", &format!("pseudo-{}", "A".repeat(64)), &format!("pseudo-{}", "a".repeat(63)),
+                  &new_token(), &encrypt_pseudonym(&key, "x"), "user-1"] {
+            assert!(!is_reference(v), "{v}");
         }
-        assert!(!passes_through("user-1"));
         assert_eq!(classify("pseudo-xyz"), None);
         assert_eq!(classify("user-1"), None);
         assert_eq!(Strategy::parse("token"), Some(Strategy::Token));

@@ -24,7 +24,8 @@
 
 use crate::crypto::RootKey;
 use crate::integrity::{json_string, push_json_string, sha256_hex, sign};
-use crate::pseudonym::{hash_pseudonym, passes_through};
+use crate::jsontext::top_members;
+use crate::pseudonym::{hash_pseudonym, is_reference};
 use serde_json::Value;
 
 pub const ENCODING_V2: &str = "audit_db.event.v2";
@@ -61,14 +62,12 @@ pub struct EventV2<'a> {
 }
 
 /// Whether a value is already in reference form: it enters the hash as it is, on
-/// insert and on verification alike (pseudonyms, and the values the original service
-/// passes through: system, security, integrity principals; `sha256:` references).
+/// insert and on verification alike (a hash pseudonym or a `sha256:` reference, by
+/// their whole shape: `pseudonym::is_reference`). Every other value, token and
+/// encryption pseudonyms and `system` principals included, enters as its hash
+/// pseudonym, so whatever a subject operation replaces it by still verifies.
 pub fn is_reference_form(value: &str) -> bool {
-    passes_through(value)
-        || value
-            .strip_prefix("sha256:")
-            .map(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .unwrap_or(false)
+    is_reference(value)
 }
 
 /// The reference that stands for a personal value: the value itself when it is in
@@ -164,15 +163,19 @@ fn mentions_any_key<K: AsRef<str>>(text: &str, keys: &[K]) -> bool {
 }
 
 /// The personal keys that apply to `details` on insert: those of `configured` present
-/// at the top level with a string value, sorted and without duplicates.
+/// at the top level with a string value, sorted and without duplicates. Any depth of
+/// the values around them (the text is walked, not parsed into a tree).
 pub fn personal_keys_of(details: Option<&str>, configured: &[String]) -> Vec<String> {
     let Some(text) = details else { return Vec::new() };
     if !mentions_any_key(text, configured) {
         return Vec::new();
     }
-    let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { return Vec::new() };
-    let mut keys: Vec<String> =
-        configured.iter().filter(|k| matches!(map.get(k.as_str()), Some(Value::String(_)))).cloned().collect();
+    let Some(members) = top_members(text) else { return Vec::new() };
+    let mut keys: Vec<String> = configured
+        .iter()
+        .filter(|k| members.iter().any(|m| m.key == k.as_str() && text.as_bytes()[m.value.start] == b'"'))
+        .cloned()
+        .collect();
     keys.sort();
     keys.dedup();
     keys
@@ -180,39 +183,45 @@ pub fn personal_keys_of(details: Option<&str>, configured: &[String]) -> Vec<Str
 
 /// `details` as hashed: markers dropped, the string values of `personal` keys replaced
 /// by `reference(value)`, as jsonb text; NULL counts as `{}`. Without markers or
-/// personal keys this is the stored text itself (nothing is parsed).
+/// personal keys, and for a value that is not an object, this is the stored text
+/// itself. The text is walked, not parsed into a tree, so any depth PostgreSQL
+/// accepts is hashed the same way.
 pub fn encoded_details(details: Option<&str>, personal: &[String], reference: &dyn Fn(&str) -> String) -> String {
     let mut out = String::new();
     push_encoded_details(&mut out, details, personal, reference);
     out
 }
 
-/// Appends `encoded_details(..)` to `out`.
+/// Appends `encoded_details(..)` to `out`: the members of the stored text in its
+/// order (jsonb's), markers left out, personal string values replaced by their
+/// references, each other key and value byte for byte as stored.
 fn push_encoded_details(out: &mut String, details: Option<&str>, personal: &[String], reference: &dyn Fn(&str) -> String) {
     let Some(text) = details else {
         out.push_str("{}");
         return;
     };
     let touched = mentions_any_key(text, MARKER_KEYS) || mentions_any_key(text, personal);
-    if !touched {
+    let members = if touched { top_members(text) } else { None };
+    let Some(members) = members else {
         out.push_str(text);
         return;
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(mut map)) => {
-            for k in MARKER_KEYS {
-                map.remove(*k);
-            }
-            for k in personal {
-                if let Some(Value::String(s)) = map.get(k.as_str()) {
-                    let r = reference(s);
-                    map.insert(k.clone(), Value::String(r));
-                }
-            }
-            write_jsonb(&Value::Object(map), out);
+    };
+    out.push('{');
+    let mut first = true;
+    for m in members.iter().filter(|m| !MARKER_KEYS.contains(&m.key.as_ref())) {
+        if !first {
+            out.push_str(", ");
         }
-        _ => out.push_str(text),
+        first = false;
+        out.push_str(m.key_text);
+        out.push_str(": ");
+        let value = &text[m.value.clone()];
+        match crate::jsontext::decode_string(value).filter(|_| personal.iter().any(|k| *k == m.key)) {
+            Some(s) => push_json_string(out, &reference(&s)),
+            None => out.push_str(value),
+        }
     }
+    out.push('}');
 }
 
 /// `name=value\n` lines of the encoding, written straight into one buffer.
@@ -520,7 +529,9 @@ mod tests {
         let s = format!("sha256:{}", "a".repeat(64));
         assert_eq!(reference(Some(&key), &s), s);
         assert_eq!(reference(Some(&key), "bob"), hp);
-        assert_eq!(reference(Some(&key), "system"), "system");
+        // Not by prefix (issue 26): a system principal or a look-alike is a value like any other.
+        assert_eq!(reference(Some(&key), "system"), hash_pseudonym(&key, "system"));
+        assert_eq!(reference(Some(&key), "pseudo-abc"), hash_pseudonym(&key, "pseudo-abc"));
     }
 
     #[test]

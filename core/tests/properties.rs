@@ -253,7 +253,7 @@ proptest! {
         let key = RootKey::new(&id, secret);
         let p = pseudonym::encrypt_pseudonym(&key, &original);
         prop_assert_eq!(pseudonym::classify(&p), Some(PseudonymStrategy::Encryption));
-        prop_assert!(pseudonym::passes_through(&p));
+        prop_assert!(!pseudonym::is_reference(&p), "an encryption pseudonym enters the row hash as its reference");
         prop_assert_eq!(pseudonym::pseudonym_key_id(&p).unwrap(), key.id.clone());
         // Deterministic under one key: the same original, the same pseudonym.
         prop_assert_eq!(&p, &pseudonym::encrypt_pseudonym(&key, &original));
@@ -378,5 +378,127 @@ proptest! {
         let texts = exact.map(|v| v.to_string());
         let parsed = Limbs::from_signed_sums([&texts[0], &texts[1], &texts[2], &texts[3]]).unwrap();
         prop_assert_eq!(parsed, wrapping);
+    }
+}
+
+// ------------------------------------------- details of any shape and depth (issue 26)
+
+/// Any JSON value, a few levels of arrays and objects.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| Value::from(n)),
+        "[a-z@.\"\\\\\n\u{e9}]{0,8}".prop_map(Value::String),
+        Just(Value::String("carol@example.com".into())),
+    ];
+    leaf.prop_recursive(4, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z]{1,6}|email|name", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `v` inside `levels` arrays or objects (PostgreSQL accepts far more than serde_json's 128).
+fn nest(v: Value, levels: usize, in_objects: bool) -> Value {
+    (0..levels).fold(v, |v, _| if in_objects { serde_json::json!({ "n": v }) } else { Value::Array(vec![v]) })
+}
+
+/// Details as a writer may store them: an object with personal and other members (one
+/// of them nested up to 300 levels), or any other value.
+fn details() -> impl Strategy<Value = Value> {
+    let object = (
+        proptest::collection::btree_map("[a-z]{1,6}|email|name|ip|pseudonymized", any_json(), 0..5),
+        proptest::option::of("[a-z]{1,8}@example\\.com|system|security\\.officer@corp\\.com|pseudo-[0-9a-f]{64}"),
+        proptest::option::of(any_json()),
+        0usize..300,
+        any::<bool>(),
+    )
+        .prop_map(|(mut m, email, name, levels, in_objects)| {
+            if let Some(e) = email {
+                m.insert("email".into(), Value::String(e));
+            }
+            if let Some(n) = name {
+                m.insert("name".into(), n);
+            }
+            m.insert("deep".into(), nest(Value::String("carol@example.com".into()), levels, in_objects));
+            Value::Object(m.into_iter().collect())
+        });
+    prop_oneof![object, any_json(), (any_json(), 0usize..300, any::<bool>()).prop_map(|(v, l, o)| nest(v, l, o))]
+}
+
+/// The members of a jsonb object text plus `extra`, in jsonb's key order (length, then bytes).
+fn with_members(text: &str, extra: &[(&str, &str)]) -> String {
+    use audit_db_core::integrity::json_string;
+    let mut all: Vec<(String, String)> = audit_db_core::jsontext::top_members(text)
+        .unwrap()
+        .into_iter()
+        .filter(|m| !extra.iter().any(|(k, _)| *k == m.key))
+        .map(|m| (m.key.into_owned(), text[m.value].to_string()))
+        .collect();
+    all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    all.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
+    let items: Vec<String> = all.iter().map(|(k, v)| format!("{}: {v}", json_string(k))).collect();
+    format!("{{{}}}", items.join(", "))
+}
+
+proptest! {
+    /// What audit_pseudonymize_subject does to a row's details (the personal keys'
+    /// string values replaced with audit_db_core::jsontext::replace_strings, markers
+    /// added to an object, anything else left as it is), then what verification
+    /// recomputes: the same encoding, for every shape and depth; no personal value
+    /// in clear; every other member byte for byte as it was.
+    #[test]
+    fn pseudonymized_details_verify_at_any_depth(v in details(), token in any::<bool>()) {
+        use audit_db_core::jsontext::{decode_string, replace_strings, top_members};
+        use audit_db_core::seal::{encoded_details, jsonb_text, personal_keys_of, reference};
+        let key = RootKey::new("k", [9u8; 32]);
+        let configured: Vec<String> = ["email", "name", "ip"].map(String::from).to_vec();
+        let before = jsonb_text(&v);
+        let personal = personal_keys_of(Some(&before), &configured);
+        let expected: Vec<String> = match &v {
+            Value::Object(m) => configured.iter().filter(|k| matches!(m.get(k.as_str()), Some(Value::String(_)))).cloned().collect(),
+            _ => vec![],
+        };
+        let mut expected_sorted = expected.clone();
+        expected_sorted.sort();
+        prop_assert_eq!(&personal, &expected_sorted);
+        let hashed = |x: &str| reference(Some(&key), x);
+        let at_insert = encoded_details(Some(&before), &personal, &hashed);
+        // token: a pseudonym the verifier resolves to its original; hash: the reference itself.
+        // (a reference is a pseudonym already: no strategy replaces it)
+        let pseudonym = |x: &str| if pseudonym::is_reference(x) { x.to_string() } else if token { format!("T<{x}>") } else { hashed(x) };
+        let resolve = |x: &str| match x.strip_prefix("T<").and_then(|r| r.strip_suffix('>')) {
+            Some(original) => hashed(original),
+            None => hashed(x),
+        };
+        let after = match top_members(&before) {
+            Some(_) => {
+                let replaced = replace_strings(&before, Some(&personal), &|x| Some(pseudonym(x)));
+                with_members(&replaced, &[("pseudonymized", "true"), ("pseudonymizedAt", "\"2026-01-01\"")])
+            }
+            None => before.clone(),
+        };
+        prop_assert_eq!(encoded_details(Some(&after), &personal, &resolve), at_insert);
+        let after_members = top_members(&after);
+        match (top_members(&before), after_members) {
+            (Some(b), Some(a)) => {
+                for m in b {
+                    let was = &before[m.value.clone()];
+                    let now = a.iter().find(|n| n.key == m.key).map(|n| &after[n.value.clone()]);
+                    if personal.iter().any(|k| *k == m.key) {
+                        let original = decode_string(was).unwrap();
+                        prop_assume!(!pseudonym::is_reference(&original));
+                        prop_assert_ne!(now.and_then(decode_string).map(|c| c.into_owned()), Some(original.into_owned()));
+                    } else if !["pseudonymized", "pseudonymizedAt"].contains(&m.key.as_ref()) {
+                        prop_assert_eq!(now, Some(was));
+                    }
+                }
+            }
+            (None, _) => prop_assert_eq!(&after, &before),
+            (Some(_), None) => prop_assert!(false, "an object stays an object"),
+        }
     }
 }

@@ -109,6 +109,11 @@ impl AuditError {
     }
 
     /// 42622: a generated identifier would be truncated by PostgreSQL.
+    /// 22001: a value longer than the column that would hold it.
+    pub fn string_data_right_truncation(message: impl Into<String>) -> Self {
+        Self::new(PgSqlErrorCode::ERRCODE_STRING_DATA_RIGHT_TRUNCATION, message)
+    }
+
     pub fn name_too_long(message: impl Into<String>) -> Self {
         Self::new(PgSqlErrorCode::ERRCODE_NAME_TOO_LONG, message)
     }

@@ -79,17 +79,22 @@ fn lookup_forgotten(ring: &KeyRing, value: &str, key_id: &str) -> AuditResult<Op
             &[value.into(), key_id.into()],
         )? {
             let (Some(reference), Some(signature)) = (r.get::<String>(1)?, r.get::<String>(2)?) else { continue };
-            let message = audit_db_core::seal::forgotten_message(value, &reference);
-            let signed = signature
-                .split_once(':')
-                .is_some_and(|(id, mac)| id == key_id && audit_db_core::integrity::mac_matches(key, &message, mac));
-            if signed {
+            if forgotten_signed(key, value, &reference, &signature) {
                 found = Some(reference);
                 break;
             }
         }
         Ok::<_, AuditError>(found)
     })?)
+}
+
+/// Whether a row of `pseudonym_forgotten` (pseudonym, reference, signature) was signed
+/// with `key` (a planted or altered row was not).
+pub fn forgotten_signed(key: &audit_db_core::crypto::RootKey, pseudonym: &str, reference: &str, signature: &str) -> bool {
+    let message = audit_db_core::seal::forgotten_message(pseudonym, reference);
+    signature
+        .split_once(':')
+        .is_some_and(|(id, mac)| id == key.id && audit_db_core::integrity::mac_matches(key, &message, mac))
 }
 
 /// What the hash saw where a row signed with `key_id` now holds the pseudonym `value`:

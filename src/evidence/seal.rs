@@ -479,8 +479,9 @@ pub fn check_row(
     let as_written = |v: &str| core_seal::reference(if signature.is_some() { key } else { None }, v);
     let mut hash_ok = core_seal::row_hash(event, personal, &as_written) == stored_hash;
     let mut unresolved = false;
-    if !hash_ok && event.details.map(|d| d.contains("\"pseudonymized\": true")).unwrap_or(false) {
-        // Pseudonymized later: reversible pseudonyms stand for what the hash saw.
+    if !hash_ok {
+        // Pseudonymized later: reversible pseudonyms stand for what the hash saw (also
+        // in a row whose details are no object and so carry no marker: issue 26).
         let missing = std::cell::Cell::new(false);
         let resolved = |v: &str| match resolve(v, key_id) {
             Some(original) => as_written(&original),

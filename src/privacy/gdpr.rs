@@ -55,12 +55,22 @@ pub fn pseudonymize(original: &str, strategy: Strategy) -> AuditResult<String> {
 }
 
 /// `pseudonymize` of every element (NULL stays NULL): token and encryption mappings
-/// are found and written with one statement each for the whole batch.
+/// are found and written with one statement each for the whole batch. A value that is
+/// a pseudonym already is returned as it is, whatever the strategy: a reference (by its
+/// whole shape) or a pseudonym the mapping table or the key knows
+/// (`mapping::known_pseudonyms`, one statement for the batch), never by its first
+/// letters (issue 26).
 pub fn pseudonymize_many(originals: &[Option<&str>], strategy: Strategy) -> AuditResult<Vec<Option<String>>> {
+    let ring = key_ring()?;
+    let candidates: Vec<&str> = originals.iter().flatten().copied().filter(|o| !pseudonym::is_reference(o)).collect();
+    let known = crate::privacy::mapping::known_pseudonyms(&ring, &candidates)?;
     if strategy == Strategy::Hash {
-        return originals.iter().map(|o| o.map(crate::privacy::hash_pseudonym::hash_pseudonym).transpose()).collect();
+        return Ok(originals
+            .iter()
+            .map(|o| o.map(|o| if known.contains(o) { o.to_string() } else { crate::privacy::hash_pseudonym::hash_with(&ring, o) }))
+            .collect());
     }
-    crate::privacy::mapping::pseudonymize_many(&*key_ring()?, strategy, originals)
+    crate::privacy::mapping::pseudonymize_many(&ring, strategy, originals, &known)
 }
 
 pub(crate) fn log_event(action: &str, target: Option<&str>, status: &str, description: &str) -> AuditResult<()> {

@@ -13,19 +13,20 @@
 //! directly: the argument is read in place (detoasted only when it is toasted) and the
 //! pseudonym is written straight into the result varlena.
 
-use crate::base::error::{AuditResult, OrReport};
+use crate::base::error::OrReport;
 use crate::base::keys::key_ring;
 use audit_db_core::crypto::Purpose;
-use audit_db_core::pseudonym::{self, passes_through_bytes, write_hash_pseudonym, HASH_PSEUDONYM_LEN};
+use audit_db_core::pseudonym::{self, is_reference_bytes, write_hash_pseudonym, HASH_PSEUDONYM_LEN};
 use pgrx::pg_sys;
 
-/// The hash pseudonym of `original` (values already shaped like pseudonyms or system
-/// principals are returned unchanged, as by `audit_pseudonymize`).
-pub fn hash_pseudonym(original: &str) -> AuditResult<String> {
-    if pseudonym::passes_through(original) {
-        return Ok(original.to_string());
+/// The hash pseudonym of `original` under the ring's current key (a reference already,
+/// `pseudonym::is_reference`, is returned unchanged). Reads no table: `audit_pseudonymize`
+/// also leaves the pseudonyms its mapping table knows (`gdpr::pseudonymize_many`).
+pub fn hash_with(ring: &audit_db_core::crypto::KeyRing, original: &str) -> String {
+    if pseudonym::is_reference(original) {
+        return original.to_string();
     }
-    Ok(pseudonym::hash_pseudonym(key_ring()?.current(), original))
+    pseudonym::hash_pseudonym(ring.current(), original)
 }
 
 /// Loads the key ring and prepares the hash key's HMAC state in the postmaster (from
@@ -62,7 +63,7 @@ pub unsafe extern "C-unwind" fn audit_pseudonymize_hash_v1(fcinfo: pg_sys::Funct
     };
     // SAFETY: ptr/len describe the argument's bytes, alive until the call returns.
     let original = unsafe { std::slice::from_raw_parts(ptr, len) };
-    if passes_through_bytes(original) {
+    if is_reference_bytes(original) {
         // SAFETY: the argument datum is a valid text datum of this call.
         return unsafe { pgrx::fcinfo::pg_getarg_datum_raw(fcinfo, 0) };
     }

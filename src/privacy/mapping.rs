@@ -93,18 +93,47 @@ fn insert_new(ring: &KeyRing, strategy: Strategy, missing: &[&Wanted<'_>]) -> Au
     })?)
 }
 
-/// The token or encryption pseudonym of every original (NULL stays NULL; values that
-/// pass through are returned unchanged), recording each new original's mapping once.
+/// The values of `values` that are pseudonyms already, as the mapping table and the
+/// key decide (issue 26; never by their first letters): a pseudonym of a mapping row
+/// (audit_db's or adopted), a forgotten one (`pseudonym_forgotten`), or an encryption
+/// pseudonym a key of the ring opens (AES-GCM: nobody without the key makes one).
+pub fn known_pseudonyms<'a>(ring: &KeyRing, values: &[&'a str]) -> AuditResult<std::collections::HashSet<&'a str>> {
+    let mut out: std::collections::HashSet<&str> = values
+        .iter()
+        .copied()
+        .filter(|v| pseudonym::classify(v) == Some(Strategy::Encryption) && pseudonym::decrypt_pseudonym(ring, v).is_ok())
+        .collect();
+    let asked: Vec<String> = values.iter().filter(|v| !out.contains(*v)).map(|v| v.to_string()).collect();
+    if asked.is_empty() {
+        return Ok(out);
+    }
+    let sql = q("SELECT pseudonym_id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = ANY($1)
+                 UNION SELECT pseudonym_id FROM @extschema@.pseudonym_forgotten WHERE pseudonym_id = ANY($1)")?;
+    let found: Vec<String> = Spi::connect(|client| {
+        let mut found = Vec::new();
+        for r in client.select(&sql, None, &[asked.into()])? {
+            found.extend(r.get::<String>(1)?);
+        }
+        Ok::<_, pgrx::spi::Error>(found)
+    })?;
+    out.extend(values.iter().copied().filter(|v| found.iter().any(|f| f == v)));
+    Ok(out)
+}
+
+/// The token or encryption pseudonym of every original (NULL stays NULL; references
+/// and `known` pseudonyms, see `known_pseudonyms`, are returned unchanged), recording
+/// each new original's mapping once.
 /// Two statements for the whole batch when nothing conflicts, three when a concurrent
 /// transaction mapped some of the same originals.
 pub fn pseudonymize_many(
     ring: &KeyRing,
     strategy: Strategy,
     originals: &[Option<&str>],
+    known: &std::collections::HashSet<&str>,
 ) -> AuditResult<Vec<Option<String>>> {
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut wanted: Vec<Wanted<'_>> = Vec::new();
-    for o in originals.iter().flatten().filter(|o| !pseudonym::passes_through(o)) {
+    for o in originals.iter().flatten().copied().filter(|o| !pseudonym::is_reference(o) && !known.contains(o)) {
         index.entry(o).or_insert_with(|| {
             wanted.push(Wanted { original: o, blinds: blind_indexes(ring, o), pseudonym: None });
             wanted.len() - 1

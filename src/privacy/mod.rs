@@ -3,5 +3,6 @@
 
 pub mod gdpr;
 pub mod hash_pseudonym;
+pub mod json_values;
 pub mod mapping;
 pub mod subject;

@@ -63,9 +63,23 @@ impl Subject {
         &self.0
     }
 
-    /// identifier -> pseudonym under `strategy`, as a jsonb object.
+    /// identifier -> pseudonym under `strategy`, as a jsonb object. Refused (22001)
+    /// before any row changes when a pseudonym would not fit the places it goes to.
     fn pseudonyms(&self, strategy: Strategy) -> AuditResult<pgrx::JsonB> {
-        pseudonym_map(&self.0, strategy)
+        let map = pseudonym_map(&self.0, strategy)?;
+        if let serde_json::Value::Object(m) = &map.0 {
+            if let Some((id, p)) = m.iter().find(|(_, p)| p.as_str().is_some_and(|p| p.chars().count() > PLACE_WIDTH)) {
+                return Err(AuditError::string_data_right_truncation(format!(
+                    "the {} pseudonym of an identifier of {} characters has {} characters",
+                    strategy.name(),
+                    id.chars().count(),
+                    p.as_str().map(|p| p.chars().count()).unwrap_or(0)
+                ))
+                .detail(format!("The subject's places (audit_log.principal_id, target_resource_id, the original's actor columns) hold {PLACE_WIDTH} characters; nothing was changed."))
+                .hint("Use the 'token' or 'hash' strategy for this subject: their pseudonyms have 39 and 71 characters."));
+            }
+        }
+        Ok(map)
     }
 
     /// How the subject is named in the events audit_db writes about it: the hash
@@ -74,6 +88,10 @@ impl Subject {
         Ok(pseudonym::hash_pseudonym(key_ring()?.current(), &self.0[0]))
     }
 }
+
+/// The width of the subject's places: audit_log's principal_id and target_resource_id
+/// and the original's actor columns are varchar(255).
+const PLACE_WIDTH: usize = 255;
 
 /// One place of `audit_subject_map` outside audit_log.
 struct Place {
@@ -127,15 +145,16 @@ impl Place {
     fn pseudonymize(&self, subject: &Subject, map: &pgrx::JsonB) -> AuditResult<i64> {
         let col = quote_identifier(&self.column);
         let sql = if self.json_array {
-            format!(
-                "WITH u AS (UPDATE {rel} t SET {col} = (
-                    SELECT pg_catalog.jsonb_agg(CASE WHEN pg_catalog.jsonb_typeof(e) = 'string' AND (e #>> '{{}}') = ANY($1)
-                                                     THEN $2 -> (e #>> '{{}}') ELSE e END ORDER BY o)
-                      FROM pg_catalog.jsonb_array_elements(t.{col}) WITH ORDINALITY x(e, o))
-                  WHERE pg_catalog.jsonb_typeof(t.{col}) = 'array' AND t.{col} ?| $1 RETURNING 1)
+            // Every string value equal to an identifier, at any depth (audit_json_replace).
+            q(&format!(
+                "WITH u AS (UPDATE {rel} t SET {col} = @extschema@.audit_json_replace(t.{col}::pg_catalog.text, NULL,
+                        ARRAY(SELECT pg_catalog.jsonb_object_keys($2)),
+                        ARRAY(SELECT $2 ->> k FROM pg_catalog.jsonb_object_keys($2) k))::pg_catalog.jsonb
+                  WHERE {test} RETURNING 1)
                  SELECT pg_catalog.count(*) FROM u",
-                rel = self.relation
-            )
+                rel = self.relation,
+                test = json_test(&format!("t.{col}"))
+            ))?
         } else {
             format!(
                 "WITH u AS (UPDATE {rel} t SET {col} = $2 ->> t.{col} WHERE t.{col} = ANY($1) RETURNING 1)
@@ -160,11 +179,11 @@ impl Place {
 
     fn delete(&self, subject: &Subject) -> AuditResult<i64> {
         let col = quote_identifier(&self.column);
-        let test = if self.json_array { format!("t.{col} ?| $1") } else { format!("t.{col} = ANY($1)") };
-        let sql = format!(
+        let test = if self.json_array { json_test(&format!("t.{col}")) } else { format!("t.{col} = ANY($1)") };
+        let sql = q(&format!(
             "WITH d AS (DELETE FROM {rel} t WHERE {test} RETURNING 1) SELECT pg_catalog.count(*) FROM d",
             rel = self.relation
-        );
+        ))?;
         let _caller = self.as_caller();
         Ok(Spi::get_one_with_args::<i64>(&sql, &[subject.ids().to_vec().into()])?.unwrap_or(0))
     }
@@ -172,6 +191,12 @@ impl Place {
     fn outcome(&self, action: &str, rows: i64) -> Outcome {
         (self.table.clone(), self.column.clone(), action.to_string(), rows)
     }
+}
+
+/// The test of a `json_array` place (any jsonb value): a string equal to one of the
+/// names `$1`, at any depth, in arrays and objects. (`@extschema@` still to replace.)
+fn json_test(column: &str) -> String {
+    format!("@extschema@.audit_json_mentions({column}::pg_catalog.text, $1)")
 }
 
 /// audit_log rows written before 0.6.0 whose target is one of the subject's
@@ -236,7 +261,8 @@ fn mentions(subject: &Subject, keys: &[String]) -> Vec<pgrx::JsonB> {
 /// Replaces the subject in audit_log: as actor (principal_id, and every personal
 /// `details` value of those rows), as target (target_resource_id) and where a personal
 /// `details` value names it (only that value: the rest of someone else's event stays).
-/// Rows it changes are marked pseudonymized. The personal keys are the row's own
+/// Rows it changes are marked pseudonymized when their details are an object (any other
+/// value, SQL NULL included, is left exactly as it was: issue 26). The personal keys are the row's own
 /// (recorded at insert), so the row still verifies; rows written before 0.6.0 use the
 /// configured keys, as their verification does. One statement on the parent: it locks
 /// every partition for its duration, so maintenance cannot drop or fill a partition
@@ -260,8 +286,8 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                   target_resource_id = CASE WHEN a.row_hash IS NOT NULL
                                             THEN coalesce($2 ->> a.target_resource_id, a.target_resource_id)
                                             ELSE a.target_resource_id END,
-                  details = CASE WHEN pg_catalog.jsonb_typeof(a.details) = 'object'
-                                  AND a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
+                  details = CASE WHEN pg_catalog.jsonb_typeof(a.details) IS DISTINCT FROM 'object' THEN a.details
+                  ELSE CASE WHEN a.details ?| (CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
                   THEN coalesce((
                       SELECT pg_catalog.jsonb_object_agg(e.key,
                                CASE WHEN e.key = ANY(CASE WHEN a.row_hash IS NOT NULL THEN coalesce(a.personal_keys, '{}') ELSE $3 END)
@@ -271,8 +297,8 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                                                   pg_catalog.to_jsonb(@extschema@.audit_pseudonymize(e.value #>> '{}', $4)))
                                     ELSE e.value END)
                         FROM pg_catalog.jsonb_each(a.details) e), '{}'::jsonb)
-                  ELSE coalesce(a.details, '{}'::jsonb) END
-                        || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now())
+                  ELSE a.details END
+                        || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now()) END
             WHERE a.principal_id = ANY($1)
                OR (a.row_hash IS NOT NULL AND a.target_resource_id = ANY($1))
                OR a.details @> ANY($6)
@@ -323,20 +349,24 @@ fn summary(out: &[Outcome]) -> String {
     if parts.is_empty() { "nothing found".into() } else { parts.join("; ") }
 }
 
-/// Erasure: the subject's own audit_log events are deleted (with `preserve`, the
-/// compliance events stay, pseudonymized); whatever else names the subject is
-/// pseudonymized by hash (someone else's event about them; compliance rows); rows of
-/// the declared places are deleted or pseudonymized as `audit_subject_map` says.
+/// Erasure: the subject's own audit_log events, under any of its names (`names`), are
+/// deleted (with `preserve`, the compliance events stay, pseudonymized); whatever
+/// else names the subject is pseudonymized by hash (someone else's event about them;
+/// compliance rows); rows of the declared places are deleted or pseudonymized as
+/// `audit_subject_map` says; the subject's mappings are deleted (`shred`).
 pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outcome>> {
     key_ring()?;
     let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
+    // The subject's own events under any of its names: also those pseudonymized or
+    // forgotten before (issue 26: the order of the operations does not matter).
+    let principals = names(subject)?;
     let _internal = crate::base::internal::guard();
     // No insert may come between retiring the links and deleting the rows (an event of
     // this subject committed in between would be deleted with its link unretired):
     // writers wait for the erasure, readers do not.
     Spi::run(&q("LOCK TABLE @extschema@.audit_log IN SHARE ROW EXCLUSIVE MODE")?)?;
     // The erased rows' legacy chain links are retired first, so the chain still verifies.
-    let leaving = Leaving::Subject { principals: subject.ids(), preserve, kept_actions: &actions };
+    let leaving = Leaving::Subject { principals: &principals, preserve, kept_actions: &actions };
     let deleted = crate::evidence::retirement::delete_rows(&leaving, "erasure (audit_delete_subject)")?;
     let map = subject.pseudonyms(Strategy::Hash)?;
     let mut out = vec![
@@ -353,6 +383,9 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
             out.push(place.outcome("pseudonymized", n));
         }
     }
+    // Whatever stays (compliance events, someone else's) may still carry a token or
+    // encryption pseudonym of the subject: its mapping goes too, as by forgetting.
+    out.push(("pseudonym_mapping".into(), "original_id".into(), "deleted".into(), shred(subject)?));
     note_legacy_targets(subject, &mut out)?;
     log_event("gdpr.data.delete", Some(&subject.label()?), "success", &summary(&out))?;
     crate::base::archive_role::emit(&Command::Delete { subjects: subject.ids().to_vec(), preserve })?;
@@ -362,6 +395,18 @@ pub fn delete_subject(subject: &Subject, preserve: bool) -> AuditResult<Vec<Outc
 /// Crypto-shredding: the mappings of every identifier go, so no token or encryption
 /// pseudonym of the subject can be reversed any more.
 pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
+    let deleted = shred(subject)?;
+    let out = vec![("pseudonym_mapping".to_string(), "original_id".to_string(), "deleted".to_string(), deleted)];
+    log_event("gdpr.data.delete", Some(&subject.label()?), "success",
+              &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"))?;
+    crate::base::archive_role::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
+    Ok(out)
+}
+
+/// Deletes the subject's mappings: audit_db's token and encryption mappings of every
+/// identifier (found by blind index), their references kept first (`keep_references`),
+/// and adopted mappings that hold an identifier in clear. Returns how many went.
+fn shred(subject: &Subject) -> AuditResult<i64> {
     let ring = key_ring()?;
     let blinds: Vec<String> =
         subject.ids().iter().flat_map(|id| crate::privacy::mapping::blind_indexes(&ring, id)).collect();
@@ -370,21 +415,18 @@ pub fn forget_subject(subject: &Subject) -> AuditResult<Vec<Outcome>> {
     if !crate::base::archive_role::replaying() {
         keep_references(&ring, &blinds)?;
     }
-    let deleted = Spi::get_one_with_args::<i64>(
+    Ok(Spi::get_one_with_args::<i64>(
         // Mappings with a blind index are token or encryption mappings (audit_db's
         // own): naming both strategies lets the unique (strategy, blind_index) index
-        // find them, where blind_index alone scanned every mapping.
+        // find them, where blind_index alone scanned every mapping. An adopted mapping
+        // (strategy NULL) that stored the original in clear is found by it.
         &q("WITH d AS (DELETE FROM @extschema@.pseudonym_mapping
-                     WHERE strategy = ANY('{token,encryption}') AND blind_index = ANY($1) RETURNING 1)
+                     WHERE (strategy = ANY('{token,encryption}') AND blind_index = ANY($1))
+                        OR (strategy IS NULL AND original_id = ANY($2)) RETURNING 1)
          SELECT pg_catalog.count(*) FROM d")?,
-        &[blinds.into()],
+        &[blinds.into(), subject.ids().to_vec().into()],
     )?
-    .unwrap_or(0);
-    let out = vec![("pseudonym_mapping".to_string(), "original_id".to_string(), "deleted".to_string(), deleted)];
-    log_event("gdpr.data.delete", Some(&subject.label()?), "success",
-              &format!("{deleted} pseudonym mappings deleted (crypto-shredding)"))?;
-    crate::base::archive_role::emit(&Command::Forget { subjects: subject.ids().to_vec() })?;
-    Ok(out)
+    .unwrap_or(0))
 }
 
 /// Before the mappings go: for each token or encryption pseudonym of the subject and
@@ -430,8 +472,8 @@ fn keep_references(ring: &audit_db_core::crypto::KeyRing, blinds: &[String]) -> 
 }
 
 /// Every name the subject may appear under: its identifiers, their hash pseudonyms
-/// under every key, and their token and encryption pseudonyms (mappings made here, and
-/// adopted ones that stored the original in clear).
+/// under every key, and their token and encryption pseudonyms (mappings made here,
+/// adopted ones that stored the original in clear, and forgotten ones).
 pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
     let ring = key_ring()?;
     let mut out: Vec<String> = subject.ids().to_vec();
@@ -453,9 +495,32 @@ pub fn names(subject: &Subject) -> AuditResult<Vec<String>> {
         }
         Ok::<_, pgrx::spi::Error>(())
     })?;
+    out.extend(forgotten_names(&ring, &out)?);
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The forgotten token and encryption pseudonyms whose kept reference is one of
+/// `names` (a hash pseudonym of an identifier under some key), each signed with that
+/// key (a planted row of `pseudonym_forgotten` names nobody).
+fn forgotten_names(ring: &audit_db_core::crypto::KeyRing, names: &[String]) -> AuditResult<Vec<String>> {
+    let sql = q("SELECT pseudonym_id, key_id, reference, signature FROM @extschema@.pseudonym_forgotten
+                  WHERE reference = ANY($1)")?;
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for r in client.select(&sql, None, &[names.to_vec().into()])? {
+            let (Some(p), Some(k), Some(reference), Some(sig)) =
+                (r.get::<String>(1)?, r.get::<String>(2)?, r.get::<String>(3)?, r.get::<String>(4)?)
+            else {
+                continue;
+            };
+            if ring.get(&k).is_some_and(|key| crate::evidence::row_check::forgotten_signed(key, &p, &reference, &sig)) {
+                out.push(p);
+            }
+        }
+        Ok::<_, AuditError>(out)
+    })
 }
 
 /// The export as one jsonb array of {table, column, role, row}, from audit_subject_rows.
@@ -505,8 +570,8 @@ fn place_rows(relation: pg_sys::Oid, column: &str, json_array: bool, names: Vec<
             .hint("Delete its row of audit_subject_map."));
     };
     let col = quote_identifier(column);
-    let test = if json_array { "?| $1" } else { "= ANY($1)" };
-    let sql = format!("SELECT pg_catalog.to_jsonb(t) FROM {name} t WHERE t.{col} {test}");
+    let test = if json_array { json_test(&format!("t.{col}")) } else { format!("t.{col} = ANY($1)") };
+    let sql = q(&format!("SELECT pg_catalog.to_jsonb(t) FROM {name} t WHERE {test}"))?;
     let _caller = (!member).then(crate::base::owner::UserSwitch::to_caller);
     Ok(Spi::connect(|client| {
         let mut out = Vec::new();
@@ -606,7 +671,7 @@ fn kept_compliance_rows(subject: &Subject, preserve: bool) -> AuditResult<i64> {
     let actions: Vec<String> = COMPLIANCE_ACTIONS.iter().map(|s| s.to_string()).collect();
     Ok(Spi::get_one_with_args::<i64>(
         &q("SELECT pg_catalog.count(*) FROM @extschema@.audit_log WHERE principal_id = ANY($1) AND action = ANY($2)")?,
-        &[subject.ids().to_vec().into(), actions.into()],
+        &[names(subject)?.into(), actions.into()],
     )?
     .unwrap_or(0))
 }
