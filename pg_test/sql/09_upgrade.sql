@@ -2,7 +2,7 @@
 -- then its catalog equals a fresh install's, every row is there, verification is
 -- clean and the journal lists each step once, in order.
 SET timezone = 'UTC';
-CREATE EXTENSION IF NOT EXISTS dblink;
+CREATE EXTENSION dblink;
 CREATE DATABASE audit_upgrade_fresh;
 CREATE DATABASE audit_upgrade_010;
 SELECT format('host=%s port=%s user=postgres dbname=',
@@ -175,9 +175,8 @@ ROLLBACK;
 SELECT * FROM audit_verify_schema();
 SELECT version, name FROM audit_migrations() WHERE version = '0.6.0';
 DROP ROLE regress_up_writer;
-\c audit_regress
+\c postgres
 DROP DATABASE audit_upgrade_040;
 DROP DATABASE audit_upgrade_fresh;
 DROP DATABASE audit_upgrade_010;
 DROP DATABASE audit_upgrade_020;
-DROP EXTENSION dblink;

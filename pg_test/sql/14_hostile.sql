@@ -283,5 +283,5 @@ DROP TYPE hostile_type;
 DROP FUNCTION hostile_state(), hostile_snap(), hostile_unchanged();
 RESET client_min_messages;
 
-\c audit_regress
+\c postgres
 DROP DATABASE regress_hostile;

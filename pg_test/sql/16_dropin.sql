@@ -151,5 +151,5 @@ SELECT hash_mismatches, first_bad_id FROM audit_verify_integrity();
 SELECT audit_log_id, verification_status FROM audit_integrity_log
  WHERE verification_status = 'FAILED' ORDER BY id DESC LIMIT 1;
 
-\c audit_regress
+\c postgres
 DROP DATABASE regress_dropin;

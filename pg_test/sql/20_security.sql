@@ -468,7 +468,7 @@ DROP TABLE public.audit_log_2019_06;
 -- untyped call of the install script would pick, and an operator the 0.6.0 step's
 -- anchor would; the original application's table it owns has an expression index
 -- that reading it for adoption would fold. Each would run as the superuser installing.
-\c audit_regress
+\c postgres
 CREATE DATABASE regress_security_install;
 \c regress_security_install
 SET client_min_messages = warning;
@@ -501,9 +501,9 @@ INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES (now
 ALTER EXTENSION audit_db UPDATE TO '0.6.0';
 SELECT rolsuper AS planter_is_superuser FROM pg_roles WHERE rolname = 'sec_planter';
 RESET client_min_messages;
-\c audit_regress
+\c postgres
 DROP DATABASE regress_security_install;
 DROP ROLE sec_planter;
-\c audit_regress
+\c postgres
 DROP DATABASE regress_security;
 DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role, sec_owner;
