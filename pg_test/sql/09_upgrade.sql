@@ -10,10 +10,15 @@ SELECT format('host=%s port=%s user=postgres dbname=',
 -- ------------------------------------------------------------ fresh install
 \c audit_upgrade_fresh
 SET client_min_messages = warning;
+SELECT clock_timestamp() AS before_install \gset
 CREATE EXTENSION audit_db;
+SELECT clock_timestamp() AS after_install \gset
 RESET client_min_messages;
 SELECT audit_schema_version(), (SELECT extversion FROM pg_extension WHERE extname = 'audit_db') AS extversion;
-SELECT version, name, checksum ~ '^[0-9a-f]{64}$' AS sha256, applied_by, execution_ms >= 0 AS timed, success
+SELECT version, name, checksum ~ '^[0-9a-f]{64}$' AS sha256, applied_by,
+       applied_at BETWEEN :'before_install' AND :'after_install' AS applied_during_install,
+       execution_ms BETWEEN 0 AND extract(epoch FROM :'after_install'::timestamptz - :'before_install') * 1000
+         AS timed_within_install, success
   FROM audit_migrations();
 SELECT * FROM audit_pending_migrations();
 -- ------------------------------------------------- 0.1.0, filled, then updated

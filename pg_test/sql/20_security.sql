@@ -271,32 +271,36 @@ SELECT 'pg_class'::regclass = 'pg_class'::regclass AS planted;
 RESET ROLE;
 -- A superuser's job with a safe search_path of its own, then every role's functions.
 SET search_path = pg_catalog;
-SELECT count(*) > 0 AS ran FROM public.audit_partition_maintenance();
-SELECT checked > 0 AS ran FROM public.audit_verify_integrity();
-SELECT public.audit_integrity_digest() IS NOT NULL AS ran;
-SELECT count(*) >= 0 AS ran FROM public.audit_verify_schema();
-SELECT count(*) > 0 AS ran FROM public.audit_schema_snapshot();
-SELECT status IS NOT NULL AS ran FROM public.audit_seal(0);
-SELECT total_partitions > 0 AS ran FROM public.audit_analyze_partitions();
-SELECT count(*) >= 0 AS ran FROM public.get_audit_partition_stats();
-SELECT public.create_audit_log_partitions() IS NULL AS ran;
-SELECT public.drop_old_audit_partitions(3650) IS NOT NULL AS ran;
-SELECT count(*) >= 0 AS ran FROM public.audit_finish_restore();
-SELECT count(*) >= 0 AS ran FROM public.audit_apply_retention_policies();
+-- (Each result is exact: what the same call gives, or the rows it must return.)
+SELECT action, count(*) FROM public.audit_partition_maintenance() GROUP BY 1 ORDER BY 1;
+SELECT checked, checked = (SELECT count(*) FROM public.audit_log) AS all_rows FROM public.audit_verify_integrity();
+SELECT d ->> 'format' AS format, (d ->> 'blocks')::bigint = (SELECT count(*) FROM public.audit_seal_block) AS all_blocks
+  FROM public.audit_integrity_digest() d;
+SELECT count(*) AS drift FROM public.audit_verify_schema();
+SELECT object_type, count(*) FROM public.audit_schema_snapshot() GROUP BY 1 ORDER BY 1;
+SELECT status, blocks FROM public.audit_seal(0);
+SELECT total_partitions, total_partitions = (SELECT count(*) FROM public.audit_partitions('public.audit_log')) AS all_partitions
+  FROM public.audit_analyze_partitions();
+SELECT count(*) AS stats_rows, count(*) = (SELECT count(*) FROM public.audit_partitions('public.audit_log')) AS all_partitions
+  FROM public.get_audit_partition_stats();
+SELECT pg_typeof(public.create_audit_log_partitions()) AS returns;
+SELECT public.drop_old_audit_partitions(3650) AS dropped;
+SELECT count(*) AS finished FROM public.audit_finish_restore();
+SELECT count(*) AS applied FROM public.audit_apply_retention_policies();
 RESET search_path;
 SET ROLE sec_admin;
-SELECT count(*) > 0 AS ran FROM audit_partition_maintenance();
-SELECT count(*) >= 0 AS ran FROM audit_create_partitions('audit_log', 8);
-SELECT checked > 0 AS ran FROM audit_verify_integrity();
+SELECT action, count(*) FROM audit_partition_maintenance() GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS created FROM audit_create_partitions('audit_log', 8);
+SELECT checked, checked = (SELECT count(*) FROM audit_log) AS all_rows FROM audit_verify_integrity();
 RESET ROLE;
 SET ROLE sec_gdpr;
 SELECT audit_pseudonymize('carol@example.com', 'token') LIKE 'pseudo-%' AS ran;
 SELECT audit_depseudonymize(audit_pseudonymize('carol@example.com', 'token')) AS ran;
-SELECT count(*) >= 0 AS ran FROM audit_subject_rows(ARRAY['zed@example.com']);
+SELECT count(*) AS subject_rows FROM audit_subject_rows(ARRAY['zed@example.com']);
 SELECT jsonb_typeof(audit_export_subject(ARRAY['zed@example.com'])) AS ran;
-SELECT count(*) > 0 AS ran FROM audit_pseudonymize_subject(ARRAY['zed@example.com'], 'hash');
-SELECT count(*) > 0 AS ran FROM audit_delete_subject(ARRAY['amy@example.com'], false);
-SELECT count(*) > 0 AS ran FROM audit_forget_subject(ARRAY['carol@example.com']);
+SELECT count(*) AS pseudonymized FROM audit_pseudonymize_subject(ARRAY['zed@example.com'], 'hash');
+SELECT count(*) AS deleted FROM audit_delete_subject(ARRAY['amy@example.com'], false);
+SELECT count(*) AS forgotten FROM audit_forget_subject(ARRAY['carol@example.com']);
 RESET ROLE;
 -- A writer whose own search_path puts the planted operators first: the insert
 -- trigger's lookups run as the extension's owner, with pg_catalog's operators.
@@ -494,7 +498,7 @@ SET audit_db.adopt = 'drizzle';
 CREATE EXTENSION audit_db;
 RESET audit_db.adopt;
 SELECT rolsuper AS planter_is_superuser FROM pg_roles WHERE rolname = 'sec_planter';
-SELECT count(*) > 0 AS partitions_made FROM audit_partitions('audit_log') WHERE NOT is_default;
+SELECT count(*) AS this_month_and_six_ahead FROM audit_partitions('audit_log') WHERE NOT is_default;
 DROP EXTENSION audit_db;
 CREATE EXTENSION audit_db VERSION '0.5.0';
 INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES (now(), 'org-1', 'sec.chained', 'ok');
