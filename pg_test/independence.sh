@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 base=${AUDIT_DB_TEST_DIR:-/tmp/audit_db_independence}
-port=${AUDIT_DB_TEST_PORT:-55444}
+port=${AUDIT_DB_TEST_PORT:-55460}
 PG_CONFIG=${PG_CONFIG:-/usr/bin/pg_config}
 passed=0
 failed=0
