@@ -5,8 +5,9 @@
 #   pg_test/run.sh [NAME-FILTER]   only the files whose name contains NAME-FILTER
 # Every file runs in a database of its own, made fresh for it (pg_regress once per file,
 # --dbname=regress_<file>, audit_db created in it): no file sees another's rows, so each
-# passes alone and in any order. Cluster-wide objects (roles, databases) are each
-# file's own business: it names them after itself and drops them at its end.
+# passes alone and in any order. Cluster-wide objects (roles, databases, tablespaces)
+# are each file's own business: it names them after itself and drops them at its end;
+# a file that leaves one behind (or drops one it did not make) fails.
 #   AUDIT_DB_TEST_ORDER=sorted (default) | reverse | shuffle
 #   AUDIT_DB_TEST_SEED=N           the shuffle's seed (printed; random when unset)
 #   AUDIT_DB_TEST_DIR, AUDIT_DB_TEST_PORT   the cluster's directory and port
@@ -78,12 +79,23 @@ if [ -n "${AUDIT_DB_TEST_CLOCK:-}" ]; then
         -c "SELECT 'server clock: ' || to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC, TimeZone ' || current_setting('TimeZone')"
 fi
 
+# The cluster-wide objects a file could leave for the next one to trip over: roles
+# (audit_db's own four aside: the first CREATE EXTENSION makes them, and they outlive
+# it on purpose), databases (each file's own regress_<file> aside) and tablespaces.
+cluster_objects() {
+    "$bindir/psql" -h "$dir/sock" -p "$port" -U postgres -X -At -d postgres -c "
+        SELECT 'role ' || rolname FROM pg_roles WHERE rolname !~ '^audit_db_(admin|gdpr|reader|writer)$'
+        UNION ALL SELECT 'database ' || datname FROM pg_database WHERE datname !~ '^regress_[0-9]{2}_'
+        UNION ALL SELECT 'tablespace ' || spcname FROM pg_tablespace ORDER BY 1"
+}
+
 export AUDIT_DB_FIXTURES="$root/pg_test/fixtures"
 out="$dir/out"
 mkdir -p "$out"
 passed=0
 failed=0
 failures=()
+before=$(cluster_objects)
 for name in "${tests[@]}"; do
     mkdir -p "$out/$name"
     set +e
@@ -93,14 +105,21 @@ for name in "${tests[@]}"; do
     rc=$?
     set -e
     ms=$(grep -oE '[0-9]+ ms' "$out/$name/summary.txt" | head -1 || true)
-    if [ "$rc" = 0 ]; then
+    after=$(cluster_objects)
+    left=$(comm -13 <(echo "$before") <(echo "$after"))
+    gone=$(comm -23 <(echo "$before") <(echo "$after"))
+    before=$after
+    if [ "$rc" = 0 ] && [ -z "$left$gone" ]; then
         passed=$((passed + 1))
         echo "ok - $name ($ms)"
     else
         failed=$((failed + 1))
         failures+=("$name")
         echo "not ok - $name"
-        if [ -f "$out/$name/regression.diffs" ]; then cat "$out/$name/regression.diffs"; else cat "$out/$name/summary.txt"; fi
+        [ -z "$left" ] || echo "$left" | sed 's/^/    left behind: /'
+        [ -z "$gone" ] || echo "$gone" | sed 's/^/    dropped: /'
+        if [ -f "$out/$name/regression.diffs" ]; then cat "$out/$name/regression.diffs"
+        elif [ "$rc" != 0 ]; then cat "$out/$name/summary.txt"; fi
     fi
 done
 # A backend killed by a signal (a crash) restarts the whole cluster; the tests would
