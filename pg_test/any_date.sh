@@ -16,10 +16,12 @@ port=${AUDIT_DB_TEST_PORT:-55450}
 # 2. that month's last second: the month changes while the cluster starts, the files run
 #    in the first minutes of the next;
 # 3. 29 February of a leap year;
-# 4. and 5. the start and the end of daylight saving time in the zone pg_regress gives
-#    its sessions (America/Los_Angeles: 2027-03-14 10:00 UTC, 2027-11-07 09:00 UTC), the
-#    server in that zone too; the change comes 30 s into the run.
-clocks=${AUDIT_DB_ANY_DATE_CLOCKS:-2027-01-31 23:55:00 UTC|UTC;2027-01-31 23:59:59 UTC|UTC;2028-02-29 12:00:00 UTC|UTC;2027-03-14 09:59:30 UTC|America/Los_Angeles;2027-11-07 08:59:30 UTC|America/Los_Angeles}
+# 4. a new month in UTC that has not begun yet where the sessions are (pg_regress gives
+#    them America/Los_Angeles: 2027-03-01 03:00 UTC is 28 February, 19:00 there);
+# 5. and 6. the start and the end of daylight saving time in that zone (2027-03-14 10:00
+#    UTC, 2027-11-07 09:00 UTC), the server in that zone too; the change comes about 30 s
+#    into the run (or while the cluster starts, on a slow machine).
+clocks=${AUDIT_DB_ANY_DATE_CLOCKS:-2027-01-31 23:55:00 UTC|UTC;2027-01-31 23:59:59 UTC|UTC;2028-02-29 12:00:00 UTC|UTC;2027-03-01 03:00:00 UTC|America/Los_Angeles;2027-03-14 09:59:30 UTC|America/Los_Angeles;2027-11-07 08:59:30 UTC|America/Los_Angeles}
 passed=0
 failed=0
 IFS=';' read -ra moments <<<"$clocks"
