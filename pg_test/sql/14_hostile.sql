@@ -218,9 +218,11 @@ SELECT * FROM audit_create_partitions('"audit_log; DROP TABLE x"', 1, '2020-01-1
 SELECT partition, range_from, range_to FROM audit_partitions('"audit_log; DROP TABLE x"') ORDER BY range_from;
 SELECT * FROM audit_drop_expired_partitions('"audit_log; DROP TABLE x"', '1 month', false, '2020-04-01');
 SELECT count(*) AS x_survives FROM x;
--- A table to convert whose name and key column both need quoting.
+-- A table to convert whose name and key column both need quoting. Its 40 days start on
+-- the 2nd of the month four years from now (UTC), so that they fill two months on any date.
 CREATE TABLE "Legacy Events; DROP TABLE x" (id int PRIMARY KEY, "Event Time" timestamptz NOT NULL, note text);
-INSERT INTO "Legacy Events; DROP TABLE x" SELECT i, '2030-01-01'::timestamptz + i * interval '1 day', 'n' || i
+INSERT INTO "Legacy Events; DROP TABLE x"
+SELECT i, date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '4 years' + i * interval '1 day', 'n' || i
   FROM generate_series(1, 40) i;
 SELECT audit_convert_to_partitioned('"Legacy Events; DROP TABLE x"', 'copy', 'Event Time; DROP TABLE x');
 SELECT audit_convert_to_partitioned('"Legacy Events; DROP TABLE x"', 'copy', 'Event Time');
