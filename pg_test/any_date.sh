@@ -20,8 +20,9 @@ port=${AUDIT_DB_TEST_PORT:-55450}
 #    them America/Los_Angeles: 2027-03-01 03:00 UTC is 28 February, 19:00 there);
 # 5. and 6. the start and the end of daylight saving time in that zone (2027-03-14 10:00
 #    UTC, 2027-11-07 09:00 UTC), the server in that zone too; the change comes about 30 s
-#    into the run (or while the cluster starts, on a slow machine).
-clocks=${AUDIT_DB_ANY_DATE_CLOCKS:-2027-01-31 23:55:00 UTC|UTC;2027-01-31 23:59:59 UTC|UTC;2028-02-29 12:00:00 UTC|UTC;2027-03-01 03:00:00 UTC|America/Los_Angeles;2027-03-14 09:59:30 UTC|America/Los_Angeles;2027-11-07 08:59:30 UTC|America/Los_Angeles}
+#    into the run (or while the cluster starts, on a slow machine);
+# 7. a year's last minutes, far ahead (a test's fixed date, 2030 say, has long passed).
+clocks=${AUDIT_DB_ANY_DATE_CLOCKS:-2027-01-31 23:55:00 UTC|UTC;2027-01-31 23:59:59 UTC|UTC;2028-02-29 12:00:00 UTC|UTC;2027-03-01 03:00:00 UTC|America/Los_Angeles;2027-03-14 09:59:30 UTC|America/Los_Angeles;2027-11-07 08:59:30 UTC|America/Los_Angeles;2099-12-31 23:50:00 UTC|UTC}
 passed=0
 failed=0
 IFS=';' read -ra moments <<<"$clocks"
