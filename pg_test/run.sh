@@ -95,7 +95,7 @@ mkdir -p "$out"
 passed=0
 failed=0
 failures=()
-before=$(cluster_objects)
+before=$(cluster_objects || echo "(cluster unreachable)")
 for name in "${tests[@]}"; do
     mkdir -p "$out/$name"
     set +e
@@ -105,7 +105,7 @@ for name in "${tests[@]}"; do
     rc=$?
     set -e
     ms=$(grep -oE '[0-9]+ ms' "$out/$name/summary.txt" | head -1 || true)
-    after=$(cluster_objects)
+    after=$(cluster_objects || echo "(cluster unreachable)")
     left=$(comm -13 <(echo "$before") <(echo "$after"))
     gone=$(comm -23 <(echo "$before") <(echo "$after"))
     before=$after
