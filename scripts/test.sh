@@ -4,7 +4,10 @@
 #      and scripts/check_imports.py: no import circle in src/, README lists every module),
 #   1. plain `cargo test` of the pure-Rust core (no PostgreSQL),
 #   2. `cargo pgrx test` (#[pg_test] functions inside a pgrx-managed cluster),
-#   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron),
+#   3. pg_test/run.sh (pg_regress SQL tests in a throwaway cluster with pg_cron, each file
+#      in a fresh database of its own) and, on the first version only,
+#      pg_test/independence.sh (each file alone in a cluster of its own, then all of them
+#      in reverse and in a shuffled order; issue 29),
 #   4. pg_test/dump_restore.sh (pg_dump / pg_restore round trips) and
 #      pg_test/key_sources.sh (key command, missing key, not preloaded),
 #      pg_test/integrity_cluster.sh (pgbench inserts, then verification; no key),
@@ -17,7 +20,9 @@
 #      pg_test/faults.sh (crash, cancel, statement timeout in the middle of conversion,
 #      maintenance and pseudonymization; nothing half-done, reruns complete),
 #      pg_test/config_limits.sh (daily partitions, premake 1000, no DEFAULT partition,
-#      writers running: no run and no insert fails; issue 25).
+#      writers running: no run and no insert fails; issue 25) and, on the first version
+#      only, pg_test/any_date.sh (the SQL tests with the server's clock at a month's last
+#      second, 29 February and a daylight-saving change; issue 29).
 # Exits non-zero if any tier fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +57,8 @@ count_cargo "$logdir/core.log"
 # Tiers 2-4 run once per PostgreSQL version: PG="15 16 17 18" (the default) or e.g.
 # `make test PG=17`. 15 is Debian's; 16-18 are fetched by scripts/pg_binaries.sh.
 versions=${PG:-15 16 17 18}
+# The order and date checks rerun the SQL tier several times: on one version only.
+once=${versions%% *}
 declare -A pg_configs=()
 for v in $versions; do
     if [ "$v" = 15 ]; then
@@ -95,9 +102,20 @@ for v in $versions; do
     f=$(sed -nE 's/^sql tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/sql-$v.log")
     passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
     skipped=$(grep -E '^skipped: ' "$logdir/sql-$v.log" | head -1)
+    if [ "$v" = "$once" ]; then
+        echo "== PostgreSQL $v, tier 3: every SQL test file alone, then all in reverse and in shuffled order"
+        pg_test/independence.sh >"$logdir/independence-$v.log" 2>&1
+        [ "$?" = 0 ] || status=1
+        grep -E '^(ok|not ok) - |^order: shuffle|^independence tests: ' "$logdir/independence-$v.log"
+        p=$(sed -nE 's/^independence tests: ([0-9]+) passed, ([0-9]+) failed$/\1/p' "$logdir/independence-$v.log")
+        f=$(sed -nE 's/^independence tests: ([0-9]+) passed, ([0-9]+) failed$/\2/p' "$logdir/independence-$v.log")
+        passed=$((passed + ${p:-0})); failed=$((failed + ${f:-1}))
+    fi
 
     echo "== PostgreSQL $v, tier 4: cluster-level tests (pg_dump / pg_restore, key sources, integrity under concurrency, load, faults, stall, standby and archive)"
-    for t in pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/replication.sh pg_test/config_limits.sh; do
+    tier4=(pg_test/dump_restore.sh pg_test/key_sources.sh pg_test/integrity_cluster.sh pg_test/load.sh pg_test/faults.sh pg_test/stall.sh pg_test/replication.sh pg_test/config_limits.sh)
+    [ "$v" = "$once" ] && tier4+=(pg_test/any_date.sh)
+    for t in "${tier4[@]}"; do
         log="$logdir/$(basename "$t" .sh)-$v.log"
         "$t" >"$log" 2>&1
         [ "$?" = 0 ] || status=1

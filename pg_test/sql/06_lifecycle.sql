@@ -35,9 +35,8 @@ SELECT m + interval '14 days', 'lc.retention', 'ok'
   FROM generate_series('2023-01-01'::timestamptz, '2023-04-01', '1 month') m;
 -- No retention configured and none given: nothing is dropped.
 SELECT count(*) AS dropped FROM audit_drop_expired_partitions('audit_log', NULL, false, now());
--- Cutoff 2023-02-28 23:59:59: January ends before it, and so does audit_log_2018_02
--- (made here whether or not 05_privileges left it: this file depends on no other).
-SELECT count(*) IN (0, 1) AS made_or_there FROM audit_create_partitions('audit_log', 0, '2018-02-15');
+-- Cutoff 2023-02-28 23:59:59: January ends before it, and so does audit_log_2018_02.
+SELECT * FROM audit_create_partitions('audit_log', 0, '2018-02-15');
 SELECT * FROM audit_drop_expired_partitions('audit_log', '1 month', false, '2023-03-31 23:59:59+00');
 -- Cutoff exactly 2023-03-01: February's range ends at the cutoff, so every row in it
 -- is older than the cutoff: it goes; March (ends 2023-04-01) stays.

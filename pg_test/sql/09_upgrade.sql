@@ -2,7 +2,7 @@
 -- then its catalog equals a fresh install's, every row is there, verification is
 -- clean and the journal lists each step once, in order.
 SET timezone = 'UTC';
-CREATE EXTENSION IF NOT EXISTS dblink;
+CREATE EXTENSION dblink;
 CREATE DATABASE audit_upgrade_fresh;
 CREATE DATABASE audit_upgrade_010;
 SELECT format('host=%s port=%s user=postgres dbname=',
@@ -10,10 +10,15 @@ SELECT format('host=%s port=%s user=postgres dbname=',
 -- ------------------------------------------------------------ fresh install
 \c audit_upgrade_fresh
 SET client_min_messages = warning;
+SELECT clock_timestamp() AS before_install \gset
 CREATE EXTENSION audit_db;
+SELECT clock_timestamp() AS after_install \gset
 RESET client_min_messages;
 SELECT audit_schema_version(), (SELECT extversion FROM pg_extension WHERE extname = 'audit_db') AS extversion;
-SELECT version, name, checksum ~ '^[0-9a-f]{64}$' AS sha256, applied_by, execution_ms >= 0 AS timed, success
+SELECT version, name, checksum ~ '^[0-9a-f]{64}$' AS sha256, applied_by,
+       applied_at BETWEEN :'before_install' AND :'after_install' AS applied_during_install,
+       execution_ms BETWEEN 0 AND extract(epoch FROM :'after_install'::timestamptz - :'before_install') * 1000
+         AS timed_within_install, success
   FROM audit_migrations();
 SELECT * FROM audit_pending_migrations();
 -- ------------------------------------------------- 0.1.0, filled, then updated
@@ -175,9 +180,8 @@ ROLLBACK;
 SELECT * FROM audit_verify_schema();
 SELECT version, name FROM audit_migrations() WHERE version = '0.6.0';
 DROP ROLE regress_up_writer;
-\c audit_regress
+\c postgres
 DROP DATABASE audit_upgrade_040;
 DROP DATABASE audit_upgrade_fresh;
 DROP DATABASE audit_upgrade_010;
 DROP DATABASE audit_upgrade_020;
-DROP EXTENSION dblink;

@@ -184,5 +184,5 @@ SELECT jsonb_array_length(audit_export_subject('pseudo-' || substr(md5('orig-3')
        AS found_by_its_pseudonym;
 SELECT audit_depseudonymize('pseudo-' || substr(md5('orig-1'), 1, 16));
 \echo :LAST_ERROR_SQLSTATE
-\c audit_regress
+\c postgres
 DROP DATABASE audit_adopt;

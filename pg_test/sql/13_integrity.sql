@@ -216,5 +216,5 @@ SELECT 'after retention' AS case, hash_mismatches, signature_mismatches, chain_b
   FROM audit_verify_integrity();
 SELECT (audit_integrity_digest()->>'rows_retired')::int AS rows_retired;
 
-\c audit_regress
+\c postgres
 DROP DATABASE regress_integrity;

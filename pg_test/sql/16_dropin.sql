@@ -115,12 +115,22 @@ SELECT count(*) AS error_rows FROM error_log;
 \set VERBOSITY terse
 
 -- ------------------------------------------- the original's partition functions
-SELECT create_audit_log_partitions() IS NULL AS returns_void;
-SELECT count(*) >= 7 AS this_month_and_six_ahead
+-- It returns void. The install made this month and six ahead: it makes nothing more
+-- until the config asks for 8 months ahead, then exactly the two after them.
+SELECT pg_typeof(create_audit_log_partitions()) AS returns;
+SELECT count(*) AS this_month_and_six_ahead
+  FROM audit_partitions('audit_log')
+ WHERE NOT is_default AND range_to > date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+UPDATE audit_partition_config SET premake = 8 WHERE parent = 'audit_log'::regclass;
+SELECT create_audit_log_partitions();
+SELECT count(*) AS this_month_and_eight_ahead,
+       max(range_from) = date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' + interval '8 months'
+         AS last_is_eighth_month
   FROM audit_partitions('audit_log')
  WHERE NOT is_default AND range_to > date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
 SELECT count(*) AS created_again FROM (SELECT create_audit_log_partitions()) c, audit_partitions('audit_log');
-SELECT partition_name, record_count >= 0 AS counted, size_bytes > 0 AS sized, size_pretty IS NOT NULL AS pretty
+SELECT partition_name, record_count, record_count = (SELECT count(*) FROM ONLY audit_log_default) AS counted,
+       size_bytes = pg_total_relation_size('audit_log_default') AS sized, size_pretty = pg_size_pretty(size_bytes) AS pretty
   FROM get_audit_partition_stats() WHERE partition_name = 'audit_log_default';
 SELECT count(*) = (SELECT count(*) FROM audit_partitions('audit_log')) AS one_row_per_partition
   FROM get_audit_partition_stats();
@@ -151,5 +161,5 @@ SELECT hash_mismatches, first_bad_id FROM audit_verify_integrity();
 SELECT audit_log_id, verification_status FROM audit_integrity_log
  WHERE verification_status = 'FAILED' ORDER BY id DESC LIMIT 1;
 
-\c audit_regress
+\c postgres
 DROP DATABASE regress_dropin;

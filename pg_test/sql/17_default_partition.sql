@@ -89,5 +89,5 @@ SELECT count(*) AS schema_drift FROM audit_verify_schema();
 
 SELECT dblink_disconnect('reader');
 DROP ROLE regress_dp_admin, regress_dp_reader;
-\c audit_regress
+\c postgres
 DROP DATABASE regress_default_partition;

@@ -143,5 +143,5 @@ SELECT count(*) AS rows_left, count(*) FILTER (WHERE patient = 'patient-7') AS i
 ROLLBACK;
 
 DROP ROLE regress_dpo;
-\c audit_regress
+\c postgres
 DROP DATABASE regress_subject;

@@ -307,32 +307,36 @@ SELECT 'pg_class'::regclass = 'pg_class'::regclass AS planted;
 RESET ROLE;
 -- A superuser's job with a safe search_path of its own, then every role's functions.
 SET search_path = pg_catalog;
-SELECT count(*) > 0 AS ran FROM public.audit_partition_maintenance();
-SELECT checked > 0 AS ran FROM public.audit_verify_integrity();
-SELECT public.audit_integrity_digest() IS NOT NULL AS ran;
-SELECT count(*) >= 0 AS ran FROM public.audit_verify_schema();
-SELECT count(*) > 0 AS ran FROM public.audit_schema_snapshot();
-SELECT status IS NOT NULL AS ran FROM public.audit_seal(0);
-SELECT total_partitions > 0 AS ran FROM public.audit_analyze_partitions();
-SELECT count(*) >= 0 AS ran FROM public.get_audit_partition_stats();
-SELECT public.create_audit_log_partitions() IS NULL AS ran;
-SELECT public.drop_old_audit_partitions(3650) IS NOT NULL AS ran;
-SELECT count(*) >= 0 AS ran FROM public.audit_finish_restore();
-SELECT count(*) >= 0 AS ran FROM public.audit_apply_retention_policies();
+-- (Each result is exact: what the same call gives, or the rows it must return.)
+SELECT action, count(*) FROM public.audit_partition_maintenance() GROUP BY 1 ORDER BY 1;
+SELECT checked, checked = (SELECT count(*) FROM public.audit_log) AS all_rows FROM public.audit_verify_integrity();
+SELECT d ->> 'format' AS format, (d ->> 'blocks')::bigint = (SELECT count(*) FROM public.audit_seal_block) AS all_blocks
+  FROM public.audit_integrity_digest() d;
+SELECT count(*) AS drift FROM public.audit_verify_schema();
+SELECT object_type, count(*) FROM public.audit_schema_snapshot() GROUP BY 1 ORDER BY 1;
+SELECT status, blocks FROM public.audit_seal(0);
+SELECT total_partitions, total_partitions = (SELECT count(*) FROM public.audit_partitions('public.audit_log')) AS all_partitions
+  FROM public.audit_analyze_partitions();
+SELECT count(*) AS stats_rows, count(*) = (SELECT count(*) FROM public.audit_partitions('public.audit_log')) AS all_partitions
+  FROM public.get_audit_partition_stats();
+SELECT pg_typeof(public.create_audit_log_partitions()) AS returns;
+SELECT public.drop_old_audit_partitions(3650) AS dropped;
+SELECT count(*) AS finished FROM public.audit_finish_restore();
+SELECT count(*) AS applied FROM public.audit_apply_retention_policies();
 RESET search_path;
 SET ROLE sec_admin;
-SELECT count(*) > 0 AS ran FROM audit_partition_maintenance();
-SELECT count(*) >= 0 AS ran FROM audit_create_partitions('audit_log', 8);
-SELECT checked > 0 AS ran FROM audit_verify_integrity();
+SELECT action, count(*) FROM audit_partition_maintenance() GROUP BY 1 ORDER BY 1;
+SELECT count(*) AS created FROM audit_create_partitions('audit_log', 8);
+SELECT checked, checked = (SELECT count(*) FROM audit_log) AS all_rows FROM audit_verify_integrity();
 RESET ROLE;
 SET ROLE sec_gdpr;
 SELECT audit_pseudonymize('carol@example.com', 'token') LIKE 'pseudo-%' AS ran;
 SELECT audit_depseudonymize(audit_pseudonymize('carol@example.com', 'token')) AS ran;
-SELECT count(*) >= 0 AS ran FROM audit_subject_rows(ARRAY['zed@example.com']);
+SELECT count(*) AS subject_rows FROM audit_subject_rows(ARRAY['zed@example.com']);
 SELECT jsonb_typeof(audit_export_subject(ARRAY['zed@example.com'])) AS ran;
-SELECT count(*) > 0 AS ran FROM audit_pseudonymize_subject(ARRAY['zed@example.com'], 'hash');
-SELECT count(*) > 0 AS ran FROM audit_delete_subject(ARRAY['amy@example.com'], false);
-SELECT count(*) > 0 AS ran FROM audit_forget_subject(ARRAY['carol@example.com']);
+SELECT count(*) AS pseudonymized FROM audit_pseudonymize_subject(ARRAY['zed@example.com'], 'hash');
+SELECT count(*) AS deleted FROM audit_delete_subject(ARRAY['amy@example.com'], false);
+SELECT count(*) AS forgotten FROM audit_forget_subject(ARRAY['carol@example.com']);
 RESET ROLE;
 -- A writer whose own search_path puts the planted operators first: the insert
 -- trigger's lookups run as the extension's owner, with pg_catalog's operators.
@@ -504,7 +508,7 @@ DROP TABLE public.audit_log_2019_06;
 -- untyped call of the install script would pick, and an operator the 0.6.0 step's
 -- anchor would; the original application's table it owns has an expression index
 -- that reading it for adoption would fold. Each would run as the superuser installing.
-\c audit_regress
+\c postgres
 CREATE DATABASE regress_security_install;
 \c regress_security_install
 SET client_min_messages = warning;
@@ -530,14 +534,14 @@ SET audit_db.adopt = 'drizzle';
 CREATE EXTENSION audit_db;
 RESET audit_db.adopt;
 SELECT rolsuper AS planter_is_superuser FROM pg_roles WHERE rolname = 'sec_planter';
-SELECT count(*) > 0 AS partitions_made FROM audit_partitions('audit_log') WHERE NOT is_default;
+SELECT count(*) AS this_month_and_six_ahead FROM audit_partitions('audit_log') WHERE NOT is_default;
 DROP EXTENSION audit_db;
 CREATE EXTENSION audit_db VERSION '0.5.0';
 INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES (now(), 'org-1', 'sec.chained', 'ok');
 ALTER EXTENSION audit_db UPDATE TO '0.6.0';
 SELECT rolsuper AS planter_is_superuser FROM pg_roles WHERE rolname = 'sec_planter';
 RESET client_min_messages;
-\c audit_regress
+\c postgres
 DROP DATABASE regress_security_install;
 DROP ROLE sec_planter;
 -- ------------------------------------------------ 12. verification fails closed (item 3)
@@ -545,7 +549,7 @@ DROP ROLE sec_planter;
 -- hash mismatch; a forgotten subject's row still verifies (the reference kept for its
 -- pseudonym), and an edit of it is a mismatch; a row written with the trigger off on
 -- an install that adopted nothing is a mismatch, not legacy.
-\c audit_regress
+\c postgres
 CREATE DATABASE regress_security_evidence;
 \c regress_security_evidence
 SET client_min_messages = warning;
@@ -593,7 +597,7 @@ SELECT 'forgotten row edited, row without trigger' AS case, checked, hash_mismat
 -- what existed without 0.6.0 evidence: a row past it without evidence is a mismatch,
 -- one slipped in below it is one more than recorded (a chain break), and raising the
 -- horizon breaks the anchor's hash, or, recomputed, the link the next block signed.
-\c audit_regress
+\c postgres
 CREATE DATABASE regress_security_anchor;
 \c regress_security_anchor
 SET client_min_messages = warning;
@@ -631,7 +635,7 @@ SELECT audit_seal_anchor();
 -- A row erased through audit_db leaves no room below the horizon: the erasure is
 -- counted (audit_seal_retired, epoch 0), so a row slipped in with its id is one too
 -- many, also for a run over a time range.
-\c audit_regress
+\c postgres
 CREATE DATABASE regress_security_slot;
 \c regress_security_slot
 SET client_min_messages = warning;
@@ -655,7 +659,7 @@ SELECT 'slipped in, one day' AS case, hash_mismatches, chain_breaks FROM audit_v
 
 -- An anchor planted on an install that adopted nothing is unsigned: with a key
 -- configured, a chain break, whatever the sealer chained onto it.
-\c audit_regress
+\c postgres
 CREATE DATABASE regress_security_plant;
 \c regress_security_plant
 SET client_min_messages = warning;
@@ -671,11 +675,11 @@ SET session_replication_role = replica;
 INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-p', 'plant.sneak', 'ok');
 RESET session_replication_role;
 SELECT 'planted anchor' AS case, hash_mismatches, chain_breaks FROM audit_verify_integrity();
-\c audit_regress
+\c postgres
 DROP DATABASE regress_security_evidence;
 DROP DATABASE regress_security_anchor;
 DROP DATABASE regress_security_slot;
 DROP DATABASE regress_security_plant;
-\c audit_regress
+\c postgres
 DROP DATABASE regress_security;
 DROP ROLE sec_writer, sec_admin, sec_gdpr, sec_nobody, sec_reader_role, sec_owner;

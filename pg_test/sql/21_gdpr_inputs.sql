@@ -153,5 +153,5 @@ SELECT samples -> 0 -> 'n' AS other_values_kept FROM error_aggregation;
 SELECT blocks >= 0 AS sealed FROM audit_seal(0);
 SELECT 'at the end' AS step, verified();
 
-\c audit_regress
+\c postgres
 DROP DATABASE regress_gdpr_inputs;
