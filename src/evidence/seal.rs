@@ -350,8 +350,7 @@ fn genuine_restored_row(row: &RawRow<'_>, ring: Option<&KeyRing>) -> bool {
     else {
         return false;
     };
-    // SAFETY: reads backend state.
-    if !unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) } || epoch <= 0 {
+    if !crate::base::restore::superuser_session() || epoch <= 0 {
         return false;
     }
     let Some(ring) = ring else { return false };

@@ -16,7 +16,7 @@
 //! 2^63-1 would exhaust the sequence for everyone, issue 25), so only a superuser
 //! (the inserting role) may do that; anyone else gets 22023 and keeps the sequence where it was.
 //!
-//! A restore (a superuser session with row_security off) is trusted: see `restoring`.
+//! A restore (a superuser session with row_security off) is trusted: see `base::restore`.
 //!
 //! Limit (docs/migrating.md): an explicit id below the sequence's position that a
 //! concurrent, not yet committed transaction drew from the sequence is not seen by
@@ -65,21 +65,6 @@ fn audit_log_next_id() -> i64 {
     id
 }
 
-/// A superuser session with `row_security = off`, as pg_dump's scripts and pg_restore
-/// run: the rows come from a table whose ids were unique, and the dump sets the
-/// sequence at its end. Checking each row would cost a lookup per row (about 200 µs
-/// with a dozen partitions). Trusting this is no weaker than the rest: a superuser can
-/// disable triggers outright (session_replication_role).
-fn restoring() -> bool {
-    // SAFETY: reads backend state.
-    let superuser = unsafe { pg_sys::superuser_arg(pg_sys::GetSessionUserId()) };
-    superuser
-        && Spi::get_one::<String>("SELECT pg_catalog.current_setting('row_security')")
-            .ok()
-            .flatten()
-            .is_some_and(|v| v == "off")
-}
-
 /// Called by the insert trigger for every row it hashes: refuses an explicit id that
 /// exists already (23505). `internal`: audit_db's own copy of rows whose ids were
 /// unique where they came from (adoption), trusted like a restore.
@@ -89,7 +74,7 @@ pub fn check(id: Option<i64>, internal: bool) -> AuditResult<()> {
         DRAWN.with(|d| d.set(None));
         return Ok(());
     }
-    if internal || restoring() {
+    if internal || crate::base::restore::restoring() {
         return Ok(());
     }
     // The lookup must see every committed row; a REPEATABLE READ or SERIALIZABLE

@@ -282,15 +282,6 @@ fn append_link(chain_key: &str, hash: &str) -> AuditResult<(i64, String)> {
     Ok((next.seq, next.hash))
 }
 
-/// True in a session that pg_dump's output or pg_restore drives (row_security = off).
-fn restoring() -> bool {
-    // SAFETY: reads a GUC value by name; NULL when unknown (missing_ok).
-    unsafe {
-        let v = pg_sys::GetConfigOption(c"row_security".as_ptr(), true, false);
-        !v.is_null() && std::ffi::CStr::from_ptr(v).to_bytes() == b"off"
-    }
-}
-
 /// BEFORE INSERT on audit_log in versions 0.4.0 and 0.5.0 (their frozen scripts still
 /// name this symbol): hash, signature, chain. 0.6.0 uses `seal::audit_log_seal_trigger`.
 #[pg_trigger(sql = false)]
@@ -306,7 +297,7 @@ fn audit_log_integrity_trigger<'a>(
     // keeps its hash and link. (pg_dump's scripts set row_security = off; a row that
     // slips in this way with a made-up link still fails verification: its signature
     // or its place in the chain gives it away.)
-    if (crate::base::internal::active() || restoring())
+    if (crate::base::internal::active() || crate::base::restore::restoring())
         && field::<i64>(&new, "chain_seq").or_report().is_some()
         && field::<String>(&new, "chain_hash").or_report().is_some()
     {
