@@ -192,9 +192,45 @@ pub fn month_after(date: Date) -> Date {
     date.add_months_to_first(1)
 }
 
+/// `name` with `suffix`, the name shortened (by whole characters) so that the result
+/// fits in PostgreSQL's 63 bytes: how audit_db names a DEFAULT partition, a detached
+/// or converted table, and the next free name.
+pub fn with_suffix(name: &str, suffix: &str) -> String {
+    let mut base = name.to_string();
+    while base.len() + suffix.len() > MAX_IDENTIFIER_BYTES && !base.is_empty() {
+        base.pop();
+    }
+    base + suffix
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn with_suffix_fits_and_keeps_a_prefix(name in "\\PC{0,80}", suffix in "_[a-z0-9]{1,12}") {
+            let out = with_suffix(&name, &suffix);
+            prop_assert!(out.len() <= MAX_IDENTIFIER_BYTES);
+            prop_assert!(out.ends_with(&suffix));
+            let base = &out[..out.len() - suffix.len()];
+            prop_assert!(name.starts_with(base));
+            // Only as much is cut as needed: one more character would not fit.
+            if base.len() < name.len() {
+                let next = name[base.len()..].chars().next().unwrap();
+                prop_assert!(base.len() + next.len_utf8() + suffix.len() > MAX_IDENTIFIER_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn with_suffix_examples() {
+        assert_eq!(with_suffix("audit_log", "_default"), "audit_log_default");
+        assert_eq!(with_suffix(&"x".repeat(63), "_1"), format!("{}_1", "x".repeat(61)));
+        // A multibyte character is cut whole, never split.
+        assert_eq!(with_suffix(&format!("{}é", "x".repeat(55)), "_default"), format!("{}_default", "x".repeat(55)));
+    }
 
     fn d(y: i32, m: u32, day: u32) -> Date {
         Date::new(y, m, day).unwrap()

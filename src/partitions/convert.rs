@@ -15,7 +15,7 @@ use crate::partitions::partition::{create_partition, missing_periods, Parent, Pa
 use crate::base::regclass::Regclass;
 use crate::base::spi_util::{ext_schema, qualified};
 use audit_db_core::calendar::Date;
-use audit_db_core::partition::{bound_literal, month_after, months_between, plan, PartitionInterval};
+use audit_db_core::partition::{bound_literal, month_after, months_between, plan, with_suffix, PartitionInterval};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 
@@ -159,15 +159,6 @@ fn check_dependents(rel: Regclass, name: &str) -> AuditResult<()> {
     ))
     .detail(deps.join("; "))
     .hint("Drop these objects (or remove the table from them), convert, then recreate them on the partitioned table."))
-}
-
-/// `name` with `suffix`, shortened to 63 bytes.
-fn with_suffix(name: &str, suffix: &str) -> String {
-    let mut base = name.to_string();
-    while base.len() + suffix.len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
-        base.pop();
-    }
-    base + suffix
 }
 
 fn utc_date_of(ts_sql: &str, args: &[pgrx::datum::DatumWithOid]) -> AuditResult<Option<Date>> {

@@ -440,11 +440,7 @@ pub fn drop_default_partition(parent: &Parent) -> AuditResult<Option<String>> {
 /// Gives `parent` a DEFAULT partition named `<parent>_default` (ACCESS EXCLUSIVE on the
 /// parent while it is attached). Runs inside `with_lock_retries`.
 pub fn create_default_partition(parent: &Parent) -> AuditResult<String> {
-    let mut name = parent.name.clone();
-    while name.len() + "_default".len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
-        name.pop();
-    }
-    name.push_str("_default");
+    let mut name = audit_db_core::partition::with_suffix(&parent.name, "_default");
     // (Taken by a table that is not a partition: the next free name, see missing_periods.)
     if relation_exists(&parent.schema, &name)? {
         name = free_name(&parent.schema, &name)?;
@@ -533,12 +529,7 @@ pub fn missing_periods(
 /// trimmed to PostgreSQL's 63 bytes.
 fn free_name(schema: &str, name: &str) -> AuditResult<String> {
     for k in 1..100 {
-        let suffix = format!("_{k}");
-        let mut base = name.to_string();
-        while base.len() + suffix.len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
-            base.pop();
-        }
-        let candidate = base + &suffix;
+        let candidate = audit_db_core::partition::with_suffix(name, &format!("_{k}"));
         if !relation_exists(schema, &candidate)? {
             return Ok(candidate);
         }
@@ -694,12 +685,7 @@ pub fn drop_tables(tables: &[(String, String)], cascade: bool) -> AuditResult<()
 
 /// `<name>_detached`, shortened so it fits in 63 bytes.
 pub fn detached_name(name: &str) -> String {
-    const SUFFIX: &str = "_detached";
-    let mut base = name.to_string();
-    while base.len() + SUFFIX.len() > audit_db_core::partition::MAX_IDENTIFIER_BYTES {
-        base.pop();
-    }
-    base + SUFFIX
+    audit_db_core::partition::with_suffix(name, "_detached")
 }
 
 /// Drops (or detaches) every expired partition of `rel`. NULL retention = the config
