@@ -208,7 +208,7 @@ fn push_encoded_details(out: &mut String, details: Option<&str>, personal: &[Str
     };
     out.push('{');
     let mut first = true;
-    for m in members.iter().filter(|m| !MARKER_KEYS.contains(&m.key.as_ref())) {
+    for m in members.iter().filter(|m| !is_marker(&m.key, &text[m.value.clone()])) {
         if !first {
             out.push_str(", ");
         }
@@ -222,6 +222,47 @@ fn push_encoded_details(out: &mut String, details: Option<&str>, personal: &[Str
         }
     }
     out.push('}');
+}
+
+/// A pseudonymization marker as audit_pseudonymize_subject writes it, left out of the
+/// hash: `"pseudonymized": true`, or `"pseudonymizedAt"` with a timestamptz as
+/// PostgreSQL writes it in JSON (`2026-12-03T07:15:00.123456+00:00`). Under these keys
+/// any other value is hashed like every member, so nothing can be added to a row under
+/// a marker's name (issue 25), and pseudonymization adds a marker only where its key
+/// is free or holds a marker already (src/privacy/subject.rs), never over a value.
+pub fn is_marker(key: &str, value: &str) -> bool {
+    match key {
+        "pseudonymized" => value == "true",
+        "pseudonymizedAt" => crate::jsontext::decode_string(value).is_some_and(|s| is_json_timestamptz(&s)),
+        _ => false,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,6}]` and a zone `+HH`, `+HH:MM` or `+HH:MM:SS` (or `-`).
+fn is_json_timestamptz(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    if !(digits(0..4) && at(4, b'-') && digits(5..7) && at(7, b'-') && digits(8..10) && at(10, b'T')
+        && digits(11..13) && at(13, b':') && digits(14..16) && at(16, b':') && digits(17..19))
+    {
+        return false;
+    }
+    let mut i = 19;
+    if at(i, b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start || i - start > 6 {
+            return false;
+        }
+    }
+    let zone = &b[i..];
+    matches!(zone.first(), Some(b'+' | b'-'))
+        && matches!(zone.len(), 3 | 6 | 9)
+        && zone[1..].iter().enumerate().all(|(k, c)| if k % 3 == 2 { *c == b':' } else { c.is_ascii_digit() })
 }
 
 /// `name=value\n` lines of the encoding, written straight into one buffer.
@@ -504,7 +545,7 @@ mod tests {
 
     #[test]
     fn markers_and_personal_values_are_normalised() {
-        let t = r#"{"ip": "x", "email": "a@x", "pseudonymized": true, "pseudonymizedAt": "2026"}"#;
+        let t = r#"{"ip": "x", "email": "a@x", "pseudonymized": true, "pseudonymizedAt": "2026-12-03T07:15:00.5+00:00"}"#;
         let e = encoded_details(Some(t), &["email".into()], &|v| format!("R({v})"));
         assert_eq!(e, r#"{"ip": "x", "email": "R(a@x)"}"#);
         // The same row after pseudonymization (value replaced by its reference, markers added).
@@ -589,5 +630,25 @@ mod tests {
         assert_eq!(forgotten_message("pseudo-ab", "pseudo-cd"), "audit_db.forgotten.v1\n9:pseudo-ab\npseudo-cd\n");
         assert_ne!(forgotten_message("a\nb", "c"), forgotten_message("a", "b\nc"));
         let _ = json!(null);
+    }
+
+    #[test]
+    fn only_markers_in_their_own_shape_leave_the_hash() {
+        assert!(is_marker("pseudonymized", "true"));
+        assert!(!is_marker("pseudonymized", "false"));
+        assert!(!is_marker("pseudonymized", r#"{"amount": 1000000}"#));
+        assert!(is_marker("pseudonymizedAt", r#""2026-12-03T07:15:00.123456+00:00""#));
+        assert!(is_marker("pseudonymizedAt", r#""2026-12-03T07:15:00-05""#));
+        assert!(is_marker("pseudonymizedAt", r#""1850-01-01T00:00:00+00:53:28""#));
+        assert!(!is_marker("pseudonymizedAt", r#""forged""#));
+        assert!(!is_marker("pseudonymizedAt", r#""2026-12-03T07:15:00.1234567+00:00""#));
+        assert!(!is_marker("pseudonymizedAt", r#""2026-12-03T07:15:00+00:00 and more""#));
+        assert!(!is_marker("pseudonymizedAt", "20261203"));
+        // Content under a marker's name is hashed: adding it changes the encoding.
+        let plain = encoded_details(Some(r#"{"n": 1}"#), &[], &|v| v.to_string());
+        let smuggled = encoded_details(Some(r#"{"n": 1, "pseudonymized": {"approved_by": "ceo"}}"#), &[], &|v| v.to_string());
+        let marked = encoded_details(Some(r#"{"n": 1, "pseudonymized": true, "pseudonymizedAt": "2026-12-03T07:15:00+00:00"}"#), &[], &|v| v.to_string());
+        assert_ne!(plain, smuggled);
+        assert_eq!(plain, marked);
     }
 }

@@ -675,7 +675,71 @@ SET session_replication_role = replica;
 INSERT INTO audit_log ("timestamp", organization_id, action, status) VALUES ('2026-01-05', 'org-p', 'plant.sneak', 'ok');
 RESET session_replication_role;
 SELECT 'planted anchor' AS case, hash_mismatches, chain_breaks FROM audit_verify_integrity();
+
+-- Second attack round. A token's mapping is whole or it does not resolve: an original
+-- moved to another token's mapping row (its blind index is not that token's) leaves
+-- both rows unresolved, so swapping the tokens of two sealed rows is reported. And
+-- content added under a marker's name is hashed like any member.
 \c postgres
+CREATE DATABASE regress_security_mapping;
+\c regress_security_mapping
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
+RESET client_min_messages;
+SET audit_db.personal_details_keys = 'email,name';
+INSERT INTO audit_log ("timestamp", principal_id, organization_id, action, status, details) VALUES
+    ('2026-01-02', 'alice', 'org', 'payment.approve', 'ok', '{"email": "alice@x", "amount": 5}'),
+    ('2026-01-02', 'bob', 'org', 'login', 'ok', '{"email": "bob@x"}'),
+    ('2026-01-02', 'carol', 'org', 'note', 'ok', NULL);
+SELECT audit_pseudonymize_subject('alice', 'token') AS alice, audit_pseudonymize_subject('bob', 'token') AS bob;
+SELECT blocks > 0 AS sealed FROM audit_seal(0);
+SELECT 'tokens' AS case, hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity();
+BEGIN;
+SET LOCAL session_replication_role = replica;
+WITH a AS (SELECT pseudonym_id p, original_id o FROM pseudonym_mapping
+            WHERE pseudonym_id = (SELECT principal_id FROM audit_log WHERE action = 'payment.approve')),
+     b AS (SELECT pseudonym_id p, original_id o FROM pseudonym_mapping
+            WHERE pseudonym_id = (SELECT principal_id FROM audit_log WHERE action = 'login'))
+UPDATE pseudonym_mapping m SET original_id = CASE WHEN m.pseudonym_id = a.p THEN b.o ELSE a.o END
+  FROM a, b WHERE m.pseudonym_id IN (a.p, b.p);
+WITH a AS (SELECT principal_id p FROM audit_log WHERE action = 'payment.approve'),
+     b AS (SELECT principal_id p FROM audit_log WHERE action = 'login')
+UPDATE audit_log l SET principal_id = CASE WHEN l.action = 'payment.approve' THEN b.p ELSE a.p END
+  FROM a, b WHERE l.action IN ('payment.approve', 'login');
+COMMIT;
+SELECT 'originals swapped between mappings' AS case, hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity();
+BEGIN;
+SET LOCAL session_replication_role = replica;
+UPDATE audit_log SET details = '{"pseudonymized": {"approved_by": "ceo", "amount": 1000000}, "pseudonymizedAt": "forged"}'
+ WHERE action = 'note';
+COMMIT;
+SELECT 'content under the markers'' names' AS case, hash_mismatches FROM audit_verify_integrity();
+
+-- No false report where a row holds a pseudonym a writer wrote itself next to one
+-- pseudonymization put there (a logged depseudonymization names its pseudonym as the
+-- target), nor where a writer's own value sits under a marker's name (it stays).
+\c postgres
+CREATE DATABASE regress_security_mixed;
+\c regress_security_mixed
+SET client_min_messages = warning;
+CREATE EXTENSION audit_db;
+RESET client_min_messages;
+SET audit_db.personal_details_keys = 'email';
+SELECT audit_pseudonymize('bob', 'token') AS tb \gset
+INSERT INTO audit_log ("timestamp", principal_id, organization_id, action, status, target_resource_id, details) VALUES
+    ('2026-01-02', 'alice', 'org', 'view', 'ok', :'tb', '{"email": "alice@x"}'),
+    ('2026-01-02', 'dan', 'org', 'view', 'ok', NULL, '{"email": "dan@x", "pseudonymized": "no", "pseudonymizedAt": "never"}');
+SELECT audit_pseudonymize_subject('alice', 'encryption') AS alice, audit_pseudonymize_subject('dan', 'hash') AS dan;
+SELECT audit_depseudonymize(:'tb') AS bob;
+SELECT audit_pseudonymize_subject(session_user::text, 'token') > 0 AS dpo;
+SELECT details->'pseudonymized' AS kept, details->'pseudonymizedAt' AS kept_at, details->>'email' LIKE 'pseudo-%' AS email_pseudonymized
+  FROM audit_log WHERE action = 'view' AND details ? 'pseudonymizedAt' AND details->>'pseudonymizedAt' = 'never';
+SELECT blocks > 0 AS sealed FROM audit_seal(0);
+SELECT 'written and put pseudonyms' AS case, hash_mismatches, signature_mismatches, chain_breaks FROM audit_verify_integrity();
+
+\c postgres
+DROP DATABASE regress_security_mapping;
+DROP DATABASE regress_security_mixed;
 DROP DATABASE regress_security_evidence;
 DROP DATABASE regress_security_anchor;
 DROP DATABASE regress_security_slot;

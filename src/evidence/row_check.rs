@@ -54,12 +54,32 @@ fn statement_ring() -> Option<Rc<KeyRing>> {
 fn lookup_original(ring: &KeyRing, value: &str) -> AuditResult<Option<String>> {
     Ok(match pseudonym::classify(value) {
         Some(Strategy::Encryption) => pseudonym::decrypt_pseudonym(ring, value).ok(),
-        Some(Strategy::Token) => crate::base::spi_util::read_one::<String>(
-            &q("SELECT (SELECT original_id FROM @extschema@.pseudonym_mapping WHERE pseudonym_id = $1 LIMIT 1)")?,
-            &[value.into()],
-        )?
-        .and_then(|sealed| pseudonym::open_original(ring, &sealed).ok()),
+        Some(Strategy::Token) => token_original(ring, value)?,
         _ => None,
+    })
+}
+
+/// The original behind a token, from its mapping, if the mapping is whole: the sealed
+/// original opens under the ring and its blind index is the mapping's (the ciphertext
+/// names no pseudonym, so one moved to another mapping row, or copied to a planted
+/// one, would otherwise resolve a token to someone else's original; issue 25).
+fn token_original(ring: &KeyRing, token: &str) -> AuditResult<Option<String>> {
+    Spi::connect(|client| {
+        let mut found = None;
+        for r in client.select(
+            &q("SELECT m.original_id, m.blind_index FROM @extschema@.pseudonym_mapping m
+                 WHERE m.pseudonym_id OPERATOR(pg_catalog.=) $1 AND m.strategy OPERATOR(pg_catalog.=) 'token'")?,
+            None,
+            &[token.into()],
+        )? {
+            let (Some(sealed), Some(blind)) = (r.get::<String>(1)?, r.get::<String>(2)?) else { continue };
+            let Ok(original) = pseudonym::open_original(ring, &sealed) else { continue };
+            if ring.keys().iter().any(|k| pseudonym::blind_index(k, &original) == blind) {
+                found = Some(original);
+                break;
+            }
+        }
+        Ok::<_, AuditError>(found)
     })
 }
 
@@ -70,7 +90,7 @@ fn lookup_forgotten(ring: &KeyRing, value: &str, key_id: &str) -> AuditResult<Op
         return Ok(None);
     }
     let Some(key) = ring.get(key_id) else { return Ok(None) };
-    Ok(Spi::connect(|client| {
+    Spi::connect(|client| {
         let mut found = None;
         for r in client.select(
             &q("SELECT f.reference, f.signature FROM @extschema@.pseudonym_forgotten f
@@ -85,7 +105,7 @@ fn lookup_forgotten(ring: &KeyRing, value: &str, key_id: &str) -> AuditResult<Op
             }
         }
         Ok::<_, AuditError>(found)
-    })?)
+    })
 }
 
 /// Whether a row of `pseudonym_forgotten` (pseudonym, reference, signature) was signed

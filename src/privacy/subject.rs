@@ -298,7 +298,15 @@ fn pseudonymize_audit_log(subject: &Subject, map: &pgrx::JsonB, strategy: Strate
                                     ELSE e.value END)
                         FROM pg_catalog.jsonb_each(a.details) e), '{}'::jsonb)
                   ELSE a.details END
-                        || pg_catalog.jsonb_build_object('pseudonymized', true, 'pseudonymizedAt', pg_catalog.now()) END
+                        -- The markers, where their keys are free or hold markers already: a
+                        -- writer's own value under such a key is hashed and stays (issue 25).
+                        || CASE WHEN coalesce(a.details -> 'pseudonymized', 'true'::jsonb) = 'true'::jsonb
+                                THEN pg_catalog.jsonb_build_object('pseudonymized', true) ELSE '{}'::jsonb END
+                        || CASE WHEN a.details -> 'pseudonymizedAt' IS NULL
+                                  OR (pg_catalog.jsonb_typeof(a.details -> 'pseudonymizedAt') = 'string'
+                                      AND (a.details ->> 'pseudonymizedAt')
+                                          ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,6})?[+-][0-9]{2}(:[0-9]{2}){0,2}$')
+                                THEN pg_catalog.jsonb_build_object('pseudonymizedAt', pg_catalog.now()) ELSE '{}'::jsonb END END
             WHERE a.principal_id = ANY($1)
                OR (a.row_hash IS NOT NULL AND a.target_resource_id = ANY($1))
                OR a.details @> ANY($6)
